@@ -1,0 +1,60 @@
+use serde::de::DeserializeOwned;
+
+use crate::{HookContext, HookError};
+
+/// What the host told this hook call: the run, the instance, dry-run, the
+/// operator's `params` and an optional explicit target.
+#[derive(Debug, Clone)]
+pub struct Context {
+    raw: HookContext,
+}
+
+impl Context {
+    /// Wrap the context the host passed in.
+    pub fn new(raw: HookContext) -> Self {
+        Self { raw }
+    }
+
+    /// The instance's `params` table, deserialized. A params struct with
+    /// `#[serde(deny_unknown_fields)]` turns typos in rewind.toml into an
+    /// `invalid-input` error naming the key.
+    pub fn params<T: DeserializeOwned>(&self) -> Result<T, HookError> {
+        serde_json::from_str(&self.raw.params_json).map_err(|err| {
+            HookError::InvalidInput(format!(
+                "params of instance `{}`: {err}",
+                self.raw.instance
+            ))
+        })
+    }
+
+    pub fn run_id(&self) -> &str {
+        &self.raw.run_id
+    }
+
+    pub fn project(&self) -> &str {
+        &self.raw.project
+    }
+
+    pub fn environment(&self) -> &str {
+        &self.raw.environment
+    }
+
+    /// The operator's name for this plugin instance.
+    pub fn instance(&self) -> &str {
+        &self.raw.instance
+    }
+
+    /// When true, change nothing; report what would be done.
+    pub fn dry_run(&self) -> bool {
+        self.raw.dry_run
+    }
+
+    /// An explicit target (release, commit, tag, revision) given by the operator.
+    pub fn target(&self) -> Option<&str> {
+        self.raw.target.as_deref()
+    }
+
+    pub fn raw(&self) -> &HookContext {
+        &self.raw
+    }
+}
