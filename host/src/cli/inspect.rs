@@ -1,0 +1,176 @@
+//! `rewind plugins inspect`.
+
+use std::sync::Arc;
+
+use anyhow::{Result, anyhow};
+use rewind::bindings::rewind::hooks::types::PluginInfo;
+use rewind::engine::Runtime;
+use rewind::grants::Grants;
+use rewind::sandbox::{HookInput, HookOutput, LogSink, SandboxSpec, call_hook};
+use serde_json::json;
+
+use super::target::{self, PluginTarget};
+use super::{AdHocArgs, Cli, exit};
+
+pub const AFTER_HELP: &str = "\
+Examples:
+  rewind plugins inspect target/wasm32-wasip2/release/http_health.wasm
+  rewind plugins inspect db            # an instance: requested vs granted side by side
+  rewind plugins inspect db --json";
+
+pub fn run(cli: &Cli, plugin_arg: &str, json: bool) -> Result<i32> {
+    let target = target::resolve(cli, plugin_arg, &AdHocArgs::default())?;
+    let runtime = Runtime::new(Runtime::default_cache_dir())?;
+    let plugin = rewind::plugin::load(&runtime, &target.source, target.pin.as_deref())?;
+    let info = describe(&plugin, &target)?;
+
+    let granted = target.config.as_ref().map(|_| target.spec.grants.clone());
+    if json {
+        let mut out = json!({
+            "file": plugin.path,
+            "sha256": plugin.sha256,
+            "api_version": plugin.api_version,
+            "hooks": plugin.hooks,
+            "name": info.name,
+            "version": info.version,
+            "summary": info.summary,
+            "requested": {
+                "exec": info.capabilities.exec,
+                "paths": info.capabilities.paths.iter().map(|p| json!({
+                    "path": p.path, "writable": p.writable, "reason": p.reason
+                })).collect::<Vec<_>>(),
+                "env": info.capabilities.env,
+                "http": info.capabilities.http,
+            },
+            "params": info.params.iter().map(|p| json!({
+                "name": p.name, "required": p.required, "description": p.description
+            })).collect::<Vec<_>>(),
+        });
+        if let Some(grants) = &granted {
+            out["instance"] = json!(target.spec.instance);
+            out["granted"] = serde_json::to_value(grants.as_ref())?;
+        }
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(exit::OK);
+    }
+
+    println!("{} {}", info.name, info.version);
+    println!("  {}", info.summary);
+    println!("  file:         {}", plugin.path.display());
+    println!("  sha256:       {}", plugin.sha256);
+    println!(
+        "  api version:  {}@{}",
+        rewind::plugin::WIT_PACKAGE,
+        plugin.api_version
+    );
+    let hooks: Vec<&str> = plugin.hooks.iter().map(|h| h.as_str()).collect();
+    println!("  hooks:        {}", hooks.join(", "));
+    if !info.params.is_empty() {
+        println!("  params:");
+        for p in &info.params {
+            let req = if p.required { " (required)" } else { "" };
+            println!("    {}{req}: {}", p.name, p.description);
+        }
+    }
+    print_capabilities(&info, granted.as_deref());
+    Ok(exit::OK)
+}
+
+/// Call `describe` with no grants at all: it must need none.
+pub fn describe(
+    plugin: &rewind::plugin::LoadedPlugin,
+    target: &PluginTarget,
+) -> Result<PluginInfo> {
+    let scratch = tempfile::tempdir()?;
+    let store = rewind::store::Store::open(scratch.path())?;
+    let spec = SandboxSpec {
+        instance: target.spec.instance.clone(),
+        grants: Arc::new(Grants::default()),
+        limits: target.spec.limits.clone(),
+    };
+    let ctx = super::hook::context(target, "describe", false, None);
+    let outcome = call_hook(
+        plugin,
+        &spec,
+        &store,
+        ctx,
+        HookInput::Describe,
+        LogSink::new(None),
+    );
+    match outcome.result {
+        Ok(HookOutput::Info(info)) => Ok(info),
+        Ok(_) => Err(anyhow!(
+            "describe returned something other than plugin info"
+        )),
+        Err(err) => Err(anyhow!(err)),
+    }
+}
+
+fn print_capabilities(info: &PluginInfo, granted: Option<&Grants>) {
+    let caps = &info.capabilities;
+    let paths: Vec<String> = caps
+        .paths
+        .iter()
+        .map(|p| {
+            let mode = if p.writable { "rw" } else { "ro" };
+            format!("{mode}:{} ({})", p.path, p.reason)
+        })
+        .collect();
+    let rows: [(&str, Vec<String>, Vec<String>); 4] = [
+        (
+            "exec",
+            caps.exec.clone(),
+            granted.map_or_else(Vec::new, |g| g.exec.iter().map(|e| e.to_string()).collect()),
+        ),
+        (
+            "paths",
+            paths,
+            granted.map_or_else(Vec::new, |g| {
+                g.paths
+                    .iter()
+                    .map(|p| {
+                        let mode = if p.writable { "rw" } else { "ro" };
+                        format!("{mode}:{}", p.path.display())
+                    })
+                    .collect()
+            }),
+        ),
+        (
+            "env",
+            caps.env.clone(),
+            granted.map_or_else(Vec::new, |g| g.env.clone()),
+        ),
+        (
+            "http",
+            caps.http.clone(),
+            granted.map_or_else(Vec::new, |g| g.http.iter().map(|o| o.to_string()).collect()),
+        ),
+    ];
+    match granted {
+        None => {
+            println!("  requests:");
+            for (kind, requested, _) in &rows {
+                let list = if requested.is_empty() {
+                    "-".to_string()
+                } else {
+                    requested.join(", ")
+                };
+                println!("    {kind:<6} {list}");
+            }
+        }
+        Some(_) => {
+            println!("  {:<8}{:<48}granted", "", "requested");
+            for (kind, requested, given) in &rows {
+                let n = requested.len().max(given.len()).max(1);
+                for i in 0..n {
+                    let label = if i == 0 { *kind } else { "" };
+                    println!(
+                        "  {label:<8}{:<48}{}",
+                        requested.get(i).map_or("-", String::as_str),
+                        given.get(i).map_or("-", String::as_str)
+                    );
+                }
+            }
+        }
+    }
+}

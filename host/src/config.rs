@@ -1,0 +1,596 @@
+//! `rewind.toml`: parsing, validation, and errors that point at
+//! `file:line:column`.
+//!
+//! Unknown keys are errors (every table is `deny_unknown_fields`), so a typo
+//! never silently turns a grant or a chain step off. Values that parse as
+//! TOML but mean nothing (a malformed exec grant, a chain naming an instance
+//! that does not exist) are reported at the value's own span.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::grants::{ExecPattern, Grants, OriginPattern, PathGrant};
+use crate::sandbox::{Limits, SandboxSpec};
+
+/// The default config file name, looked up in the working directory.
+pub const DEFAULT_CONFIG: &str = "rewind.toml";
+
+/// An error in a config file, located at a line and column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: PathBuf,
+    /// 1-based line and column, when the error has a location.
+    pub location: Option<(usize, usize)>,
+    pub message: String,
+    /// The offending source line, for display under the message.
+    pub source_line: Option<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.location {
+            Some((line, col)) => {
+                write!(f, "{}:{line}:{col}: {}", self.path.display(), self.message)?
+            }
+            None => write!(f, "{}: {}", self.path.display(), self.message)?,
+        }
+        if let (Some(text), Some((line, col))) = (&self.source_line, self.location) {
+            let gutter = line.to_string().len();
+            write!(
+                f,
+                "\n {:gutter$} |\n {line} | {text}\n {:gutter$} | {:>col$}",
+                "", "", "^"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Turns byte spans into positioned errors for one file.
+struct Locator<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Locator<'_> {
+    fn error(&self, span: Option<Range<usize>>, message: impl Into<String>) -> ConfigError {
+        let message = message.into();
+        let Some(span) = span else {
+            return ConfigError {
+                path: self.path.to_path_buf(),
+                location: None,
+                message,
+                source_line: None,
+            };
+        };
+        let offset = span.start.min(self.text.len());
+        let before = &self.text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let col = self.text[line_start..offset].chars().count() + 1;
+        let source_line = self.text[line_start..]
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string();
+        ConfigError {
+            path: self.path.to_path_buf(),
+            location: Some((line, col)),
+            message,
+            source_line: Some(source_line),
+        }
+    }
+}
+
+// ------------------------------------------------------------ raw schema
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    project: RawProject,
+    #[serde(default)]
+    store: RawStore,
+    #[serde(default)]
+    plugins: BTreeMap<Spanned<String>, RawInstance>,
+    #[serde(default)]
+    chains: RawChains,
+    #[serde(default)]
+    guard: Option<RawGuard>,
+    #[serde(default)]
+    notify: Option<RawNotify>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProject {
+    name: String,
+    #[serde(default = "default_environment")]
+    environment: String,
+}
+
+fn default_environment() -> String {
+    "production".into()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    url: Option<Spanned<String>>,
+    keep_days: Option<u32>,
+    keep_last: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInstance {
+    source: Spanned<String>,
+    sha256: Option<Spanned<String>>,
+    #[serde(default)]
+    grants: RawGrants,
+    #[serde(default)]
+    params: toml::Table,
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGrants {
+    #[serde(default)]
+    exec: Vec<Spanned<String>>,
+    #[serde(default)]
+    paths: Vec<Spanned<String>>,
+    #[serde(default)]
+    env: Vec<Spanned<String>>,
+    #[serde(default)]
+    http: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    memory_mb: Option<Spanned<u64>>,
+    timeout_s: Option<Spanned<u64>>,
+    output_mb: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChains {
+    #[serde(default)]
+    backup: Vec<Spanned<String>>,
+    #[serde(default)]
+    rollback: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGuard {
+    #[serde(default)]
+    health: Vec<Spanned<String>>,
+    #[serde(default)]
+    retries: Option<u32>,
+    #[serde(default)]
+    delay_s: Option<u64>,
+    #[serde(default)]
+    auto_rollback: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNotify {
+    #[serde(default)]
+    sinks: Vec<Spanned<String>>,
+}
+
+// ------------------------------------------------------------ validated
+
+/// A validated `rewind.toml`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from.
+    pub path: PathBuf,
+    pub project: String,
+    pub environment: String,
+    pub store: StoreConfig,
+    /// Plugin instances by name, in name order.
+    pub instances: BTreeMap<String, Instance>,
+    pub chains: Chains,
+    pub guard: GuardConfig,
+    pub notify_sinks: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct StoreConfig {
+    /// `file://` URL or plain path of the store; `None` means the default.
+    pub url: Option<String>,
+    pub keep_days: Option<u32>,
+    pub keep_last: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Chains {
+    pub backup: Vec<String>,
+    pub rollback: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct GuardConfig {
+    pub health: Vec<String>,
+    pub retries: u32,
+    pub delay: Duration,
+    pub auto_rollback: bool,
+}
+
+impl Default for GuardConfig {
+    fn default() -> Self {
+        GuardConfig {
+            health: Vec::new(),
+            retries: 3,
+            delay: Duration::from_secs(10),
+            auto_rollback: true,
+        }
+    }
+}
+
+/// One `[plugins.<name>]` instance.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    pub name: String,
+    /// The plugin file, resolved against the config file's directory.
+    pub source: PathBuf,
+    /// The pinned sha256 (lower-case hex).
+    pub sha256: String,
+    pub grants: Arc<Grants>,
+    pub limits: Limits,
+    /// `params`, as the JSON object the plugin receives.
+    pub params: serde_json::Value,
+}
+
+impl Instance {
+    pub fn sandbox_spec(&self) -> SandboxSpec {
+        SandboxSpec {
+            instance: self.name.clone(),
+            grants: self.grants.clone(),
+            limits: self.limits.clone(),
+        }
+    }
+}
+
+impl Config {
+    /// Read and validate a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|err| ConfigError {
+            path: path.to_path_buf(),
+            location: None,
+            message: format!(
+                "cannot read the config file: {err} (create one with `rewind init`, or pass --config)"
+            ),
+            source_line: None,
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Validate config text; `path` is used for messages and to resolve
+    /// relative plugin sources.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let loc = Locator { path, text };
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|err| loc.error(err.span(), err.message().trim_end()))?;
+        let base_dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+
+        let mut instances = BTreeMap::new();
+        for (name, raw_instance) in raw.plugins {
+            let instance = validate_instance(&loc, base_dir, &name, raw_instance)?;
+            instances.insert(name.into_inner(), instance);
+        }
+
+        let check_refs = |list: &[Spanned<String>],
+                          what: &str|
+         -> Result<Vec<String>, ConfigError> {
+            list.iter()
+                .map(|entry| {
+                    if instances.contains_key(entry.get_ref()) {
+                        Ok(entry.get_ref().clone())
+                    } else {
+                        Err(loc.error(
+                            Some(entry.span()),
+                            format!(
+                                "{what} names `{}`, which is not a plugin instance; defined instances: {}",
+                                entry.get_ref(),
+                                known(&instances)
+                            ),
+                        ))
+                    }
+                })
+                .collect()
+        };
+        let chains = Chains {
+            backup: check_refs(&raw.chains.backup, "chains.backup")?,
+            rollback: check_refs(&raw.chains.rollback, "chains.rollback")?,
+        };
+        let mut guard = GuardConfig::default();
+        if let Some(g) = raw.guard {
+            guard.health = check_refs(&g.health, "guard.health")?;
+            guard.retries = g.retries.unwrap_or(guard.retries);
+            guard.delay = g.delay_s.map(Duration::from_secs).unwrap_or(guard.delay);
+            guard.auto_rollback = g.auto_rollback.unwrap_or(guard.auto_rollback);
+        }
+        let notify_sinks = match raw.notify {
+            Some(n) => check_refs(&n.sinks, "notify.sinks")?,
+            None => Vec::new(),
+        };
+        if let Some(url) = &raw.store.url {
+            let value = url.get_ref();
+            if !(value.starts_with("file://") || value.starts_with('/')) {
+                return Err(loc.error(
+                    Some(url.span()),
+                    format!(
+                        "store.url `{value}` is not supported; use a local directory, \
+                         e.g. \"file:///var/lib/rewind\""
+                    ),
+                ));
+            }
+        }
+
+        Ok(Config {
+            path: path.to_path_buf(),
+            project: raw.project.name,
+            environment: raw.project.environment,
+            store: StoreConfig {
+                url: raw.store.url.map(Spanned::into_inner),
+                keep_days: raw.store.keep_days,
+                keep_last: raw.store.keep_last,
+            },
+            instances,
+            chains,
+            guard,
+            notify_sinks,
+        })
+    }
+
+    /// Look up an instance, with an error that lists the defined ones.
+    pub fn instance(&self, name: &str) -> anyhow::Result<&Instance> {
+        self.instances.get(name).ok_or_else(|| {
+            anyhow::anyhow!(
+                "{}: there is no plugin instance `{name}`; defined instances: {}",
+                self.path.display(),
+                known(&self.instances)
+            )
+        })
+    }
+}
+
+fn known(instances: &BTreeMap<String, Instance>) -> String {
+    if instances.is_empty() {
+        "(none)".to_string()
+    } else {
+        instances.keys().cloned().collect::<Vec<_>>().join(", ")
+    }
+}
+
+fn valid_instance_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+fn validate_instance(
+    loc: &Locator<'_>,
+    base_dir: &Path,
+    name: &Spanned<String>,
+    raw: RawInstance,
+) -> Result<Instance, ConfigError> {
+    if !valid_instance_name(name.get_ref()) {
+        return Err(loc.error(
+            Some(name.span()),
+            format!(
+                "instance name `{}` must be 1-64 characters of [a-z0-9_-]",
+                name.get_ref()
+            ),
+        ));
+    }
+    let source = base_dir.join(raw.source.get_ref());
+    let sha256 = match raw.sha256 {
+        Some(pin) => {
+            let value = pin.get_ref().trim().to_ascii_lowercase();
+            let value = value.strip_prefix("sha256:").unwrap_or(&value).to_string();
+            if value.len() != 64 || !value.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(loc.error(
+                    Some(pin.span()),
+                    "sha256 must be 64 hex digits (`rewind plugins inspect <file.wasm>` prints it)",
+                ));
+            }
+            value
+        }
+        None => {
+            let hint = std::fs::read(&source)
+                .map(|bytes| format!("sha256 = \"{}\"", crate::plugin::sha256_hex(&bytes)))
+                .unwrap_or_else(|_| "sha256 = \"<digest from `rewind plugins inspect`>\"".into());
+            return Err(loc.error(
+                Some(raw.source.span()),
+                format!(
+                    "plugin instance `{}` has no sha256 pin; every plugin is pinned so that a \
+                     changed file is never run. If {} is the file you trust, add: {hint}",
+                    name.get_ref(),
+                    source.display()
+                ),
+            ));
+        }
+    };
+
+    let mut grants = Grants::default();
+    for entry in &raw.grants.exec {
+        let pattern = ExecPattern::parse(entry.get_ref())
+            .map_err(|msg| loc.error(Some(entry.span()), format!("grants.exec: {msg}")))?;
+        grants.exec.push(pattern);
+    }
+    for entry in &raw.grants.paths {
+        let grant = PathGrant::parse(entry.get_ref())
+            .map_err(|msg| loc.error(Some(entry.span()), format!("grants.paths: {msg}")))?;
+        grants.paths.push(grant);
+    }
+    for entry in &raw.grants.env {
+        let var = entry.get_ref();
+        if var.is_empty() || var.contains('=') || var.contains('\0') {
+            return Err(loc.error(
+                Some(entry.span()),
+                format!("grants.env: `{var}` is not an environment variable name"),
+            ));
+        }
+        grants.env.push(var.clone());
+    }
+    for entry in &raw.grants.http {
+        let origin = OriginPattern::parse(entry.get_ref())
+            .map_err(|msg| loc.error(Some(entry.span()), format!("grants.http: {msg}")))?;
+        grants.http.push(origin);
+    }
+
+    let mut limits = Limits::default();
+    let positive = |value: &Spanned<u64>, key: &str| -> Result<u64, ConfigError> {
+        if *value.get_ref() == 0 {
+            Err(loc.error(
+                Some(value.span()),
+                format!("limits.{key} must be at least 1"),
+            ))
+        } else {
+            Ok(*value.get_ref())
+        }
+    };
+    if let Some(mb) = &raw.limits.memory_mb {
+        limits.memory_bytes = positive(mb, "memory_mb")? << 20;
+    }
+    if let Some(s) = &raw.limits.timeout_s {
+        limits.timeout = Duration::from_secs(positive(s, "timeout_s")?);
+    }
+    if let Some(mb) = &raw.limits.output_mb {
+        limits.output_bytes = (positive(mb, "output_mb")? << 20) as usize;
+    }
+
+    let params = serde_json::to_value(&raw.params).map_err(|err| {
+        loc.error(
+            Some(raw.source.span()),
+            format!(
+                "params of `{}` cannot be passed to the plugin: {err}",
+                name.get_ref()
+            ),
+        )
+    })?;
+
+    Ok(Instance {
+        name: name.get_ref().clone(),
+        source,
+        sha256,
+        grants: Arc::new(grants),
+        limits,
+        params,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PIN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("/etc/app/rewind.toml"), text)
+    }
+
+    #[test]
+    fn a_complete_config_validates() {
+        let config = parse(&format!(
+            r#"
+[project]
+name = "shop"
+
+[plugins.code]
+source = "plugins/release-symlink.wasm"
+sha256 = "{PIN}"
+grants.paths = ["/srv/app"]
+grants.exec = ["git rev-parse *"]
+params = {{ base = "/srv/app", keep = 3 }}
+limits = {{ memory_mb = 64, timeout_s = 30 }}
+
+[chains]
+backup = ["code"]
+rollback = ["code"]
+"#
+        ))
+        .unwrap();
+        let code = config.instance("code").unwrap();
+        assert_eq!(
+            code.source,
+            Path::new("/etc/app/plugins/release-symlink.wasm")
+        );
+        assert_eq!(code.params["keep"], 3);
+        assert_eq!(code.limits.memory_bytes, 64 << 20);
+        assert_eq!(config.environment, "production");
+        assert_eq!(config.chains.rollback, ["code"]);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_a_position() {
+        let err = parse("[project]\nname = \"x\"\nenviroment = \"prod\"\n").unwrap_err();
+        assert_eq!(err.location, Some((3, 1)), "{err}");
+        assert!(err.message.contains("enviroment"), "{err}");
+        assert!(
+            err.to_string().starts_with("/etc/app/rewind.toml:3:1:"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_chain_naming_a_missing_instance_points_at_the_name() {
+        let text = format!(
+            "[project]\nname = \"x\"\n[plugins.db]\nsource = \"a.wasm\"\nsha256 = \"{PIN}\"\n[chains]\nbackup = [\"db\", \"dbb\"]\n"
+        );
+        let err = parse(&text).unwrap_err();
+        assert_eq!(err.location, Some((7, 17)), "{err}");
+        assert!(
+            err.message.contains("`dbb`") && err.message.contains("defined instances: db"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_bad_exec_grant_points_at_the_grant() {
+        let text = format!(
+            "[project]\nname = \"x\"\n[plugins.db]\nsource = \"a.wasm\"\nsha256 = \"{PIN}\"\ngrants.exec = [\"pg_dump ** --x\"]\n"
+        );
+        let err = parse(&text).unwrap_err();
+        assert_eq!(err.location, Some((6, 16)), "{err}");
+        assert!(err.message.contains("must be the last"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_pin_is_refused_with_the_line_to_add() {
+        let err =
+            parse("[project]\nname = \"x\"\n[plugins.db]\nsource = \"a.wasm\"\n").unwrap_err();
+        assert_eq!(err.location, Some((4, 10)), "{err}");
+        assert!(err.message.contains("sha256 ="), "{err}");
+    }
+
+    #[test]
+    fn a_relative_path_grant_is_refused() {
+        let text = format!(
+            "[project]\nname = \"x\"\n[plugins.db]\nsource = \"a.wasm\"\nsha256 = \"{PIN}\"\ngrants.paths = [\"srv/app\"]\n"
+        );
+        let err = parse(&text).unwrap_err();
+        assert!(err.message.contains("must be absolute"), "{err}");
+    }
+}

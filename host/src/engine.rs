@@ -1,0 +1,156 @@
+//! The one wasmtime [`Engine`] of a rewind process, its linker, and the
+//! on-disk cache of compiled components.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine};
+
+use crate::bindings::Plugin;
+use crate::sandbox::HookState;
+use crate::store::{create_private_dir, write_atomic};
+
+/// How often the epoch advances. Deadlines are whole ticks, so this is the
+/// resolution of a hook's wall-clock limit; checking an epoch costs a load
+/// and a compare in generated code, so a coarse tick is free.
+pub const EPOCH_TICK: Duration = Duration::from_millis(20);
+
+/// A shared engine and linker. Cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<RuntimeInner>,
+}
+
+struct RuntimeInner {
+    engine: Engine,
+    linker: Linker<HookState>,
+    cache_dir: Option<PathBuf>,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Drop for RuntimeInner {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Runtime {
+    /// Build the engine. `cache_dir` holds compiled components; `None`
+    /// disables the cache (every load compiles).
+    pub fn new(cache_dir: Option<PathBuf>) -> Result<Self> {
+        let mut config = Config::new();
+        // Plugins are components; core modules are never loaded.
+        config.wasm_component_model(true);
+        // Epoch interruption is how a hook's wall-clock deadline stops a
+        // guest that never yields (an infinite loop); fuel would also count
+        // instructions but costs far more at run time.
+        config.epoch_interruption(true);
+        // Keep guest stacks small and bounded: deep recursion traps instead
+        // of exhausting host memory.
+        config.max_wasm_stack(1 << 20);
+        // Cranelift at speed: plugins are compiled once per digest and cached.
+        config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        // Compile functions in parallel on first load.
+        config.parallel_compilation(true);
+        let engine = Engine::new(&config)?;
+
+        let mut linker = Linker::<HookState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)?;
+        Plugin::add_to_linker::<HookState, HasSelf<HookState>>(&mut linker, |state| state)?;
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        {
+            let engine = engine.clone();
+            let stop = ticker_stop.clone();
+            std::thread::Builder::new()
+                .name("rewind-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        engine.increment_epoch();
+                    }
+                })?;
+        }
+
+        if let Some(dir) = &cache_dir {
+            create_private_dir(dir)
+                .with_context(|| format!("creating the compile cache {}", dir.display()))?;
+        }
+        Ok(Runtime {
+            inner: Arc::new(RuntimeInner {
+                engine,
+                linker,
+                cache_dir,
+                ticker_stop,
+            }),
+        })
+    }
+
+    /// The default cache directory: `$REWIND_CACHE_DIR`, else
+    /// `$XDG_CACHE_HOME/rewind/components`, else `~/.cache/rewind/components`.
+    pub fn default_cache_dir() -> Option<PathBuf> {
+        if let Some(dir) = std::env::var_os("REWIND_CACHE_DIR") {
+            return Some(PathBuf::from(dir));
+        }
+        let base = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))?;
+        Some(base.join("rewind").join("components"))
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    pub(crate) fn linker(&self) -> &Linker<HookState> {
+        &self.inner.linker
+    }
+
+    /// Compile `wasm` (whose sha256 is `digest`), or load the compiled code
+    /// cached under that digest and this engine's compatibility hash.
+    /// Returns the component and whether it came from the cache.
+    pub fn component(&self, wasm: &[u8], digest: &str) -> Result<(Component, bool)> {
+        let engine = &self.inner.engine;
+        let Some(dir) = &self.inner.cache_dir else {
+            return Ok((Component::new(engine, wasm)?, false));
+        };
+        let mut hasher = DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let path = dir.join(format!("{digest}-{:016x}.cwasm", hasher.finish()));
+        if path.exists() {
+            // SAFETY: the file was written by `serialize` of this engine
+            // configuration (the name carries its compatibility hash) into a
+            // 0700 directory of ours, keyed by the digest of the wasm that
+            // was checked against its pin before we got here.
+            match unsafe { Component::deserialize_file(engine, &path) } {
+                Ok(component) => return Ok((component, true)),
+                Err(err) => {
+                    tracing::warn!(
+                        "discarding unusable compiled cache {}: {err:#}",
+                        path.display()
+                    );
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+        let component = Component::new(engine, wasm)?;
+        match component.serialize() {
+            Ok(bytes) => {
+                if let Err(err) = write_atomic(&path, &bytes) {
+                    tracing::warn!(
+                        "could not cache compiled plugin in {}: {err}",
+                        path.display()
+                    );
+                }
+            }
+            Err(err) => tracing::warn!("could not serialize compiled plugin: {err:#}"),
+        }
+        Ok((component, false))
+    }
+}

@@ -1,0 +1,212 @@
+//! Loading a plugin: check the file's digest against its pin, compile (or
+//! load the cached compilation), and find which hooks it exports.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use anyhow::{Context as _, Result, bail};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, InstancePre};
+
+use crate::engine::Runtime;
+use crate::sandbox::HookState;
+
+/// The WIT package plugins are built against.
+pub const WIT_PACKAGE: &str = "rewind:hooks";
+/// The API versions this host supports.
+pub const SUPPORTED_API_VERSIONS: &[&str] = &["0.1.0"];
+
+/// The five hook kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HookKind {
+    Backup,
+    Restore,
+    Revert,
+    Health,
+    Notify,
+}
+
+impl HookKind {
+    pub const ALL: [HookKind; 5] = [
+        HookKind::Backup,
+        HookKind::Restore,
+        HookKind::Revert,
+        HookKind::Health,
+        HookKind::Notify,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HookKind::Backup => "backup",
+            HookKind::Restore => "restore",
+            HookKind::Revert => "revert",
+            HookKind::Health => "health",
+            HookKind::Notify => "notify",
+        }
+    }
+}
+
+impl fmt::Display for HookKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for HookKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        HookKind::ALL
+            .into_iter()
+            .find(|h| h.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown hook `{s}`; expected one of: backup, restore, revert, health, notify"
+                )
+            })
+    }
+}
+
+/// A compiled plugin, ready to instantiate once per hook call.
+pub struct LoadedPlugin {
+    pub path: PathBuf,
+    /// sha256 of the .wasm file.
+    pub sha256: String,
+    pub api_version: String,
+    /// Hooks the component exports (besides `describe`).
+    pub hooks: BTreeSet<HookKind>,
+    /// True when the compiled code came from the on-disk cache.
+    pub from_cache: bool,
+    pub(crate) instance_pre: InstancePre<HookState>,
+}
+
+impl fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoadedPlugin")
+            .field("path", &self.path)
+            .field("sha256", &self.sha256)
+            .field("api_version", &self.api_version)
+            .field("hooks", &self.hooks)
+            .finish()
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Read, pin-check, compile and inspect a plugin file.
+///
+/// `pin` is the expected sha256 (from rewind.toml). A mismatch is refused
+/// before a single byte is compiled.
+pub fn load(runtime: &Runtime, path: &Path, pin: Option<&str>) -> Result<LoadedPlugin> {
+    let wasm = std::fs::read(path)
+        .with_context(|| format!("cannot read plugin file {}", path.display()))?;
+    let sha256 = sha256_hex(&wasm);
+    if let Some(pin) = pin {
+        let pin = pin.trim().to_ascii_lowercase();
+        let pin = pin.strip_prefix("sha256:").unwrap_or(&pin);
+        if pin != sha256 {
+            bail!(
+                "plugin {} does not match its pin: the file's sha256 is {sha256}, the pin is {pin}. \
+                 The file changed since it was pinned: if the new file is trusted, run \
+                 `rewind plugins inspect {}` and update `sha256`; otherwise restore the pinned file.",
+                path.display(),
+                path.display()
+            );
+        }
+    }
+    if !wasm.starts_with(b"\0asm") {
+        bail!("{} is not a WebAssembly file", path.display());
+    }
+    let (component, from_cache) = runtime
+        .component(&wasm, &sha256)
+        .with_context(|| format!("{} is not a loadable WebAssembly component", path.display()))?;
+    let (api_version, hooks) = discover_exports(runtime, &component)
+        .with_context(|| format!("plugin {}", path.display()))?;
+    let instance_pre = runtime
+        .linker()
+        .instantiate_pre(&component)
+        .map_err(anyhow::Error::from)
+        .with_context(|| {
+            format!(
+                "plugin {} imports something this host does not provide",
+                path.display()
+            )
+        })?;
+    Ok(LoadedPlugin {
+        path: path.to_path_buf(),
+        sha256,
+        api_version,
+        hooks,
+        from_cache,
+        instance_pre,
+    })
+}
+
+/// Split "rewind:hooks/backup@0.1.0" into ("backup", "0.1.0").
+fn parse_interface_name(name: &str) -> Option<(&str, &str)> {
+    let rest = name.strip_prefix(WIT_PACKAGE)?.strip_prefix('/')?;
+    rest.split_once('@')
+}
+
+fn discover_exports(
+    runtime: &Runtime,
+    component: &Component,
+) -> Result<(String, BTreeSet<HookKind>)> {
+    let ty = component.component_type();
+    let mut versions = BTreeSet::new();
+    let mut interfaces = BTreeSet::new();
+    let names = ty
+        .exports(runtime.engine())
+        .filter(|(_, item)| matches!(item.ty, ComponentItem::ComponentInstance(_)))
+        .map(|(name, _)| name.to_string())
+        .chain(
+            ty.imports(runtime.engine())
+                .map(|(name, _)| name.to_string()),
+        );
+    for name in names {
+        if let Some((iface, version)) = parse_interface_name(&name) {
+            versions.insert(version.to_string());
+            interfaces.insert(iface.to_string());
+        }
+    }
+    for version in &versions {
+        if !SUPPORTED_API_VERSIONS.contains(&version.as_str()) {
+            bail!(
+                "it was built for the {WIT_PACKAGE} API version {version}, but this host supports \
+                 {}; rebuild the plugin against {WIT_PACKAGE}@{} or use a rewind release that \
+                 supports {version}",
+                SUPPORTED_API_VERSIONS.join(", "),
+                SUPPORTED_API_VERSIONS[SUPPORTED_API_VERSIONS.len() - 1],
+            );
+        }
+    }
+    let exported: BTreeSet<String> = ty
+        .exports(runtime.engine())
+        .filter_map(|(name, _)| parse_interface_name(name).map(|(i, _)| i.to_string()))
+        .collect();
+    if !exported.contains("describe") {
+        bail!(
+            "it is not a rewind plugin: it does not export {WIT_PACKAGE}/describe (exports: {})",
+            ty.exports(runtime.engine())
+                .map(|(n, _)| n.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let hooks = HookKind::ALL
+        .into_iter()
+        .filter(|h| exported.contains(h.as_str()))
+        .collect();
+    let version = versions
+        .into_iter()
+        .next()
+        .expect("describe carries a version");
+    Ok((version, hooks))
+}

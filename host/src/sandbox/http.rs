@@ -1,0 +1,65 @@
+//! The gate on outgoing HTTP: `wasi:http` requests reach the network only
+//! when their origin (scheme, host, port) is granted.
+
+use std::sync::Arc;
+
+use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
+
+use super::LogSink;
+use crate::grants::Grants;
+
+pub(super) struct HttpGate {
+    grants: Arc<Grants>,
+    log: LogSink,
+}
+
+impl HttpGate {
+    pub fn new(grants: Arc<Grants>, log: LogSink) -> Self {
+        HttpGate { grants, log }
+    }
+}
+
+type SendFuture = Box<
+    dyn Future<
+            Output = Result<
+                (
+                    http::Response<WasiBody>,
+                    Box<dyn Future<Output = Result<(), Error>> + Send>,
+                ),
+                Error,
+            >,
+        > + Send,
+>;
+
+impl WasiHttpHooks for HttpGate {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
+    ) -> SendFuture {
+        let uri = request.uri();
+        let scheme = uri.scheme_str().unwrap_or("https").to_string();
+        let host = uri.host().unwrap_or_default().to_string();
+        let port = uri
+            .port_u16()
+            .unwrap_or(if scheme == "http" { 80 } else { 443 });
+        if let Err(denial) = self.grants.check_http(&scheme, &host, port) {
+            self.log.warn(format!(
+                "denied: http `{}` is not granted; to allow it add {}",
+                denial.attempted, denial.grant
+            ));
+            // The SDK turns this text back into a typed `denied` error.
+            let text = format!("rewind-denied|http|{}|{}", denial.attempted, denial.grant);
+            return Box::new(async move { Err(Error::InternalError(Some(text))) });
+        }
+        Box::new(async move {
+            use http_body_util::BodyExt;
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                response.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = Result<(), Error>> + Send>,
+            ))
+        })
+    }
+}

@@ -1,0 +1,574 @@
+//! One hook call in a fresh, locked-down store.
+//!
+//! Per call: a new wasmtime `Store` whose WASI context has only the granted
+//! directories preopened (read-only or read-write), only the granted
+//! environment variables, no args, no stdin, captured stdout/stderr, no
+//! sockets; outgoing HTTP only to granted origins; a memory cap; a
+//! wall-clock deadline. A trap (panic, deadline, memory) becomes a
+//! [`CallError`] naming plugin and hook, and the host carries on.
+
+pub mod artifacts;
+mod http;
+mod log;
+mod process;
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use wasmtime::component::ResourceTable;
+use wasmtime::{ResourceLimiter, Store as WasmStore, Trap};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::bindings::exports::rewind::hooks as guest;
+use crate::bindings::rewind::hooks::types::{
+    ArtifactRef, Event, HealthReport, HookContext, HookError, PluginInfo, Report,
+};
+use crate::grants::Grants;
+use crate::plugin::{HookKind, LoadedPlugin};
+use crate::store::{ArtifactRecord, BlobInfo, Store};
+
+pub use log::{LogLevel, LogLine, LogSink};
+
+/// Resource limits of one plugin instance.
+#[derive(Debug, Clone, Serialize)]
+pub struct Limits {
+    /// Linear memory cap per hook call.
+    pub memory_bytes: u64,
+    /// Wall-clock limit per hook call (guest code and the commands it runs).
+    pub timeout: Duration,
+    /// Cap on each captured output stream of a command (stdout, stderr).
+    pub output_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory_bytes: 128 << 20,
+            timeout: Duration::from_secs(300),
+            output_bytes: 1 << 20,
+        }
+    }
+}
+
+/// Who a call runs as: the instance name, its grants and limits.
+#[derive(Debug, Clone)]
+pub struct SandboxSpec {
+    pub instance: String,
+    pub grants: Arc<Grants>,
+    pub limits: Limits,
+}
+
+/// What a hook is called with.
+pub enum HookInput<'a> {
+    Describe,
+    Backup,
+    Restore(&'a [ArtifactRecord]),
+    Revert(&'a [ArtifactRecord]),
+    Health,
+    Notify(Event),
+}
+
+impl HookInput<'_> {
+    fn name(&self) -> &'static str {
+        match self {
+            HookInput::Describe => "describe",
+            HookInput::Backup => HookKind::Backup.as_str(),
+            HookInput::Restore(_) => HookKind::Restore.as_str(),
+            HookInput::Revert(_) => HookKind::Revert.as_str(),
+            HookInput::Health => HookKind::Health.as_str(),
+            HookInput::Notify(_) => HookKind::Notify.as_str(),
+        }
+    }
+
+    fn given_artifacts(&self) -> &[ArtifactRecord] {
+        match self {
+            HookInput::Restore(a) | HookInput::Revert(a) => a,
+            _ => &[],
+        }
+    }
+}
+
+/// What a hook returned.
+#[derive(Debug, Clone)]
+pub enum HookOutput {
+    Info(PluginInfo),
+    Artifacts(Vec<ArtifactRecord>),
+    Report(Report),
+    Health(HealthReport),
+    Notified,
+}
+
+/// Why a call did not succeed, in a form the CLI, the manifest and the
+/// event log all use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CallError {
+    pub kind: ErrorKind,
+    pub message: String,
+    /// For denials: the grant line to add.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grant: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stderr_tail: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorKind {
+    Unsupported,
+    Denied,
+    Failed,
+    Timeout,
+    InvalidInput,
+    /// The guest trapped (panic, abort, unreachable).
+    Crashed,
+    /// The guest hit its memory cap.
+    MemoryLimit,
+    /// Setting up the call failed on the host side.
+    Host,
+}
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(tail) = self.stderr_tail.as_deref().filter(|t| !t.is_empty()) {
+            write!(f, "\n  stderr:\n    {}", tail.replace('\n', "\n    "))?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for CallError {}
+
+impl CallError {
+    fn new(kind: ErrorKind, message: String) -> Self {
+        CallError {
+            kind,
+            message,
+            grant: None,
+            stderr_tail: None,
+        }
+    }
+
+    fn from_hook(who: &str, err: HookError) -> Self {
+        match err {
+            HookError::Unsupported(m) => {
+                Self::new(ErrorKind::Unsupported, format!("{who}: unsupported: {m}"))
+            }
+            HookError::Denied(d) => CallError {
+                kind: ErrorKind::Denied,
+                message: format!(
+                    "{who} was denied: {} `{}` is not granted; to allow it add {}",
+                    d.kind, d.attempted, d.grant
+                ),
+                grant: Some(d.grant),
+                stderr_tail: None,
+            },
+            HookError::Failed(f) => CallError {
+                kind: ErrorKind::Failed,
+                message: format!("{who} failed: {}", f.message),
+                grant: None,
+                stderr_tail: f.stderr_tail,
+            },
+            HookError::Timeout(m) => Self::new(ErrorKind::Timeout, format!("{who} timed out: {m}")),
+            HookError::InvalidInput(m) => Self::new(
+                ErrorKind::InvalidInput,
+                format!("{who}: invalid input: {m}"),
+            ),
+        }
+    }
+}
+
+/// The result of one hook call, with everything it produced and logged.
+#[derive(Debug)]
+pub struct CallOutcome {
+    pub result: Result<HookOutput, CallError>,
+    pub logs: Vec<LogLine>,
+    pub duration: Duration,
+}
+
+/// Per-call store data.
+pub struct HookState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    http_ctx: WasiHttpCtx,
+    http_gate: http::HttpGate,
+    limiter: MemoryLimiter,
+    pub(crate) call: CallState,
+}
+
+/// What host imports need to know about the call they serve.
+pub(crate) struct CallState {
+    pub instance: String,
+    pub hook: &'static str,
+    pub grants: Arc<Grants>,
+    pub limits: Limits,
+    pub store: Store,
+    pub deadline: Instant,
+    /// Blobs this call may open: those given to it and those it wrote.
+    pub readable: HashMap<String, BlobInfo>,
+    /// Artifacts written in this call, in order.
+    pub produced: Vec<ArtifactRecord>,
+    pub names: HashSet<String>,
+    pub log: LogSink,
+    /// Default working directory for commands: empty and private.
+    pub workdir: tempfile::TempDir,
+}
+
+impl CallState {
+    pub fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    pub fn denied(&self, denial: crate::grants::Denial) -> HookError {
+        self.log.warn(format!(
+            "denied: {} `{}` is not granted; to allow it add {}",
+            denial.kind, denial.attempted, denial.grant
+        ));
+        HookError::Denied(crate::bindings::rewind::hooks::types::Denial {
+            kind: denial.kind.to_string(),
+            attempted: denial.attempted,
+            grant: denial.grant,
+        })
+    }
+}
+
+impl WasiView for HookState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HookState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http_ctx,
+            table: &mut self.table,
+            hooks: &mut self.http_gate,
+        }
+    }
+}
+
+/// Caps linear memory and remembers whether the cap was hit, so that the
+/// trap that follows a failed allocation can be reported as what it is.
+struct MemoryLimiter {
+    limit: u64,
+    hit: bool,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let ok = desired as u64 <= self.limit;
+        if !ok {
+            self.hit = true;
+        }
+        Ok(ok)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+/// Guest stdout/stderr are captured up to this many bytes each.
+const GUEST_OUTPUT_CAP: usize = 1 << 20;
+
+/// Run one hook (or `describe`) of a loaded plugin.
+pub fn call_hook(
+    plugin: &LoadedPlugin,
+    spec: &SandboxSpec,
+    store: &Store,
+    ctx: HookContext,
+    input: HookInput<'_>,
+    log: LogSink,
+) -> CallOutcome {
+    let started = Instant::now();
+    let hook = input.name();
+    let who = format!("plugin `{}` hook `{hook}`", spec.instance);
+    let log = log.scoped(&spec.instance, hook);
+    let stdout = MemoryOutputPipe::new(GUEST_OUTPUT_CAP);
+    let stderr = MemoryOutputPipe::new(GUEST_OUTPUT_CAP);
+
+    let result = (|| {
+        let mut wasm_store = new_store(plugin, spec, store, hook, &input, &log, &stdout, &stderr)
+            .map_err(|err| {
+            CallError::new(
+                ErrorKind::Host,
+                format!("{who}: cannot start the sandbox: {err:#}"),
+            )
+        })?;
+        let instance = plugin
+            .instance_pre
+            .instantiate(&mut wasm_store)
+            .map_err(|err| trap_to_error(&who, &wasm_store, err))?;
+        let output = invoke(&mut wasm_store, &instance, plugin, ctx, &input);
+        let output = match output {
+            Ok(Ok(output)) => output,
+            Ok(Err(hook_err)) => return Err(CallError::from_hook(&who, hook_err)),
+            Err(err) => return Err(trap_to_error(&who, &wasm_store, err)),
+        };
+        finish_output(&who, output, &wasm_store.data().call)
+    })();
+
+    flush_guest_output(&log, &stdout, &stderr);
+    let result = result.map_err(|mut err| {
+        if err.kind == ErrorKind::Crashed && err.stderr_tail.is_none() {
+            err.stderr_tail = tail(&stderr.contents());
+        }
+        err
+    });
+    CallOutcome {
+        result,
+        logs: log.take(),
+        duration: started.elapsed(),
+    }
+}
+
+/// Raw results of the export call, before artifact references are resolved.
+enum RawOutput {
+    Info(PluginInfo),
+    Artifacts(Vec<ArtifactRef>),
+    Report(Report),
+    Health(HealthReport),
+    Notified,
+}
+
+fn invoke(
+    store: &mut WasmStore<HookState>,
+    instance: &wasmtime::component::Instance,
+    plugin: &LoadedPlugin,
+    ctx: HookContext,
+    input: &HookInput<'_>,
+) -> wasmtime::Result<Result<RawOutput, HookError>> {
+    let pre = &plugin.instance_pre;
+    let missing = |hook: &str| {
+        Ok(Err(HookError::Unsupported(format!(
+            "this plugin does not export the {hook} hook (it exports: {})",
+            plugin
+                .hooks
+                .iter()
+                .map(|h| h.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))))
+    };
+    let refs = |records: &[ArtifactRecord]| -> Vec<ArtifactRef> {
+        records.iter().map(artifacts::to_ref).collect()
+    };
+    Ok(match input {
+        HookInput::Describe => {
+            let g = guest::describe::GuestIndices::new(pre)?.load(&mut *store, instance)?;
+            Ok(RawOutput::Info(g.call_info(&mut *store)?))
+        }
+        HookInput::Backup => {
+            if !plugin.hooks.contains(&HookKind::Backup) {
+                return missing("backup");
+            }
+            let g = guest::backup::GuestIndices::new(pre)?.load(&mut *store, instance)?;
+            g.call_backup(&mut *store, &ctx)?.map(RawOutput::Artifacts)
+        }
+        HookInput::Restore(given) => {
+            if !plugin.hooks.contains(&HookKind::Restore) {
+                return missing("restore");
+            }
+            let g = guest::restore::GuestIndices::new(pre)?.load(&mut *store, instance)?;
+            g.call_restore(&mut *store, &ctx, &refs(given))?
+                .map(RawOutput::Report)
+        }
+        HookInput::Revert(given) => {
+            if !plugin.hooks.contains(&HookKind::Revert) {
+                return missing("revert");
+            }
+            let g = guest::revert::GuestIndices::new(pre)?.load(&mut *store, instance)?;
+            g.call_revert(&mut *store, &ctx, &refs(given))?
+                .map(RawOutput::Report)
+        }
+        HookInput::Health => {
+            if !plugin.hooks.contains(&HookKind::Health) {
+                return missing("health");
+            }
+            let g = guest::health::GuestIndices::new(pre)?.load(&mut *store, instance)?;
+            Ok(RawOutput::Health(g.call_check(&mut *store, &ctx)?))
+        }
+        HookInput::Notify(event) => {
+            if !plugin.hooks.contains(&HookKind::Notify) {
+                return missing("notify");
+            }
+            let g = guest::notify::GuestIndices::new(pre)?.load(&mut *store, instance)?;
+            g.call_notify(&mut *store, &ctx, event)?
+                .map(|()| RawOutput::Notified)
+        }
+    })
+}
+
+/// Resolve the artifact references a backup returned to what it wrote: a
+/// plugin cannot claim an artifact it did not produce in this call.
+fn finish_output(who: &str, output: RawOutput, call: &CallState) -> Result<HookOutput, CallError> {
+    Ok(match output {
+        RawOutput::Info(info) => HookOutput::Info(info),
+        RawOutput::Report(r) => HookOutput::Report(r),
+        RawOutput::Health(h) => HookOutput::Health(h),
+        RawOutput::Notified => HookOutput::Notified,
+        RawOutput::Artifacts(refs) => {
+            let mut records = Vec::with_capacity(refs.len());
+            for r in refs {
+                let record = call
+                    .produced
+                    .iter()
+                    .find(|p| p.blob.digest == r.digest && p.name == r.name)
+                    .ok_or_else(|| {
+                        CallError::new(
+                            ErrorKind::InvalidInput,
+                            format!(
+                                "{who} returned artifact `{}` ({}) that it did not write in this call",
+                                r.name, r.digest
+                            ),
+                        )
+                    })?;
+                records.push(record.clone());
+            }
+            HookOutput::Artifacts(records)
+        }
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn new_store(
+    plugin: &LoadedPlugin,
+    spec: &SandboxSpec,
+    store: &Store,
+    hook: &'static str,
+    input: &HookInput<'_>,
+    log: &LogSink,
+    stdout: &MemoryOutputPipe,
+    stderr: &MemoryOutputPipe,
+) -> anyhow::Result<WasmStore<HookState>> {
+    let mut wasi = WasiCtxBuilder::new();
+    wasi.stdout(stdout.clone()).stderr(stderr.clone());
+    // No sockets at all: outgoing HTTP goes through wasi:http and its gate.
+    wasi.allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
+    for grant in &spec.grants.paths {
+        if !grant.path.is_dir() {
+            anyhow::bail!(
+                "granted path {} is not an existing directory (grants.paths takes directories)",
+                grant.path.display()
+            );
+        }
+        let perms = if grant.writable {
+            FsPerms::ReadWrite
+        } else {
+            FsPerms::ReadOnly
+        };
+        let guest_path = grant.path.to_string_lossy();
+        wasi.preopened_dir(&grant.path, &guest_path, perms)?;
+    }
+    for name in &spec.grants.env {
+        if let Ok(value) = std::env::var(name) {
+            wasi.env(name, value);
+        }
+    }
+
+    let readable = input
+        .given_artifacts()
+        .iter()
+        .map(|r| (r.blob.digest.clone(), r.blob.clone()))
+        .collect();
+    let call = CallState {
+        instance: spec.instance.clone(),
+        hook,
+        grants: spec.grants.clone(),
+        limits: spec.limits.clone(),
+        store: store.clone(),
+        deadline: Instant::now() + spec.limits.timeout,
+        readable,
+        produced: Vec::new(),
+        names: HashSet::new(),
+        log: log.clone(),
+        workdir: tempfile::Builder::new().prefix("rewind-cmd-").tempdir()?,
+    };
+    let state = HookState {
+        wasi: wasi.build(),
+        table: ResourceTable::new(),
+        http_ctx: WasiHttpCtx::new(),
+        http_gate: http::HttpGate::new(spec.grants.clone(), log.clone()),
+        limiter: MemoryLimiter {
+            limit: spec.limits.memory_bytes,
+            hit: false,
+        },
+        call,
+    };
+    let mut wasm_store = WasmStore::new(plugin.instance_pre.engine(), state);
+    wasm_store.limiter(|state| &mut state.limiter);
+    let ticks = spec.limits.timeout.as_millis() / crate::engine::EPOCH_TICK.as_millis();
+    wasm_store.set_epoch_deadline(ticks.max(1) as u64);
+    wasm_store.epoch_deadline_trap();
+    Ok(wasm_store)
+}
+
+/// Explain a trap in the operator's terms.
+fn trap_to_error(who: &str, store: &WasmStore<HookState>, err: wasmtime::Error) -> CallError {
+    let state = store.data();
+    if state.limiter.hit {
+        return CallError::new(
+            ErrorKind::MemoryLimit,
+            format!(
+                "{who} exceeded its memory limit of {} MiB (raise limits.memory_mb if it needs more)",
+                state.call.limits.memory_bytes >> 20
+            ),
+        );
+    }
+    if matches!(err.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+        return CallError::new(
+            ErrorKind::Timeout,
+            format!(
+                "{who} exceeded its time limit of {} s and was stopped (raise limits.timeout_s if it needs more)",
+                state.call.limits.timeout.as_secs_f64()
+            ),
+        );
+    }
+    let trap = err
+        .downcast_ref::<Trap>()
+        .map(|t| t.to_string())
+        .unwrap_or_else(|| format!("{err:#}"));
+    CallError::new(ErrorKind::Crashed, format!("{who} crashed: {trap}"))
+}
+
+fn flush_guest_output(log: &LogSink, stdout: &MemoryOutputPipe, stderr: &MemoryOutputPipe) {
+    for (pipe, level) in [(stdout, LogLevel::Info), (stderr, LogLevel::Warn)] {
+        let bytes = pipe.contents();
+        for line in String::from_utf8_lossy(&bytes).lines() {
+            if !line.trim().is_empty() {
+                log.line(level, line.to_string(), Vec::new());
+            }
+        }
+    }
+}
+
+/// The last 20 non-empty lines of some output.
+pub(crate) fn tail(bytes: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(bytes);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    if lines.is_empty() {
+        return None;
+    }
+    Some(lines[lines.len().saturating_sub(20)..].join("\n"))
+}
