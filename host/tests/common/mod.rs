@@ -1,0 +1,260 @@
+//! Shared by the integration tests: the plugins built by `tests/run`, one
+//! runtime per test binary, a scratch store, and a real HTTP server on
+//! loopback.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use rewind::bindings::rewind::hooks::types::{HealthReport, HealthStatus, HookContext};
+use rewind::engine::Runtime;
+use rewind::grants::{ExecPattern, Grants, OriginPattern, PathGrant};
+use rewind::plugin::LoadedPlugin;
+use rewind::sandbox::{
+    CallOutcome, HookInput, HookOutput, Limits, LogSink, SandboxSpec, call_hook,
+};
+use rewind::store::{ArtifactRecord, Store};
+
+/// Where `tests/run` put the plugin components.
+pub fn plugin_dir() -> PathBuf {
+    match std::env::var_os("REWIND_TEST_PLUGINS") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/release"),
+    }
+}
+
+pub fn plugin_path(crate_name: &str) -> PathBuf {
+    let path = plugin_dir().join(format!("{}.wasm", crate_name.replace('-', "_")));
+    assert!(
+        path.is_file(),
+        "{} is missing: run `bash tests/run` (it builds the plugins for wasm32-wasip2 first)",
+        path.display()
+    );
+    path
+}
+
+static RUNTIME: LazyLock<Runtime> = LazyLock::new(|| {
+    let cache = std::env::temp_dir().join(format!("rewind-test-cache-{}", std::process::id()));
+    Runtime::new(Some(cache)).expect("engine")
+});
+
+pub fn runtime() -> &'static Runtime {
+    &RUNTIME
+}
+
+pub fn load(crate_name: &str) -> LoadedPlugin {
+    rewind::plugin::load(runtime(), &plugin_path(crate_name), None).expect("plugin loads")
+}
+
+/// One hook call's setup: grants, params, limits.
+pub struct Call {
+    pub instance: String,
+    pub grants: Grants,
+    pub params: serde_json::Value,
+    pub limits: Limits,
+    pub dry_run: bool,
+    pub target: Option<String>,
+}
+
+impl Call {
+    pub fn new(instance: &str, params: serde_json::Value) -> Self {
+        Call {
+            instance: instance.to_string(),
+            grants: Grants::default(),
+            params,
+            limits: Limits::default(),
+            dry_run: false,
+            target: None,
+        }
+    }
+
+    pub fn path(mut self, path: &Path) -> Self {
+        self.grants
+            .paths
+            .push(PathGrant::parse(&path.display().to_string()).unwrap());
+        self
+    }
+
+    pub fn read_only(mut self, path: &Path) -> Self {
+        self.grants
+            .paths
+            .push(PathGrant::parse(&format!("ro:{}", path.display())).unwrap());
+        self
+    }
+
+    pub fn exec(mut self, pattern: &str) -> Self {
+        self.grants.exec.push(ExecPattern::parse(pattern).unwrap());
+        self
+    }
+
+    pub fn env(mut self, name: &str) -> Self {
+        self.grants.env.push(name.to_string());
+        self
+    }
+
+    pub fn http(mut self, origin: &str) -> Self {
+        self.grants.http.push(OriginPattern::parse(origin).unwrap());
+        self
+    }
+
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.limits.timeout = limit;
+        self
+    }
+
+    pub fn memory_mb(mut self, mb: u64) -> Self {
+        self.limits.memory_bytes = mb << 20;
+        self
+    }
+
+    pub fn target(mut self, target: &str) -> Self {
+        self.target = Some(target.to_string());
+        self
+    }
+
+    pub fn run(&self, plugin: &LoadedPlugin, store: &Store, input: HookInput<'_>) -> CallOutcome {
+        let spec = SandboxSpec {
+            instance: self.instance.clone(),
+            grants: Arc::new(self.grants.clone()),
+            limits: self.limits.clone(),
+        };
+        let ctx = HookContext {
+            run_id: "test-run".into(),
+            project: "shop".into(),
+            environment: "test".into(),
+            instance: self.instance.clone(),
+            dry_run: self.dry_run,
+            params_json: self.params.to_string(),
+            target: self.target.clone(),
+        };
+        call_hook(plugin, &spec, store, ctx, input, LogSink::new(None))
+    }
+
+    pub fn backup(&self, plugin: &LoadedPlugin, store: &Store) -> Vec<ArtifactRecord> {
+        match self.run(plugin, store, HookInput::Backup).result {
+            Ok(HookOutput::Artifacts(records)) => records,
+            other => panic!("backup of {} did not succeed: {other:?}", self.instance),
+        }
+    }
+
+    pub fn health(&self, plugin: &LoadedPlugin, store: &Store) -> HealthReport {
+        match self.run(plugin, store, HookInput::Health).result {
+            Ok(HookOutput::Health(report)) => report,
+            other => panic!(
+                "health of {} did not return a report: {other:?}",
+                self.instance
+            ),
+        }
+    }
+}
+
+/// A scratch directory with a store inside it.
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+    pub store: Store,
+}
+
+pub fn scratch() -> Scratch {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("store")).unwrap();
+    Scratch { dir, store }
+}
+
+impl Scratch {
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// A single health check's status and detail.
+pub fn only_check(report: &HealthReport) -> (HealthStatus, String) {
+    assert_eq!(report.checks.len(), 1, "{report:?}");
+    (report.checks[0].status, report.checks[0].detail.clone())
+}
+
+/// A real HTTP/1.1 server on 127.0.0.1, answering every request with a
+/// fixed status and body, and counting requests.
+pub struct HttpServer {
+    pub port: u16,
+    pub hits: Arc<AtomicUsize>,
+    pub paths: Arc<Mutex<Vec<String>>>,
+}
+
+impl HttpServer {
+    pub fn start(status: u16, body: &'static str) -> HttpServer {
+        Self::start_with_delay(status, body, Duration::ZERO)
+    }
+
+    pub fn start_with_delay(status: u16, body: &'static str, delay: Duration) -> HttpServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let paths = Arc::new(Mutex::new(Vec::new()));
+        let (h, p) = (hits.clone(), paths.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (h, p) = (h.clone(), p.clone());
+                std::thread::spawn(move || serve(stream, status, body, delay, &h, &p));
+            }
+        });
+        HttpServer { port, hits, paths }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn origin(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+fn serve(
+    stream: TcpStream,
+    status: u16,
+    body: &str,
+    delay: Duration,
+    hits: &AtomicUsize,
+    paths: &Mutex<Vec<String>>,
+) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).is_err() {
+        return;
+    }
+    let mut content_length = 0usize;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            content_length = v.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut request_body = vec![0; content_length];
+    let _ = reader.read_exact(&mut request_body);
+    hits.fetch_add(1, Ordering::SeqCst);
+    paths.lock().unwrap().push(
+        request_line
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or("")
+            .to_string(),
+    );
+    std::thread::sleep(delay);
+    let mut stream = stream;
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status} X\r\ncontent-length: {}\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}

@@ -1,0 +1,301 @@
+//! Hostile plugins against the sandbox: every attempt is refused, the refusal
+//! says what was missing, and the host carries on.
+
+mod common;
+
+use std::fs;
+use std::time::{Duration, Instant};
+
+use common::{Call, HttpServer, load, only_check, scratch};
+use rewind::bindings::rewind::hooks::types::HealthStatus;
+use rewind::sandbox::{ErrorKind, HookInput};
+use serde_json::json;
+
+const SECRET: &str = "top-secret-contents";
+
+fn attack(name: &str, target: &str) -> Call {
+    Call::new("hostile", json!({ "attack": name, "target": target }))
+}
+
+fn attack_args(name: &str, target: &str, args: &[&str]) -> Call {
+    Call::new(
+        "hostile",
+        json!({ "attack": name, "target": target, "args": args }),
+    )
+}
+
+/// The attack failed inside the guest: the check is unhealthy and nothing leaked.
+fn assert_refused(call: &Call, s: &common::Scratch) -> String {
+    let plugin = load("hostile");
+    let (status, detail) = only_check(&call.health(&plugin, &s.store));
+    assert_eq!(
+        status,
+        HealthStatus::Unhealthy,
+        "attack succeeded: {detail}"
+    );
+    assert!(!detail.contains(SECRET), "secret leaked: {detail}");
+    detail
+}
+
+/// The host keeps serving calls after a refused or killed one.
+fn assert_host_still_works(s: &common::Scratch) {
+    let granted = s.path().join("granted");
+    fs::create_dir_all(&granted).unwrap();
+    fs::write(granted.join("ok.txt"), "fine").unwrap();
+    let call = attack("read-file", &granted.join("ok.txt").display().to_string()).path(&granted);
+    let (status, detail) = only_check(&call.health(&load("hostile"), &s.store));
+    assert_eq!(status, HealthStatus::Healthy, "{detail}");
+}
+
+fn secret_beside_grant(s: &common::Scratch) -> (std::path::PathBuf, std::path::PathBuf) {
+    let granted = s.path().join("granted");
+    fs::create_dir_all(&granted).unwrap();
+    let secret = s.path().join("secret.txt");
+    fs::write(&secret, SECRET).unwrap();
+    (granted, secret)
+}
+
+#[test]
+fn reading_a_granted_file_works_so_refusals_below_are_meaningful() {
+    let s = scratch();
+    let (granted, _) = secret_beside_grant(&s);
+    fs::write(granted.join("app.env"), "APP_KEY=1").unwrap();
+    let call = attack("read-file", &granted.join("app.env").display().to_string()).path(&granted);
+    let (status, detail) = only_check(&call.health(&load("hostile"), &s.store));
+    assert_eq!(status, HealthStatus::Healthy, "{detail}");
+}
+
+#[test]
+fn reading_outside_the_preopens_is_refused() {
+    let s = scratch();
+    let (granted, secret) = secret_beside_grant(&s);
+    assert_refused(
+        &attack("read-file", &secret.display().to_string()).path(&granted),
+        &s,
+    );
+    assert_refused(&attack("read-file", "/etc/passwd").path(&granted), &s);
+    assert_host_still_works(&s);
+}
+
+#[test]
+fn reading_through_dotdot_is_refused() {
+    let s = scratch();
+    let (granted, _) = secret_beside_grant(&s);
+    let sneaky = format!("{}/../secret.txt", granted.display());
+    assert_refused(&attack("read-file", &sneaky).path(&granted), &s);
+}
+
+#[test]
+fn reading_through_a_symlink_that_leaves_the_grant_is_refused() {
+    let s = scratch();
+    let (granted, secret) = secret_beside_grant(&s);
+    std::os::unix::fs::symlink(&secret, granted.join("absolute-link")).unwrap();
+    std::os::unix::fs::symlink("../secret.txt", granted.join("relative-link")).unwrap();
+    for link in ["absolute-link", "relative-link"] {
+        let target = granted.join(link).display().to_string();
+        assert_refused(&attack("readlink-escape", &target).path(&granted), &s);
+        assert_refused(&attack("read-file", &target).path(&granted), &s);
+    }
+}
+
+#[test]
+fn writing_to_a_read_only_grant_is_refused() {
+    let s = scratch();
+    let config = s.path().join("config");
+    fs::create_dir_all(&config).unwrap();
+    fs::write(config.join("app.ini"), "original").unwrap();
+    let target = config.join("app.ini").display().to_string();
+    assert_refused(&attack("write-file", &target).read_only(&config), &s);
+    assert_eq!(
+        fs::read_to_string(config.join("app.ini")).unwrap(),
+        "original"
+    );
+    // Creating a new file there is refused too.
+    let new_file = config.join("new.txt").display().to_string();
+    assert_refused(&attack("write-file", &new_file).read_only(&config), &s);
+    assert!(!config.join("new.txt").exists());
+    // The same write with a read-write grant goes through.
+    let call = attack("write-file", &target).path(&config);
+    let (status, detail) = only_check(&call.health(&load("hostile"), &s.store));
+    assert_eq!(status, HealthStatus::Healthy, "{detail}");
+    assert_eq!(fs::read_to_string(config.join("app.ini")).unwrap(), "pwned");
+}
+
+#[test]
+fn a_command_that_is_not_granted_is_refused_naming_the_grant() {
+    let s = scratch();
+    let (_, secret) = secret_beside_grant(&s);
+    let secret = secret.display().to_string();
+    let detail = assert_refused(&attack_args("exec", "cat", &[&secret]), &s);
+    assert!(
+        detail.contains(&format!("grants.exec = [\"cat {secret}\"]")),
+        "the denial should name the grant line: {detail}"
+    );
+    assert_host_still_works(&s);
+}
+
+#[test]
+fn an_allowed_program_with_arguments_outside_its_pattern_is_refused() {
+    let s = scratch();
+    let (_, secret) = secret_beside_grant(&s);
+    // `ls -l <one arg>` is allowed; `ls -l a b` and `ls -la x` are not.
+    let ok = attack_args("exec", "ls", &["-l", "/"]).exec("ls -l *");
+    let (status, detail) = only_check(&ok.health(&load("hostile"), &s.store));
+    assert_eq!(status, HealthStatus::Healthy, "{detail}");
+
+    let secret = secret.display().to_string();
+    let two = attack_args("exec", "ls", &["-l", "/", &secret]).exec("ls -l *");
+    let detail = assert_refused(&two, &s);
+    assert!(detail.contains("grants.exec"), "{detail}");
+    let other_flag = attack_args("exec", "ls", &["-la", "/"]).exec("ls -l *");
+    let detail = assert_refused(&other_flag, &s);
+    assert!(detail.contains("grants.exec = [\"ls -la /\"]"), "{detail}");
+}
+
+#[test]
+fn an_env_var_that_is_not_granted_is_invisible() {
+    let s = scratch();
+    // HOME is set for every test process; the guest must not see it.
+    let home = std::env::var("HOME").expect("HOME is set");
+    let detail = assert_refused(&attack("env", "HOME"), &s);
+    assert!(!detail.contains(&home) || home.is_empty(), "{detail}");
+    // Granted, it is visible: the refusal above is the grant's doing.
+    let call = attack("env", "HOME").env("HOME");
+    let (status, detail) = only_check(&call.health(&load("hostile"), &s.store));
+    assert_eq!(status, HealthStatus::Healthy, "{detail}");
+}
+
+#[test]
+fn a_command_with_an_env_var_that_is_not_granted_is_refused() {
+    let s = scratch();
+    let call = attack_args("exec-env", "LD_PRELOAD", &["true"]).exec("true");
+    let detail = assert_refused(&call, &s);
+    assert!(detail.contains("grants.env = [\"LD_PRELOAD\"]"), "{detail}");
+}
+
+#[test]
+fn http_to_an_origin_that_is_not_granted_is_refused_before_connecting() {
+    let s = scratch();
+    let server = HttpServer::start(200, "ok");
+    let other = HttpServer::start(200, "ok");
+    let call = attack("http", &server.url("/")).http(&other.origin());
+    let detail = assert_refused(&call, &s);
+    assert!(
+        detail.contains(&format!("grants.http = [\"{}\"]", server.origin())),
+        "the denial should name the origin to grant: {detail}"
+    );
+    assert_eq!(
+        server.hits(),
+        0,
+        "a refused request must never reach the server"
+    );
+    // Granted, the same request goes through.
+    let call = attack("http", &server.url("/")).http(&server.origin());
+    let (status, detail) = only_check(&call.health(&load("hostile"), &s.store));
+    assert_eq!(status, HealthStatus::Healthy, "{detail}");
+    assert_eq!(server.hits(), 1);
+}
+
+#[test]
+fn an_infinite_loop_is_stopped_at_the_deadline() {
+    let s = scratch();
+    let started = Instant::now();
+    let outcome = attack("loop", "").timeout(Duration::from_secs(1)).run(
+        &load("hostile"),
+        &s.store,
+        HookInput::Health,
+    );
+    let err = outcome.result.expect_err("a loop cannot succeed");
+    assert_eq!(err.kind, ErrorKind::Timeout, "{err}");
+    assert!(
+        err.message.contains("plugin `hostile` hook `health`"),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert_host_still_works(&s);
+}
+
+#[test]
+fn allocating_past_the_memory_cap_is_stopped() {
+    let s = scratch();
+    let outcome =
+        attack("alloc", "")
+            .memory_mb(32)
+            .run(&load("hostile"), &s.store, HookInput::Health);
+    let err = outcome
+        .result
+        .expect_err("unbounded allocation cannot succeed");
+    assert_eq!(err.kind, ErrorKind::MemoryLimit, "{err}");
+    assert!(err.message.contains("32 MiB"), "{err}");
+    assert_host_still_works(&s);
+}
+
+#[test]
+fn a_panic_becomes_a_typed_error_naming_plugin_and_hook() {
+    let s = scratch();
+    let outcome = attack("panic", "").run(&load("hostile"), &s.store, HookInput::Health);
+    let err = outcome.result.expect_err("a panic cannot succeed");
+    assert_eq!(err.kind, ErrorKind::Crashed, "{err}");
+    assert!(
+        err.message
+            .contains("plugin `hostile` hook `health` crashed"),
+        "{err}"
+    );
+    let tail = err.stderr_tail.unwrap_or_default();
+    assert!(
+        tail.contains("hostile panic"),
+        "the panic message should be kept: {tail}"
+    );
+    assert_host_still_works(&s);
+}
+
+#[test]
+fn a_plugin_cannot_open_an_artifact_it_was_not_given() {
+    let s = scratch();
+    let (granted, secret) = secret_beside_grant(&s);
+    fs::copy(&secret, granted.join("loot.txt")).unwrap();
+    let plugin = load("hostile");
+    // Another instance's artifact, really in the store.
+    let records = Call::new(
+        "victim",
+        json!({ "attack": "write-artifact", "target": granted.join("loot.txt").display().to_string() }),
+    )
+    .path(&granted)
+    .backup(&plugin, &s.store);
+    let digest = &records[0].blob.digest;
+    let outcome = Call::new(
+        "hostile",
+        json!({ "attack": "open-foreign", "digest": digest }),
+    )
+    .run(&plugin, &s.store, HookInput::Backup);
+    let err = outcome
+        .result
+        .expect_err("opening a foreign artifact must fail");
+    assert!(
+        err.message.contains(digest.as_str()) || err.message.contains("not given"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_plugin_whose_sha256_does_not_match_its_pin_is_not_compiled() {
+    let cache = tempfile::tempdir().unwrap();
+    let runtime = rewind::engine::Runtime::new(Some(cache.path().to_path_buf())).unwrap();
+    let path = common::plugin_path("hostile");
+    let wrong = "0".repeat(64);
+    let err = rewind::plugin::load(&runtime, &path, Some(&wrong)).unwrap_err();
+    let message = format!("{err:#}");
+    assert!(message.contains("does not match its pin"), "{message}");
+    assert!(message.contains(&wrong), "{message}");
+    assert_eq!(
+        fs::read_dir(cache.path()).unwrap().count(),
+        0,
+        "nothing may be compiled for a plugin that failed its pin"
+    );
+    // With the right pin it loads, and is compiled into the cache once.
+    let right = rewind::plugin::sha256_hex(&fs::read(&path).unwrap());
+    let first = rewind::plugin::load(&runtime, &path, Some(&right)).unwrap();
+    assert!(!first.from_cache);
+    let second = rewind::plugin::load(&runtime, &path, Some(&right)).unwrap();
+    assert!(second.from_cache, "a second load must not compile again");
+}
