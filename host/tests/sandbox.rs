@@ -299,3 +299,22 @@ fn a_plugin_whose_sha256_does_not_match_its_pin_is_not_compiled() {
     let second = rewind::plugin::load(&runtime, &path, Some(&right)).unwrap();
     assert!(second.from_cache, "a second load must not compile again");
 }
+
+#[test]
+fn a_backup_cannot_claim_an_artifact_it_did_not_write() {
+    let s = scratch();
+    let (granted, secret) = secret_beside_grant(&s);
+    fs::copy(&secret, granted.join("loot.txt")).unwrap();
+    let plugin = load("hostile");
+    let records = Call::new(
+        "victim",
+        json!({ "attack": "write-artifact", "target": granted.join("loot.txt").display().to_string() }),
+    )
+    .path(&granted)
+    .backup(&plugin, &s.store);
+    let digest = &records[0].blob.digest;
+    let outcome = Call::new("hostile", json!({ "attack": "claim-foreign", "digest": digest }))
+        .run(&plugin, &s.store, HookInput::Backup);
+    let err = outcome.result.expect_err("claiming a foreign artifact must fail");
+    assert!(err.message.contains("claimed"), "{err}");
+}
