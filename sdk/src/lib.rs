@@ -83,6 +83,7 @@ pub use bindings::rewind::hooks::types::{
 };
 
 pub mod artifacts;
+pub mod fs;
 mod command;
 mod context;
 mod error;

@@ -5,24 +5,24 @@
 
 use crate::bindings::rewind::hooks::log::write;
 
-pub fn trace(message: &str) {
-    write(Level::Trace, message, &[]);
+pub fn trace(message: impl AsRef<str>) {
+    write(Level::Trace, message.as_ref(), &[]);
 }
 
-pub fn debug(message: &str) {
-    write(Level::Debug, message, &[]);
+pub fn debug(message: impl AsRef<str>) {
+    write(Level::Debug, message.as_ref(), &[]);
 }
 
-pub fn info(message: &str) {
-    write(Level::Info, message, &[]);
+pub fn info(message: impl AsRef<str>) {
+    write(Level::Info, message.as_ref(), &[]);
 }
 
-pub fn warn(message: &str) {
-    write(Level::Warn, message, &[]);
+pub fn warn(message: impl AsRef<str>) {
+    write(Level::Warn, message.as_ref(), &[]);
 }
 
-pub fn error(message: &str) {
-    write(Level::Error, message, &[]);
+pub fn error(message: impl AsRef<str>) {
+    write(Level::Error, message.as_ref(), &[]);
 }
 
 /// A line with structured fields: `log::with_fields(Level::Info, "dumped", &[("bytes", "123")])`.
