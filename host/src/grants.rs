@@ -203,6 +203,25 @@ impl Grants {
         }
     }
 
+    /// Is `path` (absolute, normalized) inside a granted path, a writable
+    /// one when `write`? Used by the `fs` import.
+    pub fn check_path(&self, path: &Path, write: bool) -> Result<(), Denial> {
+        if self
+            .paths
+            .iter()
+            .any(|g| path.starts_with(&g.path) && (g.writable || !write))
+        {
+            return Ok(());
+        }
+        let dir = if path.is_dir() { path } else { path.parent().unwrap_or(path) };
+        let shown = dir.display().to_string();
+        Err(Denial {
+            kind: "path",
+            attempted: format!("{} {}", if write { "write" } else { "read" }, path.display()),
+            grant: format!("grants.paths = [{}]", toml_string(&shown)),
+        })
+    }
+
     /// Is an outgoing request to `scheme://host:port` allowed?
     pub fn check_http(&self, scheme: &str, host: &str, port: u16) -> Result<(), Denial> {
         if self.http.iter().any(|o| o.matches(scheme, host, port)) {

@@ -188,3 +188,94 @@ fn command_without_a_configured_step_is_unsupported_and_names_the_param() {
     assert_eq!(err.kind, ErrorKind::Unsupported, "{err}");
     assert!(err.message.contains("params.backup"), "{err}");
 }
+
+// ---------------------------------------------------------------- files
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    fs::symlink_metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+fn set_mode(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn files_restores_contents_modes_and_symlinks() {
+    let s = scratch();
+    let plugin = load("files");
+    let app = s.path().join("app");
+    fs::create_dir_all(app.join("config")).unwrap();
+    fs::create_dir_all(app.join("storage/cache")).unwrap();
+    fs::write(app.join(".env"), "APP_KEY=base64:old\nDB_PASSWORD=s3cret\n").unwrap();
+    set_mode(&app.join(".env"), 0o600);
+    fs::write(app.join("config/app.ini"), "debug=false\n").unwrap();
+    set_mode(&app.join("config/app.ini"), 0o640);
+    fs::write(app.join("storage/cache/skip.tmp"), "junk").unwrap();
+    set_mode(&app.join("storage"), 0o750);
+    std::os::unix::fs::symlink("../config/app.ini", app.join("storage/ini")).unwrap();
+
+    let params = json!({
+        "paths": [app.join(".env").display().to_string(), app.join("config").display().to_string(),
+                  app.join("storage").display().to_string()],
+        "exclude": ["*.tmp"],
+    });
+    let call = Call::new("config", params).path(&app);
+    let saved = call.backup(&plugin, &s.store);
+    let names: Vec<&str> = saved.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["files", "index"]);
+
+    // A bad deploy: rewritten secrets, loosened modes, a deleted file, a moved link.
+    fs::write(app.join(".env"), "APP_KEY=base64:new\n").unwrap();
+    set_mode(&app.join(".env"), 0o644);
+    fs::remove_file(app.join("config/app.ini")).unwrap();
+    fs::remove_file(app.join("storage/ini")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", app.join("storage/ini")).unwrap();
+    set_mode(&app.join("storage"), 0o777);
+
+    let outcome = call.run(&plugin, &s.store, HookInput::Restore(&saved));
+    let Ok(HookOutput::Report(report)) = outcome.result else {
+        panic!("restore failed: {:?}", outcome.result)
+    };
+    assert!(report.summary.contains("2 files"), "{}", report.summary);
+    assert_eq!(
+        fs::read_to_string(app.join(".env")).unwrap(),
+        "APP_KEY=base64:old\nDB_PASSWORD=s3cret\n"
+    );
+    assert_eq!(mode(&app.join(".env")), 0o600);
+    assert_eq!(fs::read_to_string(app.join("config/app.ini")).unwrap(), "debug=false\n");
+    assert_eq!(mode(&app.join("config/app.ini")), 0o640);
+    assert_eq!(mode(&app.join("storage")), 0o750);
+    assert_eq!(fs::read_link(app.join("storage/ini")).unwrap(), std::path::Path::new("../config/app.ini"));
+    let leftovers: Vec<_> = fs::read_dir(&app)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".rewind-tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn files_cannot_touch_modes_outside_its_grants() {
+    let s = scratch();
+    let plugin = load("files");
+    let app = s.path().join("app");
+    let elsewhere = s.path().join("elsewhere");
+    fs::create_dir_all(&app).unwrap();
+    fs::create_dir_all(&elsewhere).unwrap();
+    fs::write(elsewhere.join("x"), "x").unwrap();
+    // The path is not granted: the backup is refused and names the grant.
+    let call = Call::new("config", json!({ "paths": [elsewhere.join("x").display().to_string()] })).path(&app);
+    let err = call.run(&plugin, &s.store, HookInput::Backup).result.unwrap_err();
+    assert!(err.message.contains("grants.paths"), "{err}");
+
+    // A read-only grant allows the backup but not the restore.
+    fs::write(app.join("a.conf"), "v1").unwrap();
+    let params = json!({ "paths": [app.join("a.conf").display().to_string()] });
+    let saved = Call::new("config", params.clone()).read_only(&app).backup(&plugin, &s.store);
+    fs::write(app.join("a.conf"), "v2").unwrap();
+    let outcome = Call::new("config", params).read_only(&app).run(&plugin, &s.store, HookInput::Restore(&saved));
+    assert!(outcome.result.is_err(), "a read-only grant must not allow a restore");
+    assert_eq!(fs::read_to_string(app.join("a.conf")).unwrap(), "v2");
+}

@@ -1,11 +1,31 @@
-//! Filesystem operations that `std` does not offer on `wasm32-wasip2` yet.
+//! Filesystem operations that `std` does not offer on `wasm32-wasip2`:
+//! symlinks, permission bits and owners.
 //!
-//! Everything else (read, write, rename, metadata, directories) is plain
-//! `std::fs` on the granted paths, which the host preopens at their real
-//! absolute paths.
+//! Everything else (read, write, rename, directories) is plain `std::fs` on
+//! the granted paths, which the host preopens at their real absolute paths.
 
 use std::io;
 use std::path::Path;
+
+use crate::HookError;
+use crate::bindings::rewind::hooks::fs as host;
+
+pub use host::{FileKind, FileMeta};
+
+/// Mode, owner, kind, size and mtime of `path`, not following a final symlink.
+pub fn metadata(path: &Path) -> Result<FileMeta, HookError> {
+    host::metadata(&path.to_string_lossy())
+}
+
+/// Set permission bits (`0o640`). Needs a read-write grant.
+pub fn set_mode(path: &Path, mode: u32) -> Result<(), HookError> {
+    host::set_mode(&path.to_string_lossy(), mode)
+}
+
+/// Set owner and group. Fails when the host may not (it is not root).
+pub fn set_owner(path: &Path, uid: u32, gid: u32) -> Result<(), HookError> {
+    host::set_owner(&path.to_string_lossy(), uid, gid)
+}
 
 /// Create a symlink at `link` whose text is `original` (relative or absolute).
 ///

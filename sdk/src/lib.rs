@@ -74,7 +74,7 @@ mod bindings {
 /// Generated types of the `rewind:hooks` WIT package, for what the
 /// re-exports at the crate root do not cover.
 pub mod wit {
-    pub use crate::bindings::rewind::hooks::{artifacts, log, process, types};
+    pub use crate::bindings::rewind::hooks::{artifacts, fs, log, process, types};
 }
 
 pub use bindings::rewind::hooks::types::{
@@ -144,6 +144,7 @@ macro_rules! export_world {
                     "rewind:hooks/log@0.1.0": crate::bindings::rewind::hooks::log,
                     "rewind:hooks/artifacts@0.1.0": crate::bindings::rewind::hooks::artifacts,
                     "rewind:hooks/process@0.1.0": crate::bindings::rewind::hooks::process,
+                    "rewind:hooks/fs@0.1.0": crate::bindings::rewind::hooks::fs,
                 },
                 pub_export_macro: true,
                 export_macro_name: $macro_name,

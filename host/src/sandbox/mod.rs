@@ -8,6 +8,7 @@
 //! [`CallError`] naming plugin and hook, and the host carries on.
 
 pub mod artifacts;
+mod fs;
 mod http;
 mod log;
 mod process;
