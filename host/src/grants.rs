@@ -213,11 +213,19 @@ impl Grants {
         {
             return Ok(());
         }
-        let dir = if path.is_dir() { path } else { path.parent().unwrap_or(path) };
+        let dir = if path.is_dir() {
+            path
+        } else {
+            path.parent().unwrap_or(path)
+        };
         let shown = dir.display().to_string();
         Err(Denial {
             kind: "path",
-            attempted: format!("{} {}", if write { "write" } else { "read" }, path.display()),
+            attempted: format!(
+                "{} {}",
+                if write { "write" } else { "read" },
+                path.display()
+            ),
             grant: format!("grants.paths = [{}]", toml_string(&shown)),
         })
     }

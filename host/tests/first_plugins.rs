@@ -37,7 +37,10 @@ fn http_health_is_unhealthy_on_a_wrong_status_and_says_what_it_saw() {
     assert_eq!(status, HealthStatus::Unhealthy);
     assert!(detail.contains("HTTP 503, expected 200"), "{detail}");
     // A list of accepted statuses.
-    let (status, detail) = http_check(&server, json!({ "url": server.url("/"), "expect_status": [200, 503] }));
+    let (status, detail) = http_check(
+        &server,
+        json!({ "url": server.url("/"), "expect_status": [200, 503] }),
+    );
     assert_eq!(status, HealthStatus::Healthy, "{detail}");
 }
 
@@ -67,7 +70,10 @@ fn http_health_retries_then_reports_all_tries() {
 #[test]
 fn http_health_times_out_per_try() {
     let server = HttpServer::start_with_delay(200, "late", Duration::from_secs(3));
-    let (status, detail) = http_check(&server, json!({ "url": server.url("/"), "timeout_ms": 300 }));
+    let (status, detail) = http_check(
+        &server,
+        json!({ "url": server.url("/"), "timeout_ms": 300 }),
+    );
     assert_eq!(status, HealthStatus::Unhealthy, "{detail}");
     assert!(detail.to_lowercase().contains("time"), "{detail}");
 }
@@ -79,14 +85,21 @@ fn http_health_without_the_grant_is_unhealthy_and_names_the_grant() {
     let call = Call::new("web", json!({ "url": server.url("/") }));
     let (status, detail) = only_check(&call.health(&load("http-health"), &s.store));
     assert_eq!(status, HealthStatus::Unhealthy);
-    assert!(detail.contains(&format!("grants.http = [\"{}\"]", server.origin())), "{detail}");
+    assert!(
+        detail.contains(&format!("grants.http = [\"{}\"]", server.origin())),
+        "{detail}"
+    );
     assert_eq!(server.hits(), 0);
 }
 
 #[test]
 fn http_health_reports_a_refused_connection() {
     // Bind and drop to find a port nobody listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let s = scratch();
     let url = format!("http://127.0.0.1:{port}/");
     let call = Call::new("web", json!({ "url": url })).http("http://127.0.0.1:*");
@@ -102,12 +115,21 @@ fn command_health_follows_the_exit_code() {
     let s = scratch();
     let plugin = load("command");
     let ok = Call::new("probe", json!({ "health": ["true"] })).exec("true");
-    assert_eq!(only_check(&ok.health(&plugin, &s.store)).0, HealthStatus::Healthy);
-    let bad = Call::new("probe", json!({ "health": ["sh", "-c", "echo broken >&2; exit 3"] }))
-        .exec("sh -c *");
+    assert_eq!(
+        only_check(&ok.health(&plugin, &s.store)).0,
+        HealthStatus::Healthy
+    );
+    let bad = Call::new(
+        "probe",
+        json!({ "health": ["sh", "-c", "echo broken >&2; exit 3"] }),
+    )
+    .exec("sh -c *");
     let (status, detail) = only_check(&bad.health(&plugin, &s.store));
     assert_eq!(status, HealthStatus::Unhealthy);
-    assert!(detail.contains("code 3") && detail.contains("broken"), "{detail}");
+    assert!(
+        detail.contains("code 3") && detail.contains("broken"),
+        "{detail}"
+    );
 }
 
 #[test]
@@ -135,8 +157,15 @@ fn command_backup_keeps_stdout_and_restore_feeds_it_back() {
 
     fs::write(work.join("data.txt"), "lost\n").unwrap();
     let outcome = call.run(&plugin, &s.store, HookInput::Restore(&saved));
-    assert!(matches!(outcome.result, Ok(HookOutput::Report(_))), "{:?}", outcome.result);
-    assert_eq!(fs::read_to_string(work.join("data.txt")).unwrap(), "precious rows\n");
+    assert!(
+        matches!(outcome.result, Ok(HookOutput::Report(_))),
+        "{:?}",
+        outcome.result
+    );
+    assert_eq!(
+        fs::read_to_string(work.join("data.txt")).unwrap(),
+        "precious rows\n"
+    );
 }
 
 #[test]
@@ -161,18 +190,32 @@ fn command_with_a_cwd_outside_its_grants_is_denied() {
     let s = scratch();
     let plugin = load("command");
     let call = Call::new("maint", json!({ "revert": ["true"], "cwd": "/etc" })).exec("true");
-    let err = call.run(&plugin, &s.store, HookInput::Revert(&[])).result.unwrap_err();
+    let err = call
+        .run(&plugin, &s.store, HookInput::Revert(&[]))
+        .result
+        .unwrap_err();
     assert_eq!(err.kind, ErrorKind::Denied, "{err}");
-    assert_eq!(err.grant.as_deref(), Some("grants.paths = [\"/etc\"]"), "{err}");
+    assert_eq!(
+        err.grant.as_deref(),
+        Some("grants.paths = [\"/etc\"]"),
+        "{err}"
+    );
 }
 
 #[test]
 fn command_is_killed_at_its_timeout() {
     let s = scratch();
     let plugin = load("command");
-    let call = Call::new("slow", json!({ "revert": ["sleep", "30"], "timeout_ms": 300 })).exec("sleep *");
+    let call = Call::new(
+        "slow",
+        json!({ "revert": ["sleep", "30"], "timeout_ms": 300 }),
+    )
+    .exec("sleep *");
     let started = std::time::Instant::now();
-    let err = call.run(&plugin, &s.store, HookInput::Revert(&[])).result.unwrap_err();
+    let err = call
+        .run(&plugin, &s.store, HookInput::Revert(&[]))
+        .result
+        .unwrap_err();
     assert_eq!(err.kind, ErrorKind::Timeout, "{err}");
     assert!(started.elapsed() < Duration::from_secs(10));
 }
@@ -244,10 +287,16 @@ fn files_restores_contents_modes_and_symlinks() {
         "APP_KEY=base64:old\nDB_PASSWORD=s3cret\n"
     );
     assert_eq!(mode(&app.join(".env")), 0o600);
-    assert_eq!(fs::read_to_string(app.join("config/app.ini")).unwrap(), "debug=false\n");
+    assert_eq!(
+        fs::read_to_string(app.join("config/app.ini")).unwrap(),
+        "debug=false\n"
+    );
     assert_eq!(mode(&app.join("config/app.ini")), 0o640);
     assert_eq!(mode(&app.join("storage")), 0o750);
-    assert_eq!(fs::read_link(app.join("storage/ini")).unwrap(), std::path::Path::new("../config/app.ini"));
+    assert_eq!(
+        fs::read_link(app.join("storage/ini")).unwrap(),
+        std::path::Path::new("../config/app.ini")
+    );
     let leftovers: Vec<_> = fs::read_dir(&app)
         .unwrap()
         .flatten()
@@ -266,16 +315,32 @@ fn files_cannot_touch_modes_outside_its_grants() {
     fs::create_dir_all(&elsewhere).unwrap();
     fs::write(elsewhere.join("x"), "x").unwrap();
     // The path is not granted: the backup is refused and names the grant.
-    let call = Call::new("config", json!({ "paths": [elsewhere.join("x").display().to_string()] })).path(&app);
-    let err = call.run(&plugin, &s.store, HookInput::Backup).result.unwrap_err();
+    let call = Call::new(
+        "config",
+        json!({ "paths": [elsewhere.join("x").display().to_string()] }),
+    )
+    .path(&app);
+    let err = call
+        .run(&plugin, &s.store, HookInput::Backup)
+        .result
+        .unwrap_err();
     assert!(err.message.contains("grants.paths"), "{err}");
 
     // A read-only grant allows the backup but not the restore.
     fs::write(app.join("a.conf"), "v1").unwrap();
     let params = json!({ "paths": [app.join("a.conf").display().to_string()] });
-    let saved = Call::new("config", params.clone()).read_only(&app).backup(&plugin, &s.store);
+    let saved = Call::new("config", params.clone())
+        .read_only(&app)
+        .backup(&plugin, &s.store);
     fs::write(app.join("a.conf"), "v2").unwrap();
-    let outcome = Call::new("config", params).read_only(&app).run(&plugin, &s.store, HookInput::Restore(&saved));
-    assert!(outcome.result.is_err(), "a read-only grant must not allow a restore");
+    let outcome = Call::new("config", params).read_only(&app).run(
+        &plugin,
+        &s.store,
+        HookInput::Restore(&saved),
+    );
+    assert!(
+        outcome.result.is_err(),
+        "a read-only grant must not allow a restore"
+    );
     assert_eq!(fs::read_to_string(app.join("a.conf")).unwrap(), "v2");
 }

@@ -41,15 +41,24 @@ fn revert_puts_current_back_where_the_backup_found_it() {
     assert_eq!(state["release"], "v1");
 
     deploy(&base, "v2");
-    assert_eq!(fs::read_to_string(base.join("current/VERSION")).unwrap(), "v2");
+    assert_eq!(
+        fs::read_to_string(base.join("current/VERSION")).unwrap(),
+        "v2"
+    );
 
     let outcome = call(&base).run(&plugin, &s.store, HookInput::Revert(&saved));
     let Ok(HookOutput::Report(report)) = outcome.result else {
         panic!("revert failed: {:?}", outcome.result)
     };
     assert!(report.summary.contains("was v2"), "{}", report.summary);
-    assert_eq!(fs::read_link(base.join("current")).unwrap(), Path::new("releases/v1"));
-    assert_eq!(fs::read_to_string(base.join("current/VERSION")).unwrap(), "v1");
+    assert_eq!(
+        fs::read_link(base.join("current")).unwrap(),
+        Path::new("releases/v1")
+    );
+    assert_eq!(
+        fs::read_to_string(base.join("current/VERSION")).unwrap(),
+        "v1"
+    );
     // No temporary link is left behind.
     let leftovers: Vec<_> = fs::read_dir(&base)
         .unwrap()
@@ -66,14 +75,27 @@ fn an_explicit_target_wins_and_an_unknown_one_lists_the_releases() {
     let base = deploy_root(s.path(), "v3");
     let plugin = load("release-symlink");
     let saved = call(&base).backup(&plugin, &s.store);
-    let outcome = call(&base).target("v2").run(&plugin, &s.store, HookInput::Revert(&saved));
+    let outcome = call(&base)
+        .target("v2")
+        .run(&plugin, &s.store, HookInput::Revert(&saved));
     assert!(outcome.result.is_ok(), "{:?}", outcome.result);
-    assert_eq!(fs::read_link(base.join("current")).unwrap(), Path::new("releases/v2"));
+    assert_eq!(
+        fs::read_link(base.join("current")).unwrap(),
+        Path::new("releases/v2")
+    );
 
-    let outcome = call(&base).target("v9").run(&plugin, &s.store, HookInput::Revert(&saved));
+    let outcome = call(&base)
+        .target("v9")
+        .run(&plugin, &s.store, HookInput::Revert(&saved));
     let err = outcome.result.unwrap_err();
-    assert!(err.message.contains("v9") && err.message.contains("v1, v2, v3"), "{err}");
-    assert_eq!(fs::read_link(base.join("current")).unwrap(), Path::new("releases/v2"));
+    assert!(
+        err.message.contains("v9") && err.message.contains("v1, v2, v3"),
+        "{err}"
+    );
+    assert_eq!(
+        fs::read_link(base.join("current")).unwrap(),
+        Path::new("releases/v2")
+    );
 }
 
 #[test]
@@ -89,8 +111,15 @@ fn dry_run_changes_nothing() {
     let Ok(HookOutput::Report(report)) = outcome.result else {
         panic!("{:?}", outcome.result)
     };
-    assert!(report.summary.starts_with("would switch"), "{}", report.summary);
-    assert_eq!(fs::read_link(base.join("current")).unwrap(), Path::new("releases/v3"));
+    assert!(
+        report.summary.starts_with("would switch"),
+        "{}",
+        report.summary
+    );
+    assert_eq!(
+        fs::read_link(base.join("current")).unwrap(),
+        Path::new("releases/v3")
+    );
 }
 
 #[test]
@@ -100,11 +129,21 @@ fn keep_prunes_the_oldest_releases_but_never_the_one_in_use() {
     let plugin = load("release-symlink");
     let saved = call(&base).backup(&plugin, &s.store);
     deploy(&base, "v3");
-    let keep = Call::new("code", json!({ "base": base.display().to_string(), "keep": 1 })).path(&base);
+    let keep = Call::new(
+        "code",
+        json!({ "base": base.display().to_string(), "keep": 1 }),
+    )
+    .path(&base);
     let outcome = keep.run(&plugin, &s.store, HookInput::Revert(&saved));
     assert!(outcome.result.is_ok(), "{:?}", outcome.result);
-    assert!(base.join("releases/v2").is_dir(), "the release reverted to must stay");
-    assert!(!base.join("releases/v1").exists(), "v1 is the oldest and must go");
+    assert!(
+        base.join("releases/v2").is_dir(),
+        "the release reverted to must stay"
+    );
+    assert!(
+        !base.join("releases/v1").exists(),
+        "v1 is the oldest and must go"
+    );
 }
 
 #[test]
@@ -112,16 +151,27 @@ fn without_a_path_grant_the_backup_fails_and_says_so() {
     let s = scratch();
     let base = deploy_root(s.path(), "v1");
     let plugin = load("release-symlink");
-    let outcome = Call::new("code", json!({ "base": base.display().to_string() }))
-        .run(&plugin, &s.store, HookInput::Backup);
+    let outcome = Call::new("code", json!({ "base": base.display().to_string() })).run(
+        &plugin,
+        &s.store,
+        HookInput::Backup,
+    );
     let err = outcome.result.unwrap_err();
     assert!(err.message.contains("current"), "{err}");
 }
 
-fn read_artifact(store: &rewind::store::Store, saved: &[rewind::store::ArtifactRecord], name: &str) -> Vec<u8> {
+fn read_artifact(
+    store: &rewind::store::Store,
+    saved: &[rewind::store::ArtifactRecord],
+    name: &str,
+) -> Vec<u8> {
     use std::io::Read;
     let record = saved.iter().find(|r| r.name == name).expect("artifact");
     let mut bytes = Vec::new();
-    store.open_blob(&record.blob).unwrap().read_to_end(&mut bytes).unwrap();
+    store
+        .open_blob(&record.blob)
+        .unwrap()
+        .read_to_end(&mut bytes)
+        .unwrap();
     bytes
 }

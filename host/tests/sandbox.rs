@@ -313,8 +313,13 @@ fn a_backup_cannot_claim_an_artifact_it_did_not_write() {
     .path(&granted)
     .backup(&plugin, &s.store);
     let digest = &records[0].blob.digest;
-    let outcome = Call::new("hostile", json!({ "attack": "claim-foreign", "digest": digest }))
-        .run(&plugin, &s.store, HookInput::Backup);
-    let err = outcome.result.expect_err("claiming a foreign artifact must fail");
+    let outcome = Call::new(
+        "hostile",
+        json!({ "attack": "claim-foreign", "digest": digest }),
+    )
+    .run(&plugin, &s.store, HookInput::Backup);
+    let err = outcome
+        .result
+        .expect_err("claiming a foreign artifact must fail");
     assert!(err.message.contains("claimed"), "{err}");
 }

@@ -28,7 +28,9 @@ impl HookState {
     fn granted_path(&self, path: &str, write: bool) -> Result<PathBuf, HookError> {
         let raw = Path::new(path);
         if !raw.is_absolute() {
-            return Err(HookError::InvalidInput(format!("path `{path}` must be absolute")));
+            return Err(HookError::InvalidInput(format!(
+                "path `{path}` must be absolute"
+            )));
         }
         let lexical = normalize(raw);
         let check = |p: &Path| {
@@ -59,7 +61,10 @@ fn open_no_follow(path: &Path) -> Result<File, HookError> {
         .open(path)
         .map_err(|err| {
             if err.raw_os_error() == Some(libc::ELOOP) {
-                failed(format!("{} is a symlink; its mode and owner are not changed", path.display()))
+                failed(format!(
+                    "{} is a symlink; its mode and owner are not changed",
+                    path.display()
+                ))
             } else {
                 failed(format!("{}: {err}", path.display()))
             }
@@ -70,8 +75,8 @@ impl Host for HookState {
     fn metadata(&mut self, path: String) -> wasmtime::Result<Result<FileMeta, HookError>> {
         Ok((|| {
             let real = self.granted_path(&path, false)?;
-            let meta = std::fs::symlink_metadata(&real)
-                .map_err(|err| failed(format!("{path}: {err}")))?;
+            let meta =
+                std::fs::symlink_metadata(&real).map_err(|err| failed(format!("{path}: {err}")))?;
             let kind = if meta.file_type().is_symlink() {
                 FileKind::Symlink
             } else if meta.is_dir() {
@@ -95,7 +100,9 @@ impl Host for HookState {
     fn set_mode(&mut self, path: String, mode: u32) -> wasmtime::Result<Result<(), HookError>> {
         Ok((|| {
             if mode > 0o7777 {
-                return Err(HookError::InvalidInput(format!("mode {mode:o} is not a permission mode")));
+                return Err(HookError::InvalidInput(format!(
+                    "mode {mode:o} is not a permission mode"
+                )));
             }
             let real = self.granted_path(&path, true)?;
             let file = open_no_follow(&real)?;
@@ -104,7 +111,12 @@ impl Host for HookState {
         })())
     }
 
-    fn set_owner(&mut self, path: String, uid: u32, gid: u32) -> wasmtime::Result<Result<(), HookError>> {
+    fn set_owner(
+        &mut self,
+        path: String,
+        uid: u32,
+        gid: u32,
+    ) -> wasmtime::Result<Result<(), HookError>> {
         Ok((|| {
             let real = self.granted_path(&path, true)?;
             let file = open_no_follow(&real)?;

@@ -60,9 +60,10 @@ impl LogSink {
     pub fn line(&self, level: LogLevel, message: String, fields: Vec<(String, String)>) {
         if self.echo.is_some_and(|min| level >= min) {
             let fields: String = fields.iter().map(|(k, v)| format!(" {k}={v}")).collect();
+            let level = format!("{level:?}").to_lowercase();
             eprintln!(
-                "  [{}/{}] {:?}: {message}{fields}",
-                self.instance, self.hook, level
+                "  [{}/{}] {level}: {message}{fields}",
+                self.instance, self.hook
             );
         }
         self.lines.lock().expect("log lock").push(LogLine {

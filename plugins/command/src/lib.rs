@@ -106,13 +106,33 @@ impl Plugin for CommandPlugin {
                 ParamSpec::optional("backup", "argv of the backup command", ""),
                 ParamSpec::optional("restore", "argv of the restore command", ""),
                 ParamSpec::optional("revert", "argv of the revert command", ""),
-                ParamSpec::optional("health", "argv of the health command (exit 0 = healthy)", ""),
+                ParamSpec::optional(
+                    "health",
+                    "argv of the health command (exit 0 = healthy)",
+                    "",
+                ),
                 ParamSpec::optional("cwd", "Working directory (inside a granted path)", ""),
-                ParamSpec::optional("env", "Literal environment variables (each must be granted)", ""),
-                ParamSpec::optional("inherit_env", "Host variables to pass through (granted)", ""),
+                ParamSpec::optional(
+                    "env",
+                    "Literal environment variables (each must be granted)",
+                    "",
+                ),
+                ParamSpec::optional(
+                    "inherit_env",
+                    "Host variables to pass through (granted)",
+                    "",
+                ),
                 ParamSpec::optional("timeout_ms", "Kill the command after this long", ""),
-                ParamSpec::optional("capture", "Keep the backup command's stdout as artifact `stdout`", "true"),
-                ParamSpec::optional("restore_stdin", "Feed `stdout` to restore/revert stdin", "false"),
+                ParamSpec::optional(
+                    "capture",
+                    "Keep the backup command's stdout as artifact `stdout`",
+                    "true",
+                ),
+                ParamSpec::optional(
+                    "restore_stdin",
+                    "Feed `stdout` to restore/revert stdin",
+                    "false",
+                ),
                 ParamSpec::optional("name", "Name of the health check", "command"),
             ],
         }
@@ -124,7 +144,9 @@ impl Backup for CommandPlugin {
         let params: Params = ctx.params()?;
         let command = params.command("backup")?;
         if params.capture {
-            Ok(vec![command.run_to_artifact("stdout", "application/octet-stream")?])
+            Ok(vec![
+                command.run_to_artifact("stdout", "application/octet-stream")?,
+            ])
         } else {
             command.run()?;
             Ok(Vec::new())
@@ -148,19 +170,41 @@ impl Health for CommandPlugin {
     fn check(ctx: &Context) -> HealthReport {
         let started = Instant::now();
         let (name, status, detail) = match ctx.params::<Params>() {
-            Err(err) => ("command".to_string(), HealthStatus::Unhealthy, err.message()),
+            Err(err) => (
+                "command".to_string(),
+                HealthStatus::Unhealthy,
+                err.message(),
+            ),
             Ok(params) => {
-                let outcome = params.command("health").and_then(|c| c.output().map(|o| (c, o)));
+                let outcome = params
+                    .command("health")
+                    .and_then(|c| c.output().map(|o| (c, o)));
                 let (status, detail) = match outcome {
                     Err(err) => (HealthStatus::Unhealthy, err.message()),
                     Ok((command, out)) if out.success() => {
                         let first = out.stdout_text().lines().next().unwrap_or("").to_string();
-                        (HealthStatus::Healthy, format!("`{}` exited 0 {first}", command.display()).trim_end().to_string())
+                        (
+                            HealthStatus::Healthy,
+                            format!("`{}` exited 0 {first}", command.display())
+                                .trim_end()
+                                .to_string(),
+                        )
                     }
                     Ok((command, out)) => {
-                        let last = out.stderr_text().lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").to_string();
-                        let code = out.exit_code.map_or("a signal".to_string(), |c| format!("code {c}"));
-                        (HealthStatus::Unhealthy, format!("`{}` exited with {code}: {last}", command.display()))
+                        let last = out
+                            .stderr_text()
+                            .lines()
+                            .rev()
+                            .find(|l| !l.trim().is_empty())
+                            .unwrap_or("")
+                            .to_string();
+                        let code = out
+                            .exit_code
+                            .map_or("a signal".to_string(), |c| format!("code {c}"));
+                        (
+                            HealthStatus::Unhealthy,
+                            format!("`{}` exited with {code}: {last}", command.display()),
+                        )
                     }
                 };
                 (params.name, status, detail)
@@ -168,7 +212,9 @@ impl Health for CommandPlugin {
         };
         let mut check = HealthCheck::new(&name, status, detail);
         check.latency_ms = started.elapsed().as_millis() as u64;
-        HealthReport { checks: vec![check] }
+        HealthReport {
+            checks: vec![check],
+        }
     }
 }
 

@@ -116,7 +116,10 @@ fn walk(path: &Path, exclude: &[String], out: &mut Vec<(PathBuf, Kind)>) -> Resu
         FileKind::Directory => Kind::Dir,
         FileKind::Symlink => Kind::Symlink,
         FileKind::Other => {
-            log::warn(format!("skipping {} (not a file, directory or symlink)", path.display()));
+            log::warn(format!(
+                "skipping {} (not a file, directory or symlink)",
+                path.display()
+            ));
             return Ok(());
         }
     };
@@ -147,7 +150,9 @@ impl Backup for Files {
         for root in &params.paths {
             let path = Path::new(root);
             if !path.is_absolute() {
-                return Err(HookError::invalid_input(format!("params.paths: `{root}` must be absolute")));
+                return Err(HookError::invalid_input(format!(
+                    "params.paths: `{root}` must be absolute"
+                )));
             }
             match std::fs::symlink_metadata(path) {
                 Ok(_) => walk(path, &params.exclude, &mut found)?,
@@ -187,7 +192,8 @@ impl Backup for Files {
                         .map_err(|e| io_failed("cannot archive", &path, e))?;
                 }
                 Kind::Symlink => {
-                    let target = std::fs::read_link(&path).map_err(|e| io_failed("cannot read link", &path, e))?;
+                    let target = std::fs::read_link(&path)
+                        .map_err(|e| io_failed("cannot read link", &path, e))?;
                     header.set_entry_type(tar::EntryType::Symlink);
                     header.set_size(0);
                     tar.append_link(&mut header, tar_name(&path), &target)
@@ -195,7 +201,8 @@ impl Backup for Files {
                     entry.link = Some(target.to_string_lossy().into_owned());
                 }
                 Kind::File => {
-                    let bytes = std::fs::read(&path).map_err(|e| io_failed("cannot read", &path, e))?;
+                    let bytes =
+                        std::fs::read(&path).map_err(|e| io_failed("cannot read", &path, e))?;
                     header.set_entry_type(tar::EntryType::Regular);
                     header.set_size(bytes.len() as u64);
                     tar.append_data(&mut header, tar_name(&path), bytes.as_slice())
@@ -206,7 +213,9 @@ impl Backup for Files {
             }
             entries.push(entry);
         }
-        let mut writer = tar.into_inner().map_err(|e| HookError::failed(format!("cannot finish the archive: {e}")))?;
+        let mut writer = tar
+            .into_inner()
+            .map_err(|e| HookError::failed(format!("cannot finish the archive: {e}")))?;
         writer.label("entries", &entries.len().to_string());
         writer.flush()?;
         let files = writer.finish()?;
@@ -226,11 +235,14 @@ impl Backup for Files {
 /// (and owner), then rename over `target`.
 fn restore_file(entry: &Entry, data: &mut impl Read, restore_owner: bool) -> Result<(), HookError> {
     let target = Path::new(&entry.path);
-    let dir = target.parent().ok_or_else(|| HookError::invalid_input(format!("bad path {}", entry.path)))?;
+    let dir = target
+        .parent()
+        .ok_or_else(|| HookError::invalid_input(format!("bad path {}", entry.path)))?;
     let name = target.file_name().unwrap_or_default().to_string_lossy();
     let temp = dir.join(format!(".{name}.rewind-tmp"));
     let result = (|| {
-        let mut file = std::fs::File::create(&temp).map_err(|e| io_failed("cannot write", &temp, e))?;
+        let mut file =
+            std::fs::File::create(&temp).map_err(|e| io_failed("cannot write", &temp, e))?;
         let mut hasher = Sha256::new();
         let mut buffer = vec![0u8; 64 * 1024];
         loop {
@@ -239,9 +251,11 @@ fn restore_file(entry: &Entry, data: &mut impl Read, restore_owner: bool) -> Res
                 break;
             }
             hasher.update(&buffer[..n]);
-            file.write_all(&buffer[..n]).map_err(|e| io_failed("cannot write", &temp, e))?;
+            file.write_all(&buffer[..n])
+                .map_err(|e| io_failed("cannot write", &temp, e))?;
         }
-        file.sync_all().map_err(|e| io_failed("cannot sync", &temp, e))?;
+        file.sync_all()
+            .map_err(|e| io_failed("cannot sync", &temp, e))?;
         drop(file);
         let digest = hex::encode(hasher.finalize());
         if entry.sha256.as_deref() != Some(digest.as_str()) {
@@ -263,7 +277,11 @@ fn restore_file(entry: &Entry, data: &mut impl Read, restore_owner: bool) -> Res
 fn apply_attributes(path: &Path, entry: &Entry, restore_owner: bool) -> Result<(), HookError> {
     set_mode(path, entry.mode)?;
     if restore_owner && let Err(err) = set_owner(path, entry.uid, entry.gid) {
-        log::warn(format!("owner of {} not restored: {}", entry.path, err.message()));
+        log::warn(format!(
+            "owner of {} not restored: {}",
+            entry.path,
+            err.message()
+        ));
     }
     Ok(())
 }
@@ -275,9 +293,13 @@ fn restore_symlink(entry: &Entry) -> Result<(), HookError> {
         return Ok(());
     }
     let dir = target.parent().unwrap_or(Path::new("/"));
-    let temp = dir.join(format!(".{}.rewind-tmp", target.file_name().unwrap_or_default().to_string_lossy()));
+    let temp = dir.join(format!(
+        ".{}.rewind-tmp",
+        target.file_name().unwrap_or_default().to_string_lossy()
+    ));
     let _ = std::fs::remove_file(&temp);
-    rewind_sdk::fs::symlink(Path::new(link), &temp).map_err(|e| io_failed("cannot create link", &temp, e))?;
+    rewind_sdk::fs::symlink(Path::new(link), &temp)
+        .map_err(|e| io_failed("cannot create link", &temp, e))?;
     std::fs::rename(&temp, target).map_err(|e| io_failed("cannot replace", target, e))
 }
 
@@ -299,8 +321,12 @@ impl Restore for Files {
             index.entries.iter().map(|e| (e.path.as_str(), e)).collect();
         let mut archive = tar::Archive::new(Reader::open(artifacts::find(saved, "files")?)?);
         let mut dirs = Vec::new();
-        for tar_entry in archive.entries().map_err(|e| HookError::failed(format!("cannot read the archive: {e}")))? {
-            let mut tar_entry = tar_entry.map_err(|e| HookError::failed(format!("cannot read the archive: {e}")))?;
+        for tar_entry in archive
+            .entries()
+            .map_err(|e| HookError::failed(format!("cannot read the archive: {e}")))?
+        {
+            let mut tar_entry = tar_entry
+                .map_err(|e| HookError::failed(format!("cannot read the archive: {e}")))?;
             let name = tar_entry
                 .path()
                 .map_err(|e| HookError::failed(format!("bad name in the archive: {e}")))?
@@ -314,7 +340,8 @@ impl Restore for Files {
             };
             match entry.kind {
                 Kind::Dir => {
-                    std::fs::create_dir_all(&path).map_err(|e| io_failed("cannot create", &path, e))?;
+                    std::fs::create_dir_all(&path)
+                        .map_err(|e| io_failed("cannot create", &path, e))?;
                     dirs.push(*entry);
                 }
                 Kind::Symlink => restore_symlink(entry)?,

@@ -117,7 +117,10 @@ fn try_once(params: &Params) -> Result<String, String> {
     if let Some(needle) = &params.body_contains
         && !response.text().contains(needle.as_str())
     {
-        return Err(format!("HTTP {}, but the body does not contain {needle:?}", response.status));
+        return Err(format!(
+            "HTTP {}, but the body does not contain {needle:?}",
+            response.status
+        ));
     }
     Ok(format!("HTTP {}", response.status))
 }
@@ -128,7 +131,11 @@ impl Health for HttpHealth {
             Ok(p) => p,
             Err(err) => {
                 return HealthReport {
-                    checks: vec![HealthCheck::new("http", HealthStatus::Unhealthy, err.message())],
+                    checks: vec![HealthCheck::new(
+                        "http",
+                        HealthStatus::Unhealthy,
+                        err.message(),
+                    )],
                 };
             }
         };
@@ -141,14 +148,23 @@ impl Health for HttpHealth {
             tries += 1;
         }
         let latency_ms = started.elapsed().as_millis() as u64;
-        let suffix = if tries > 1 { format!(" after {tries} tries") } else { String::new() };
+        let suffix = if tries > 1 {
+            format!(" after {tries} tries")
+        } else {
+            String::new()
+        };
         let (status, detail) = match outcome {
-            Ok(detail) => (HealthStatus::Healthy, format!("{detail} in {latency_ms} ms{suffix}")),
+            Ok(detail) => (
+                HealthStatus::Healthy,
+                format!("{detail} in {latency_ms} ms{suffix}"),
+            ),
             Err(detail) => (HealthStatus::Unhealthy, format!("{detail}{suffix}")),
         };
         let mut check = HealthCheck::new(&params.name, status, detail);
         check.latency_ms = latency_ms;
-        HealthReport { checks: vec![check] }
+        HealthReport {
+            checks: vec![check],
+        }
     }
 }
 

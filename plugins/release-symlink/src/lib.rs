@@ -97,9 +97,8 @@ impl Layout {
 
     fn read_current(&self) -> Result<String, HookError> {
         let link = self.current();
-        let meta = std::fs::symlink_metadata(&link).map_err(|err| {
-            HookError::failed(format!("cannot read {}: {err}", link.display()))
-        })?;
+        let meta = std::fs::symlink_metadata(&link)
+            .map_err(|err| HookError::failed(format!("cannot read {}: {err}", link.display())))?;
         if !meta.file_type().is_symlink() {
             return Err(HookError::failed(format!(
                 "{} is not a symlink; release-symlink manages a `current -> releases/<name>` link",
@@ -146,7 +145,11 @@ impl Plugin for ReleaseSymlink {
                 ParamSpec::required("base", "Deploy root holding `current` and `releases/`"),
                 ParamSpec::optional("current", "Name of the symlink inside base", "current"),
                 ParamSpec::optional("releases", "Name of the releases directory", "releases"),
-                ParamSpec::optional("keep", "Releases to keep after a revert (absent: never prune)", ""),
+                ParamSpec::optional(
+                    "keep",
+                    "Releases to keep after a revert (absent: never prune)",
+                    "",
+                ),
             ],
         }
     }
@@ -222,14 +225,21 @@ impl Revert for ReleaseSymlink {
             )));
         }
         switch_atomically(&layout, &link_text, ctx.run_id())?;
-        log::info(format!("{} -> {}", layout.current_name, link_text.display()));
+        log::info(format!(
+            "{} -> {}",
+            layout.current_name,
+            link_text.display()
+        ));
 
         let mut pruned = Vec::new();
         if let Some(keep) = params.keep {
-            let protect: Vec<&str> = [Some(wanted.as_str()), recorded.as_ref().map(|s| s.release.as_str())]
-                .into_iter()
-                .flatten()
-                .collect();
+            let protect: Vec<&str> = [
+                Some(wanted.as_str()),
+                recorded.as_ref().map(|s| s.release.as_str()),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
             pruned = prune(&layout, keep, &protect)?;
         }
         let mut report = Report::new(format!(
@@ -273,11 +283,14 @@ fn prune(layout: &Layout, keep: usize, protect: &[&str]) -> Result<Vec<String>, 
     let releases = layout.list_releases()?;
     let excess = releases.len().saturating_sub(keep);
     let mut removed = Vec::new();
-    for name in releases.iter().filter(|n| !protect.contains(&n.as_str())).take(excess) {
+    for name in releases
+        .iter()
+        .filter(|n| !protect.contains(&n.as_str()))
+        .take(excess)
+    {
         let dir = layout.releases_dir().join(name);
-        std::fs::remove_dir_all(&dir).map_err(|err| {
-            HookError::failed(format!("cannot prune {}: {err}", dir.display()))
-        })?;
+        std::fs::remove_dir_all(&dir)
+            .map_err(|err| HookError::failed(format!("cannot prune {}: {err}", dir.display())))?;
         log::info(format!("pruned release {name}"));
         removed.push(name.clone());
     }

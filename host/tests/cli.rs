@@ -1,0 +1,189 @@
+//! The `rewind` binary, as an operator or plugin author runs it.
+
+mod common;
+
+use std::fs;
+use std::process::{Command, Output};
+
+use common::{HttpServer, plugin_path};
+
+fn rewind(args: &[&str], dir: &std::path::Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rewind"))
+        .args(args)
+        .current_dir(dir)
+        .env("REWIND_CACHE_DIR", dir.join("cache"))
+        .env("REWIND_STORE", dir.join("store"))
+        .env_remove("REWIND_CONFIG")
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn version_and_help_with_examples() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = rewind(&["--version"], dir.path());
+    assert!(out.status.success());
+    assert!(
+        text(&out.stdout).starts_with("rewind "),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = rewind(&["hook", "--help"], dir.path());
+    assert!(
+        text(&out.stdout).contains("Examples:"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn inspect_reports_hooks_api_version_and_sha256() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = plugin_path("release-symlink");
+    let out = rewind(
+        &["plugins", "inspect", wasm.to_str().unwrap(), "--json"],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["name"], "release-symlink");
+    assert_eq!(json["api_version"], "0.1.0");
+    assert_eq!(json["hooks"], serde_json::json!(["backup", "revert"]));
+    let digest = rewind::plugin::sha256_hex(&fs::read(&wasm).unwrap());
+    assert_eq!(json["sha256"], digest);
+    assert_eq!(json["requested"]["paths"][0]["writable"], true);
+}
+
+#[test]
+fn hook_backup_then_revert_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("app");
+    for v in ["v1", "v2"] {
+        fs::create_dir_all(base.join("releases").join(v)).unwrap();
+    }
+    std::os::unix::fs::symlink("releases/v1", base.join("current")).unwrap();
+    let wasm = plugin_path("release-symlink");
+    let (wasm, base_s) = (wasm.to_str().unwrap(), base.to_str().unwrap());
+    let param = format!("base={base_s}");
+    let common_args = ["--grant-path", base_s, "--param", &param];
+
+    let mut args = vec!["hook", wasm, "backup", "--json"];
+    args.extend(common_args);
+    let out = rewind(&args, dir.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    fs::write(dir.path().join("backup.json"), &out.stdout).unwrap();
+
+    fs::remove_file(base.join("current")).unwrap();
+    std::os::unix::fs::symlink("releases/v2", base.join("current")).unwrap();
+
+    let mut args = vec!["hook", wasm, "revert", "--artifacts", "backup.json"];
+    args.extend(common_args);
+    let out = rewind(&args, dir.path());
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).contains("current -> releases/v1 (was v2)"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(
+        fs::read_link(base.join("current")).unwrap(),
+        std::path::Path::new("releases/v1")
+    );
+}
+
+#[test]
+fn a_denied_hook_exits_1_and_prints_the_grant() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = HttpServer::start(200, "ok");
+    let wasm = plugin_path("http-health");
+    let param = format!("url={}", server.url("/"));
+    let out = rewind(
+        &["hook", wasm.to_str().unwrap(), "health", "--param", &param],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains(&format!("grants.http = [\"{}\"]", server.origin())),
+        "{}",
+        text(&out.stdout)
+    );
+    let origin = server.origin();
+    let out = rewind(
+        &[
+            "hook",
+            wasm.to_str().unwrap(),
+            "health",
+            "--param",
+            &param,
+            "--grant-http",
+            &origin,
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+}
+
+#[test]
+fn an_instance_runs_from_the_config_and_a_wrong_pin_refuses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = HttpServer::start(200, "ok");
+    let wasm = plugin_path("http-health");
+    let digest = rewind::plugin::sha256_hex(&fs::read(&wasm).unwrap());
+    let config = |pin: &str| {
+        format!(
+            "[project]\nname = \"shop\"\n\n[plugins.web]\nsource = \"{}\"\nsha256 = \"{pin}\"\ngrants.http = [\"{}\"]\nparams = {{ url = \"{}\" }}\n",
+            wasm.display(),
+            server.origin(),
+            server.url("/health")
+        )
+    };
+    fs::write(dir.path().join("rewind.toml"), config(&digest)).unwrap();
+    let out = rewind(&["hook", "web", "health"], dir.path());
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).contains("healthy"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    fs::write(dir.path().join("rewind.toml"), config(&"ab".repeat(32))).unwrap();
+    let out = rewind(&["hook", "web", "health"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("does not match its pin"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(server.hits(), 1, "the refused plugin never ran");
+}
+
+#[test]
+fn a_config_error_names_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("rewind.toml"),
+        "[project]\nname = \"shop\"\n\n[plugins.web]\nsource = \"x.wasm\"\nsha256 = \"00\"\n",
+    )
+    .unwrap();
+    let out = rewind(&["hook", "web", "health"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("rewind.toml:6:10: sha256 must be 64 hex digits"),
+        "{err}"
+    );
+}
