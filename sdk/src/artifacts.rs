@@ -143,7 +143,10 @@ pub fn write_json<T: Serialize>(name: &str, value: &T) -> Result<ArtifactRef, Ho
 /// Read a JSON state record written by [`write_json`].
 pub fn read_json<T: DeserializeOwned>(artifact: &ArtifactRef) -> Result<T, HookError> {
     serde_json::from_slice(&read_bytes(artifact)?).map_err(|err| {
-        HookError::invalid_input(format!("artifact `{}` is not the expected JSON: {err}", artifact.name))
+        HookError::invalid_input(format!(
+            "artifact `{}` is not the expected JSON: {err}",
+            artifact.name
+        ))
     })
 }
 
@@ -153,7 +156,11 @@ pub fn find<'a>(artifacts: &'a [ArtifactRef], name: &str) -> Result<&'a Artifact
         let names: Vec<&str> = artifacts.iter().map(|a| a.name.as_str()).collect();
         HookError::invalid_input(format!(
             "no artifact named `{name}` (this instance's backup has: {})",
-            if names.is_empty() { "nothing".to_string() } else { names.join(", ") }
+            if names.is_empty() {
+                "nothing".to_string()
+            } else {
+                names.join(", ")
+            }
         ))
     })
 }

@@ -20,10 +20,7 @@ impl Context {
     /// `invalid-input` error naming the key.
     pub fn params<T: DeserializeOwned>(&self) -> Result<T, HookError> {
         serde_json::from_str(&self.raw.params_json).map_err(|err| {
-            HookError::InvalidInput(format!(
-                "params of instance `{}`: {err}",
-                self.raw.instance
-            ))
+            HookError::InvalidInput(format!("params of instance `{}`: {err}", self.raw.instance))
         })
     }
 

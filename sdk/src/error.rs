@@ -3,7 +3,9 @@
 
 use std::fmt;
 
-use crate::{Capabilities, Denial, Failure, HealthCheck, HealthStatus, HookError, ParamSpec, Report};
+use crate::{
+    Capabilities, Denial, Failure, HealthCheck, HealthStatus, HookError, ParamSpec, Report,
+};
 
 impl HookError {
     /// The hook ran and failed.
@@ -52,7 +54,10 @@ impl HookError {
                 kind,
                 attempted,
                 grant,
-            }) => write!(f, "denied: {kind} `{attempted}` is not granted; add {grant}"),
+            }) => write!(
+                f,
+                "denied: {kind} `{attempted}` is not granted; add {grant}"
+            ),
             HookError::Failed(Failure {
                 message,
                 stderr_tail,

@@ -46,9 +46,9 @@ mod imp {
     use wasip2::filesystem::preopens::get_directories;
 
     pub fn symlink(original: &Path, link: &Path) -> io::Result<()> {
-        let original = original
-            .to_str()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "symlink text is not UTF-8"))?;
+        let original = original.to_str().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "symlink text is not UTF-8")
+        })?;
         let mut best: Option<(wasip2::filesystem::types::Descriptor, PathBuf)> = None;
         for (dir, root) in get_directories() {
             let root = PathBuf::from(root);
@@ -70,8 +70,12 @@ mod imp {
         let relative = relative
             .to_str()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "link path is not UTF-8"))?;
-        dir.symlink_at(original, relative)
-            .map_err(|code| io::Error::other(format!("cannot create symlink {}: {code:?}", link.display())))
+        dir.symlink_at(original, relative).map_err(|code| {
+            io::Error::other(format!(
+                "cannot create symlink {}: {code:?}",
+                link.display()
+            ))
+        })
     }
 }
 

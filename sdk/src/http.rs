@@ -120,7 +120,9 @@ fn split_url(url: &str) -> Result<(&str, &str, &str), HookError> {
 fn error_from_host(url: &str, text: &str) -> HookError {
     if let Some(rest) = text.strip_prefix(DENIAL_PREFIX) {
         let mut parts = rest.splitn(3, '|');
-        if let (Some(kind), Some(attempted), Some(grant)) = (parts.next(), parts.next(), parts.next()) {
+        if let (Some(kind), Some(attempted), Some(grant)) =
+            (parts.next(), parts.next(), parts.next())
+        {
             return HookError::Denied(Denial {
                 kind: kind.into(),
                 attempted: attempted.into(),
@@ -135,7 +137,9 @@ fn error_from_host(url: &str, text: &str) -> HookError {
 mod wasi_impl {
     use super::*;
     use wasip2::http::outgoing_handler;
-    use wasip2::http::types::{ErrorCode, Fields, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme};
+    use wasip2::http::types::{
+        ErrorCode, Fields, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
+    };
     use wasip2::io::streams::StreamError;
 
     pub(super) fn send(req: &Request) -> Result<Response, HookError> {
@@ -162,20 +166,27 @@ mod wasi_impl {
             "https" => Scheme::Https,
             other => Scheme::Other(other.to_string()),
         };
-        let bad = |what: &str| HookError::invalid_input(format!("{what} of `{}` rejected", req.url));
+        let bad =
+            |what: &str| HookError::invalid_input(format!("{what} of `{}` rejected", req.url));
         outgoing.set_method(&method).map_err(|_| bad("method"))?;
-        outgoing.set_scheme(Some(&scheme)).map_err(|_| bad("scheme"))?;
-        outgoing.set_authority(Some(authority)).map_err(|_| bad("authority"))?;
-        outgoing.set_path_with_query(Some(path)).map_err(|_| bad("path"))?;
+        outgoing
+            .set_scheme(Some(&scheme))
+            .map_err(|_| bad("scheme"))?;
+        outgoing
+            .set_authority(Some(authority))
+            .map_err(|_| bad("authority"))?;
+        outgoing
+            .set_path_with_query(Some(path))
+            .map_err(|_| bad("path"))?;
 
         let body = outgoing.body().map_err(|_| bad("body"))?;
         {
             let stream = body.write().map_err(|_| bad("body stream"))?;
             // wasi:io allows at most 4096 bytes per blocking write.
             for chunk in req.body.chunks(4096) {
-                stream
-                    .blocking_write_and_flush(chunk)
-                    .map_err(|e| HookError::failed(format!("sending body to {}: {e:?}", req.url)))?;
+                stream.blocking_write_and_flush(chunk).map_err(|e| {
+                    HookError::failed(format!("sending body to {}: {e:?}", req.url))
+                })?;
             }
         }
 
@@ -217,7 +228,11 @@ mod wasi_impl {
                 }
             }
         }
-        Ok(Response { status, headers, body })
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
     }
 
     fn map_code(url: &str, code: ErrorCode) -> HookError {
@@ -241,13 +256,19 @@ mod tests {
             split_url("http://127.0.0.1:8080/health?x=1").unwrap(),
             ("http", "127.0.0.1:8080", "/health?x=1")
         );
-        assert_eq!(split_url("https://example.com").unwrap(), ("https", "example.com", "/"));
+        assert_eq!(
+            split_url("https://example.com").unwrap(),
+            ("https", "example.com", "/")
+        );
         assert!(split_url("example.com/x").is_err());
     }
 
     #[test]
     fn denial_is_typed() {
-        match error_from_host("u", "rewind-denied|http|http://x:1|grants.http = [\"http://x:1\"]") {
+        match error_from_host(
+            "u",
+            "rewind-denied|http|http://x:1|grants.http = [\"http://x:1\"]",
+        ) {
             HookError::Denied(d) => assert_eq!(d.grant, "grants.http = [\"http://x:1\"]"),
             other => panic!("{other:?}"),
         }

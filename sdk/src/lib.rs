@@ -83,10 +83,10 @@ pub use bindings::rewind::hooks::types::{
 };
 
 pub mod artifacts;
-pub mod fs;
 mod command;
 mod context;
 mod error;
+pub mod fs;
 pub mod http;
 pub mod log;
 

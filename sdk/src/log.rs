@@ -35,4 +35,3 @@ pub fn with_fields(level: Level, message: &str, fields: &[(&str, &str)]) {
 }
 
 pub use crate::bindings::rewind::hooks::log::Level;
-

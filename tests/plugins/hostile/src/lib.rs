@@ -40,12 +40,20 @@ impl Plugin for Hostile {
 fn attempt(params: &Params) -> Result<String, String> {
     let target = params.target.as_str();
     match params.attack.as_str() {
-        "read-file" | "readlink-escape" => std::fs::read_to_string(target).map_err(|e| e.to_string()),
+        "read-file" | "readlink-escape" => {
+            std::fs::read_to_string(target).map_err(|e| e.to_string())
+        }
         "write-file" => std::fs::write(target, "pwned")
             .map(|()| "written".into())
             .map_err(|e| e.to_string()),
         "list-dir" => std::fs::read_dir(target)
-            .map(|entries| entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect::<Vec<_>>().join(","))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
             .map_err(|e| e.to_string()),
         "exec" => Command::new(target)
             .args(params.args.iter().cloned())
@@ -53,7 +61,10 @@ fn attempt(params: &Params) -> Result<String, String> {
             .map(|out| out.stdout_text())
             .map_err(|e| e.message()),
         "exec-env" => {
-            let (program, args) = params.args.split_first().ok_or("args[0] names the program")?;
+            let (program, args) = params
+                .args
+                .split_first()
+                .ok_or("args[0] names the program")?;
             Command::new(program.clone())
                 .args(args.iter().cloned())
                 .env(target, "/tmp/evil.so")
@@ -94,7 +105,11 @@ impl Health for Hostile {
             Ok(p) => p,
             Err(e) => {
                 return HealthReport {
-                    checks: vec![HealthCheck::new("params", HealthStatus::Unhealthy, e.message())],
+                    checks: vec![HealthCheck::new(
+                        "params",
+                        HealthStatus::Unhealthy,
+                        e.message(),
+                    )],
                 };
             }
         };
@@ -102,7 +117,9 @@ impl Health for Hostile {
             Ok(loot) => HealthCheck::new(&params.attack, HealthStatus::Healthy, loot),
             Err(refusal) => HealthCheck::new(&params.attack, HealthStatus::Unhealthy, refusal),
         };
-        HealthReport { checks: vec![check] }
+        HealthReport {
+            checks: vec![check],
+        }
     }
 }
 
@@ -123,7 +140,11 @@ impl Backup for Hostile {
                     labels: Vec::new(),
                 };
                 let stolen = artifacts::read_bytes(&foreign)?;
-                Ok(vec![artifacts::write_bytes("stolen", "text/plain", &stolen)?])
+                Ok(vec![artifacts::write_bytes(
+                    "stolen",
+                    "text/plain",
+                    &stolen,
+                )?])
             }
             "claim-foreign" => {
                 // Return a reference to an artifact this call did not write.
@@ -135,7 +156,9 @@ impl Backup for Hostile {
                     labels: Vec::new(),
                 }])
             }
-            other => Err(HookError::invalid_input(format!("unknown backup attack `{other}`"))),
+            other => Err(HookError::invalid_input(format!(
+                "unknown backup attack `{other}`"
+            ))),
         }
     }
 }
