@@ -62,7 +62,7 @@ pub enum Command {
     Plugins(PluginsCommand),
     /// Run one hook of one plugin, for plugin development and debugging.
     #[command(after_help = hook::AFTER_HELP)]
-    Hook(HookArgs),
+    Hook(Box<HookArgs>),
 }
 
 #[derive(Debug, Subcommand)]

@@ -27,13 +27,13 @@ use crate::store::{ArtifactRecord, BlobInfo, BlobReader, BlobWriter};
 enum Input {
     Null,
     Bytes(Vec<u8>),
-    Blob(BlobReader),
+    Blob(Box<BlobReader>),
 }
 
 /// Where its stdout goes.
 enum Sink {
     Capture,
-    Blob(BlobWriter),
+    Blob(Box<BlobWriter>),
 }
 
 fn failed(message: String) -> HookError {
@@ -67,7 +67,7 @@ impl Host for HookState {
                 Some(bytes) => Input::Bytes(bytes),
                 None => Input::Null,
             };
-            let (output, info) = self.run_command(&cmd, input, Sink::Blob(blob))?;
+            let (output, info) = self.run_command(&cmd, input, Sink::Blob(Box::new(blob)))?;
             let Some(info) = info else {
                 // Non-zero exit: nothing is stored; the caller sees the code.
                 return Err(HookError::Failed(Failure {
@@ -99,7 +99,7 @@ impl Host for HookState {
     ) -> wasmtime::Result<Result<Output, HookError>> {
         let result = (|| {
             let reader = self.open_artifact(&artifact)?;
-            self.run_command(&cmd, Input::Blob(reader), Sink::Capture)
+            self.run_command(&cmd, Input::Blob(Box::new(reader)), Sink::Capture)
                 .map(|(out, _)| out)
         })();
         Ok(result)
