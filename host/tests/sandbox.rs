@@ -323,3 +323,50 @@ fn a_backup_cannot_claim_an_artifact_it_did_not_write() {
         .expect_err("claiming a foreign artifact must fail");
     assert!(err.message.contains("claimed"), "{err}");
 }
+
+#[test]
+fn a_plugin_built_for_another_api_version_is_refused_naming_both_versions() {
+    // Same-length rewrite of the version in every interface name keeps the
+    // component valid while making it a plugin for rewind:hooks@0.9.0.
+    let wasm = fs::read(common::plugin_path("hostile")).unwrap();
+    let (from, to) = (b"rewind:hooks/", b"@0.1.0");
+    let mut patched = wasm.clone();
+    let mut i = 0;
+    let mut rewritten = 0;
+    while let Some(pos) = patched[i..].windows(from.len()).position(|w| w == from) {
+        let start = i + pos;
+        if let Some(at) = patched[start..].iter().take(40).position(|&b| b == b'@')
+            && patched[start + at..].starts_with(to)
+        {
+            patched[start + at..start + at + to.len()].copy_from_slice(b"@0.9.0");
+            rewritten += 1;
+        }
+        i = start + from.len();
+    }
+    assert!(rewritten > 0);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("future.wasm");
+    fs::write(&path, patched).unwrap();
+    let err = rewind::plugin::load(common::runtime(), &path, None).unwrap_err();
+    let message = format!("{err:#}");
+    assert!(
+        message.contains("0.9.0") && message.contains("0.1.0"),
+        "the refusal should name both versions: {message}"
+    );
+}
+
+#[test]
+fn command_output_is_capped() {
+    let s = scratch();
+    let mut call =
+        attack_args("exec", "head", &["-c", "3000000", "/dev/zero"]).exec("head -c * /dev/zero");
+    call.limits.output_bytes = 64 << 10;
+    let (status, detail) = only_check(&call.health(&load("hostile"), &s.store));
+    assert_eq!(
+        status,
+        HealthStatus::Healthy,
+        "{}",
+        &detail[..detail.len().min(200)]
+    );
+    assert_eq!(detail.len(), 64 << 10, "stdout must stop at the cap");
+}
