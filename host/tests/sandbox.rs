@@ -249,20 +249,25 @@ fn a_panic_becomes_a_typed_error_naming_plugin_and_hook() {
     assert_host_still_works(&s);
 }
 
+/// An artifact of another instance, really in the store: its digest.
+fn victim_artifact_digest(s: &common::Scratch) -> String {
+    let (granted, secret) = secret_beside_grant(s);
+    fs::copy(&secret, granted.join("loot.txt")).unwrap();
+    let loot = granted.join("loot.txt").display().to_string();
+    let records = Call::new(
+        "victim",
+        json!({ "attack": "write-artifact", "target": loot }),
+    )
+    .path(&granted)
+    .backup(&load("hostile"), &s.store);
+    records[0].blob.digest.clone()
+}
+
 #[test]
 fn a_plugin_cannot_open_an_artifact_it_was_not_given() {
     let s = scratch();
-    let (granted, secret) = secret_beside_grant(&s);
-    fs::copy(&secret, granted.join("loot.txt")).unwrap();
     let plugin = load("hostile");
-    // Another instance's artifact, really in the store.
-    let records = Call::new(
-        "victim",
-        json!({ "attack": "write-artifact", "target": granted.join("loot.txt").display().to_string() }),
-    )
-    .path(&granted)
-    .backup(&plugin, &s.store);
-    let digest = &records[0].blob.digest;
+    let digest = &victim_artifact_digest(&s);
     let outcome = Call::new(
         "hostile",
         json!({ "attack": "open-foreign", "digest": digest }),
@@ -303,16 +308,8 @@ fn a_plugin_whose_sha256_does_not_match_its_pin_is_not_compiled() {
 #[test]
 fn a_backup_cannot_claim_an_artifact_it_did_not_write() {
     let s = scratch();
-    let (granted, secret) = secret_beside_grant(&s);
-    fs::copy(&secret, granted.join("loot.txt")).unwrap();
     let plugin = load("hostile");
-    let records = Call::new(
-        "victim",
-        json!({ "attack": "write-artifact", "target": granted.join("loot.txt").display().to_string() }),
-    )
-    .path(&granted)
-    .backup(&plugin, &s.store);
-    let digest = &records[0].blob.digest;
+    let digest = &victim_artifact_digest(&s);
     let outcome = Call::new(
         "hostile",
         json!({ "attack": "claim-foreign", "digest": digest }),
