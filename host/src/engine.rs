@@ -1,7 +1,7 @@
 //! The one wasmtime [`Engine`] of a rewind process, its linker, and the
 //! on-disk cache of compiled components.
 
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::Hash;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -120,9 +120,7 @@ impl Runtime {
         let Some(dir) = &self.inner.cache_dir else {
             return Ok((Component::new(engine, wasm)?, false));
         };
-        let mut hasher = DefaultHasher::new();
-        engine.precompile_compatibility_hash().hash(&mut hasher);
-        let path = dir.join(format!("{digest}-{:016x}.cwasm", hasher.finish()));
+        let path = dir.join(format!("{digest}-{}.cwasm", compatibility_key(engine)));
         if path.exists() {
             // SAFETY: the file was written by `serialize` of this engine
             // configuration (the name carries its compatibility hash) into a
@@ -153,4 +151,23 @@ impl Runtime {
         }
         Ok((component, false))
     }
+}
+
+/// A stable name for the engine's compatibility hash (wasmtime version,
+/// target, and every setting that affects compiled code). `DefaultHasher`
+/// may change between Rust releases, so the key is a truncated sha256 of
+/// what the engine hashes.
+fn compatibility_key(engine: &Engine) -> String {
+    struct Sha(sha2::Sha256);
+    impl std::hash::Hasher for Sha {
+        fn finish(&self) -> u64 {
+            unreachable!("only the digest is read")
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            sha2::Digest::update(&mut self.0, bytes);
+        }
+    }
+    let mut hasher = Sha(<sha2::Sha256 as sha2::Digest>::new());
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    hex::encode(&sha2::Digest::finalize(hasher.0)[..8])
 }
