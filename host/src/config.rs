@@ -217,6 +217,16 @@ pub struct StoreConfig {
     pub keep_last: Option<u32>,
 }
 
+impl StoreConfig {
+    /// The store directory: `store.url`, else the default location.
+    pub fn root(&self) -> PathBuf {
+        match &self.url {
+            Some(url) => crate::store::root_from_url(url),
+            None => crate::store::default_root(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Chains {
     pub backup: Vec<String>,

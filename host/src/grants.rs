@@ -248,6 +248,58 @@ impl Grants {
     }
 }
 
+/// Concrete capabilities a plugin requests that `grants` does not cover,
+/// as the grant line that would. Requests written as placeholders
+/// (`<origin of params.url>`) depend on params and are skipped: the grants
+/// are the boundary, the requests are advice.
+pub fn ungranted(
+    requested: &crate::bindings::rewind::hooks::types::Capabilities,
+    grants: &Grants,
+) -> Vec<String> {
+    let concrete = |s: &str| !s.contains('<') && !s.trim().is_empty();
+    let mut out = Vec::new();
+    for text in requested.exec.iter().filter(|s| concrete(s)) {
+        let covered = ExecPattern::parse(text).is_ok_and(|want| {
+            grants
+                .exec
+                .iter()
+                .any(|g| g.to_string() == want.to_string())
+        });
+        if !covered {
+            out.push(format!("grants.exec = [{}]", toml_string(text)));
+        }
+    }
+    for request in requested.paths.iter().filter(|p| concrete(&p.path)) {
+        let path = normalize(Path::new(&request.path));
+        if grants.check_path(&path, request.writable).is_err() {
+            let prefix = if request.writable { "" } else { "ro:" };
+            out.push(format!(
+                "grants.paths = [{}]",
+                toml_string(&format!("{prefix}{}", path.display()))
+            ));
+        }
+    }
+    for name in requested.env.iter().filter(|s| concrete(s)) {
+        if grants.check_env(name).is_err() {
+            out.push(format!("grants.env = [{}]", toml_string(name)));
+        }
+    }
+    for text in requested.http.iter().filter(|s| concrete(s)) {
+        let covered = OriginPattern::parse(text).is_ok_and(|want| {
+            grants.http.iter().any(|g| {
+                g.to_string() == want.to_string()
+                    || want
+                        .port
+                        .is_some_and(|port| g.matches(&want.scheme, &want.host, port))
+            })
+        });
+        if !covered {
+            out.push(format!("grants.http = [{}]", toml_string(text)));
+        }
+    }
+    out
+}
+
 // ---------------------------------------------------------------- paths
 
 /// A granted directory or file, preopened at the same path in the guest.

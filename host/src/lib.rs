@@ -10,12 +10,15 @@
 //! Map: [`engine`] owns the one wasmtime engine and the compiled-component
 //! cache; [`plugin`] loads and inspects components; [`sandbox`] runs one hook
 //! call and implements the host imports; [`grants`] parses and checks grants;
-//! [`store`] is the content-addressed artifact store.
+//! [`store`] is the content-addressed artifact store, its run manifests,
+//! lock, verification and retention; [`run`] executes backup, rollback and
+//! guard runs over them.
 
 pub mod bindings;
 pub mod config;
 pub mod engine;
 pub mod grants;
 pub mod plugin;
+pub mod run;
 pub mod sandbox;
 pub mod store;

@@ -18,7 +18,10 @@ fn main() {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
-            cli::exit::USAGE
+            match err.downcast_ref::<rewind::store::LockError>() {
+                Some(rewind::store::LockError::Io(_)) | None => cli::exit::USAGE,
+                Some(_) => cli::exit::BUSY,
+            }
         }
     };
     std::process::exit(code);

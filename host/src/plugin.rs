@@ -210,3 +210,42 @@ fn discover_exports(
         .expect("describe carries a version");
     Ok((version, hooks))
 }
+
+/// Call `describe` with no grants at all (it must need none) in a scratch
+/// store, returning what the plugin says about itself.
+pub fn describe(
+    plugin: &LoadedPlugin,
+    instance: &str,
+) -> Result<crate::bindings::rewind::hooks::types::PluginInfo> {
+    use crate::bindings::rewind::hooks::types::HookContext;
+    use crate::sandbox::{HookInput, HookOutput, LogSink, SandboxSpec, call_hook};
+    let scratch = tempfile::tempdir()?;
+    let store = crate::store::Store::open(scratch.path())?;
+    let spec = SandboxSpec {
+        instance: instance.to_string(),
+        grants: Default::default(),
+        limits: Default::default(),
+    };
+    let ctx = HookContext {
+        run_id: "describe".into(),
+        project: String::new(),
+        environment: String::new(),
+        instance: instance.to_string(),
+        dry_run: false,
+        params_json: "{}".into(),
+        target: None,
+    };
+    let outcome = call_hook(
+        plugin,
+        &spec,
+        &store,
+        ctx,
+        HookInput::Describe,
+        LogSink::new(None),
+    );
+    match outcome.result {
+        Ok(HookOutput::Info(info)) => Ok(info),
+        Ok(_) => bail!("describe returned something other than plugin info"),
+        Err(err) => Err(anyhow::Error::new(err)),
+    }
+}

@@ -28,25 +28,39 @@ Examples:
   rewind hook release-symlink.wasm revert --grant-path /srv/app \\
       --param base=/srv/app --artifacts backup.json
 
-  # an instance from rewind.toml
-  rewind hook db backup";
+  # an instance from rewind.toml, restoring what it wrote in a backup run
+  rewind hook db backup
+  rewind hook db restore --run 20261123-171500";
 
 pub fn run(cli: &Cli, args: &HookArgs, echo: Option<LogLevel>) -> Result<i32> {
     let target = target::resolve(cli, &args.plugin, &args.adhoc)?;
-    let store_root = match (
-        &args.store,
-        target.config.as_ref().and_then(|c| c.store.url.as_ref()),
-    ) {
+    let store_root = match (&args.store, &target.config) {
         (Some(dir), _) => dir.clone(),
-        (None, Some(url)) => rewind::store::root_from_url(url),
+        (None, Some(config)) => config.store.root(),
         (None, None) => rewind::store::default_root(),
     };
     let store = Store::open(&store_root)
         .with_context(|| format!("opening the artifact store {}", store_root.display()))?;
 
-    let given = match &args.artifacts {
-        Some(path) => read_artifacts(path, &target.spec.instance)?,
-        None => Vec::new(),
+    let given = match (&args.artifacts, &args.run) {
+        (Some(path), _) => read_artifacts(path, &target.spec.instance)?,
+        (None, Some(run)) => {
+            let run = store.find_run(run)?;
+            let records: Vec<ArtifactRecord> = run
+                .artifacts()
+                .filter(|a| a.instance == target.spec.instance)
+                .cloned()
+                .collect();
+            if records.is_empty() {
+                bail!(
+                    "run {} holds no artifacts of `{}`",
+                    run.id,
+                    target.spec.instance
+                );
+            }
+            records
+        }
+        (None, None) => Vec::new(),
     };
     if matches!(args.hook, HookKind::Restore | HookKind::Revert) {
         for record in &given {
@@ -89,10 +103,10 @@ pub fn run(cli: &Cli, args: &HookArgs, echo: Option<LogLevel>) -> Result<i32> {
                 .iter()
                 .any(|c| c.status == HealthStatus::Unhealthy) =>
         {
-            exit::HOOK_FAILED
+            exit::FAILED
         }
         Ok(_) => exit::OK,
-        Err(_) => exit::HOOK_FAILED,
+        Err(_) => exit::FAILED,
     };
     if args.json {
         let mut out = json!({

@@ -1,15 +1,12 @@
 //! `rewind plugins inspect`.
 
-use std::sync::Arc;
-
-use anyhow::{Result, anyhow};
+use anyhow::Result;
 use rewind::bindings::rewind::hooks::types::PluginInfo;
 use rewind::engine::Runtime;
 use rewind::grants::Grants;
-use rewind::sandbox::{HookInput, HookOutput, LogSink, SandboxSpec, call_hook};
 use serde_json::json;
 
-use super::target::{self, PluginTarget};
+use super::target;
 use super::{AdHocArgs, Cli, exit};
 
 pub const AFTER_HELP: &str = "\
@@ -22,7 +19,7 @@ pub fn run(cli: &Cli, plugin_arg: &str, json: bool) -> Result<i32> {
     let target = target::resolve(cli, plugin_arg, &AdHocArgs::default())?;
     let runtime = Runtime::new(Runtime::default_cache_dir())?;
     let plugin = rewind::plugin::load(&runtime, &target.source, target.pin.as_deref())?;
-    let info = describe(&plugin, &target)?;
+    let info = rewind::plugin::describe(&plugin, &target.spec.instance)?;
 
     let granted = target.config.as_ref().map(|_| target.spec.grants.clone());
     if json {
@@ -76,37 +73,7 @@ pub fn run(cli: &Cli, plugin_arg: &str, json: bool) -> Result<i32> {
     Ok(exit::OK)
 }
 
-/// Call `describe` with no grants at all: it must need none.
-pub fn describe(
-    plugin: &rewind::plugin::LoadedPlugin,
-    target: &PluginTarget,
-) -> Result<PluginInfo> {
-    let scratch = tempfile::tempdir()?;
-    let store = rewind::store::Store::open(scratch.path())?;
-    let spec = SandboxSpec {
-        instance: target.spec.instance.clone(),
-        grants: Arc::new(Grants::default()),
-        limits: target.spec.limits.clone(),
-    };
-    let ctx = super::hook::context(target, "describe", false, None);
-    let outcome = call_hook(
-        plugin,
-        &spec,
-        &store,
-        ctx,
-        HookInput::Describe,
-        LogSink::new(None),
-    );
-    match outcome.result {
-        Ok(HookOutput::Info(info)) => Ok(info),
-        Ok(_) => Err(anyhow!(
-            "describe returned something other than plugin info"
-        )),
-        Err(err) => Err(anyhow!(err)),
-    }
-}
-
-fn print_capabilities(info: &PluginInfo, granted: Option<&Grants>) {
+pub fn print_capabilities(info: &PluginInfo, granted: Option<&Grants>) {
     let caps = &info.capabilities;
     let paths: Vec<String> = caps
         .paths

@@ -1,7 +1,12 @@
 //! The `rewind` command line: argument definitions and dispatch.
 
+mod console;
+mod demo;
 mod hook;
 mod inspect;
+mod read;
+mod runs;
+mod setup;
 mod target;
 
 use std::path::PathBuf;
@@ -10,25 +15,39 @@ use clap::{Args, Parser, Subcommand};
 
 /// Exit codes, documented in `rewind --help` and docs/cli.md.
 pub mod exit {
-    /// Everything succeeded.
+    /// Everything succeeded (guard: deployed and healthy).
     pub const OK: i32 = 0;
-    /// A hook failed, was denied, or reported unhealthy.
-    pub const HOOK_FAILED: i32 = 1;
-    /// Bad arguments or configuration (clap also uses 2).
+    /// A hook failed, was denied, or reported unhealthy; a check or
+    /// verification found problems; guard: the deploy (or the backup before
+    /// it) failed and nothing was rolled back.
+    pub const FAILED: i32 = 1;
+    /// Bad arguments, configuration or environment (clap also uses 2).
     pub const USAGE: i32 = 2;
+    /// guard: the deploy failed and was rolled back to a healthy state.
+    pub const ROLLED_BACK: i32 = 3;
+    /// A rollback failed (or was refused): manual action is needed.
+    pub const ROLLBACK_FAILED: i32 = 4;
+    /// Another run holds the store lock.
+    pub const BUSY: i32 = 5;
 }
 
 const AFTER_HELP: &str = "\
 Exit codes:
-  0  success
-  1  a hook failed, was denied, or reported unhealthy
-  2  usage or configuration error
+  0  success (guard: deployed and healthy)
+  1  a hook failed or reported unhealthy, a check or verification failed;
+     guard: the deploy failed and was not rolled back
+  2  usage, configuration or environment error
+  3  guard: the deploy failed and was rolled back to a healthy state
+  4  a rollback failed or was refused: manual action needed
+  5  another run holds the store lock
 
 Examples:
-  rewind plugins inspect plugins/release-symlink.wasm
-  rewind hook plugins/http-health.wasm health --grant-http http://127.0.0.1:8080 \\
-      --param url=http://127.0.0.1:8080/health
-  rewind --config /srv/shop/rewind.toml hook code backup";
+  rewind demo                          the self-contained demo
+  rewind init --template static        write a commented rewind.toml
+  rewind check                         config, pins, grants, store
+  rewind guard -- ./deploy.sh v2       backup, deploy, health gate, auto-rollback
+  rewind rollback --dry-run            what a rollback would do
+  rewind status";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -41,7 +60,7 @@ pub struct Cli {
     /// The config file.
     #[arg(long, global = true, env = "REWIND_CONFIG", default_value = crate_config_default())]
     pub config: PathBuf,
-    /// More log output from plugins (repeat for more).
+    /// Show plugin log lines (repeat for more detail).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
     /// Only errors.
@@ -57,16 +76,67 @@ const fn crate_config_default() -> &'static str {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Inspect plugins.
+    /// Run the self-contained demo: a guarded deploy that breaks and is rolled back.
+    #[command(after_help = demo::AFTER_HELP)]
+    Demo(demo::DemoArgs),
+    /// Write a commented starting rewind.toml.
+    #[command(after_help = setup::INIT_AFTER_HELP)]
+    Init(setup::InitArgs),
+    /// Validate the config, plugin pins, grants against what plugins request, and the store.
+    #[command(after_help = setup::CHECK_AFTER_HELP)]
+    Check(JsonArg),
+    /// List or inspect plugins.
     #[command(subcommand)]
     Plugins(PluginsCommand),
+    /// Run the backup chain.
+    #[command(after_help = runs::BACKUP_AFTER_HELP)]
+    Backup(runs::BackupArgs),
+    /// Roll back to a backup: verify, safety backup, rollback chain, health.
+    #[command(after_help = runs::ROLLBACK_AFTER_HELP)]
+    Rollback(runs::RollbackArgs),
+    /// Back up, run a deploy command, check health, roll back automatically if it fails.
+    #[command(after_help = runs::GUARD_AFTER_HELP)]
+    Guard(runs::GuardArgs),
+    /// Run the health checks (guard.health) once.
+    Health(JsonArg),
+    /// Health, last runs, newest backup, interrupted runs, the lock.
+    Status(JsonArg),
+    /// The runs in the store, newest first; with a run id, that run's manifest.
+    History(read::HistoryArgs),
+    /// List, verify or prune stored artifacts.
+    #[command(subcommand)]
+    Artifacts(ArtifactsCommand),
+    /// Remove a stale store lock (one whose process is gone).
+    Unlock(read::UnlockArgs),
     /// Run one hook of one plugin, for plugin development and debugging.
     #[command(after_help = hook::AFTER_HELP)]
     Hook(Box<HookArgs>),
 }
 
+/// `--json` for commands that take nothing else.
+#[derive(Debug, Args)]
+pub struct JsonArg {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ArtifactsCommand {
+    /// Every artifact of every run (or of one run).
+    List(read::ArtifactsListArgs),
+    /// Re-hash every blob and walk the manifest hash chain.
+    #[command(after_help = read::VERIFY_AFTER_HELP)]
+    Verify(read::VerifyArgs),
+    /// Remove runs and blobs past retention (store.keep_days, store.keep_last).
+    #[command(after_help = read::PRUNE_AFTER_HELP)]
+    Prune(read::PruneArgs),
+}
+
 #[derive(Debug, Subcommand)]
 pub enum PluginsCommand {
+    /// The plugin instances of the config: source, pin, hooks, chains.
+    List(JsonArg),
     /// Show a plugin's name, version, API version, hooks, requested
     /// capabilities, parameters and sha256 (and, for an instance, its grants).
     #[command(after_help = inspect::AFTER_HELP)]
@@ -86,8 +156,11 @@ pub struct HookArgs {
     /// backup, restore, revert, health or notify.
     pub hook: rewind::plugin::HookKind,
     /// Artifacts for restore/revert: the JSON that `rewind hook … backup --json` printed.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "run")]
     pub artifacts: Option<PathBuf>,
+    /// Artifacts for restore/revert: those this instance wrote in a backup run.
+    #[arg(long, value_name = "RUN")]
+    pub run: Option<String>,
     /// Change nothing; the plugin reports what it would do.
     #[arg(long)]
     pub dry_run: bool,
@@ -166,9 +239,60 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         })
     };
     match &cli.command {
+        Command::Demo(args) => demo::run(&cli, args),
+        Command::Init(args) => setup::init(&cli, args),
+        Command::Check(args) => setup::check(&cli, args.json),
+        Command::Plugins(PluginsCommand::List(args)) => setup::list_plugins(&cli, args.json),
         Command::Plugins(PluginsCommand::Inspect { plugin, json }) => {
             inspect::run(&cli, plugin, *json)
         }
+        Command::Backup(args) => runs::backup(&cli, args),
+        Command::Rollback(args) => runs::rollback(&cli, args),
+        Command::Guard(args) => runs::guard(&cli, args),
+        Command::Health(args) => runs::health(&cli, args.json),
+        Command::Status(args) => read::status(&cli, args.json),
+        Command::History(args) => read::history(&cli, args),
+        Command::Artifacts(ArtifactsCommand::List(args)) => read::list_artifacts(&cli, args),
+        Command::Artifacts(ArtifactsCommand::Verify(args)) => read::verify(&cli, args),
+        Command::Artifacts(ArtifactsCommand::Prune(args)) => read::prune(&cli, args),
+        Command::Unlock(args) => read::unlock(&cli, args),
         Command::Hook(args) => hook::run(&cli, args, echo),
     }
+}
+
+/// Load the config named by `--config`.
+pub fn load_config(cli: &Cli) -> anyhow::Result<rewind::config::Config> {
+    Ok(rewind::config::Config::load(&cli.config)?)
+}
+
+/// Open the store a config names (creating it if needed).
+pub fn open_store(config: &rewind::config::Config) -> anyhow::Result<rewind::store::Store> {
+    let root = config.store.root();
+    rewind::store::Store::open(&root).map_err(|err| {
+        anyhow::anyhow!(
+            "cannot open the artifact store {}: {err} (set store.url in {} to a directory rewind can write)",
+            root.display(),
+            config.path.display()
+        )
+    })
+}
+
+/// The command line as typed, for the lock file.
+pub fn command_line() -> String {
+    let args: Vec<String> = std::env::args().collect();
+    let mut line = args.join(" ");
+    if let Some(first) = args.first() {
+        let name = std::path::Path::new(first)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        line = line.replacen(first.as_str(), &name, 1);
+    }
+    line
+}
+
+/// Print a value as pretty JSON on stdout.
+pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
 }

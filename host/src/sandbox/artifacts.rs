@@ -20,7 +20,7 @@ pub struct WriterHandle {
 
 /// A reader resource over a verified stream.
 pub struct ReaderHandle {
-    reader: BlobReader,
+    reader: BlobReader<'static>,
 }
 
 /// The largest single read a guest may ask for: keeps one call's copy small.
@@ -78,7 +78,7 @@ impl HookState {
     pub(crate) fn open_artifact(
         &mut self,
         artifact: &ArtifactRef,
-    ) -> Result<BlobReader, HookError> {
+    ) -> Result<BlobReader<'static>, HookError> {
         let Some(blob) = self.call.readable.get(&artifact.digest) else {
             return Err(HookError::InvalidInput(format!(
                 "artifact `{}` ({}) was not given to this hook call; a plugin can open only the \

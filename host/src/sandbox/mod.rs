@@ -18,7 +18,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Store as WasmStore, Trap};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -75,7 +75,8 @@ pub enum HookInput<'a> {
 }
 
 impl HookInput<'_> {
-    fn name(&self) -> &'static str {
+    /// The hook's name ("describe" for describe).
+    pub fn name(&self) -> &'static str {
         match self {
             HookInput::Describe => "describe",
             HookInput::Backup => HookKind::Backup.as_str(),
@@ -86,7 +87,8 @@ impl HookInput<'_> {
         }
     }
 
-    fn given_artifacts(&self) -> &[ArtifactRecord] {
+    /// The artifacts a restore or revert is given.
+    pub fn given_artifacts(&self) -> &[ArtifactRecord] {
         match self {
             HookInput::Restore(a) | HookInput::Revert(a) => a,
             _ => &[],
@@ -106,18 +108,18 @@ pub enum HookOutput {
 
 /// Why a call did not succeed, in a form the CLI, the manifest and the
 /// event log all use.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CallError {
     pub kind: ErrorKind,
     pub message: String,
     /// For denials: the grant line to add.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grant: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stderr_tail: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ErrorKind {
     Unsupported,
@@ -146,7 +148,7 @@ impl fmt::Display for CallError {
 impl std::error::Error for CallError {}
 
 impl CallError {
-    fn new(kind: ErrorKind, message: String) -> Self {
+    pub fn new(kind: ErrorKind, message: String) -> Self {
         CallError {
             kind,
             message,

@@ -27,7 +27,7 @@ use crate::store::{ArtifactRecord, BlobInfo, BlobReader, BlobWriter};
 enum Input {
     Null,
     Bytes(Vec<u8>),
-    Blob(Box<BlobReader>),
+    Blob(Box<BlobReader<'static>>),
 }
 
 /// Where its stdout goes.

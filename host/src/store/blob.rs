@@ -10,6 +10,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -77,7 +79,6 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 }
 
 pub(crate) fn unique_suffix() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     format!(
         "{}-{}",
@@ -115,6 +116,7 @@ pub struct BlobWriter {
     size: u64,
     tmp: PathBuf,
     blobs_dir: PathBuf,
+    meter: Option<Arc<AtomicU64>>,
 }
 
 impl BlobWriter {
@@ -136,7 +138,14 @@ impl BlobWriter {
             size: 0,
             tmp,
             blobs_dir: blobs_dir.to_path_buf(),
+            meter: None,
         })
+    }
+
+    /// Count the bytes written into `meter` too.
+    pub(crate) fn metered(mut self, meter: Arc<AtomicU64>) -> Self {
+        self.meter = Some(meter);
+        self
     }
 
     /// Bytes written so far (uncompressed).
@@ -184,6 +193,9 @@ impl Write for BlobWriter {
         let n = encoder.write(buf)?;
         self.hasher.update(&buf[..n]);
         self.size += n as u64;
+        if let Some(meter) = &self.meter {
+            meter.fetch_add(n as u64, Ordering::Relaxed);
+        }
         Ok(n)
     }
 
@@ -205,6 +217,40 @@ pub(crate) fn blob_path(blobs_dir: &Path, digest: &str) -> PathBuf {
     blobs_dir.join("sha256").join(&digest[..2]).join(digest)
 }
 
+/// Hashes and counts the stored bytes a reader yields, reporting progress.
+pub(crate) struct HashingReader<'p, R> {
+    inner: R,
+    hasher: Sha256,
+    bytes: u64,
+    progress: &'p (dyn Fn(u64) + Sync),
+}
+
+impl<'p, R: Read> HashingReader<'p, R> {
+    pub(crate) fn new(inner: R, progress: &'p (dyn Fn(u64) + Sync)) -> Self {
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+            bytes: 0,
+            progress,
+        }
+    }
+
+    /// The sha256 and length of everything read.
+    pub(crate) fn finish(self) -> (String, u64) {
+        (hex::encode(self.hasher.finalize()), self.bytes)
+    }
+}
+
+impl<R: Read> Read for HashingReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        (self.progress)(n as u64);
+        Ok(n)
+    }
+}
+
 /// sha256 of a file's raw bytes.
 pub(crate) fn hash_file(path: &Path) -> io::Result<String> {
     let mut file = File::open(path)?;
@@ -217,16 +263,17 @@ pub(crate) fn hash_file(path: &Path) -> io::Result<String> {
 /// mismatch surfaces as an `InvalidData` error from the read that reaches
 /// the end, so nothing downstream can mistake a corrupt stream for a
 /// complete one.
-pub struct BlobReader {
-    decoder: zstd::Decoder<'static, BufReader<File>>,
+pub struct BlobReader<'a> {
+    decoder: zstd::Decoder<'static, BufReader<Box<dyn Read + Send + 'a>>>,
     hasher: Sha256,
     read: u64,
     expected: BlobInfo,
     verified: bool,
+    meter: Option<Arc<AtomicU64>>,
 }
 
-impl BlobReader {
-    pub(crate) fn open(blobs_dir: &Path, expected: &BlobInfo) -> io::Result<Self> {
+impl<'a> BlobReader<'a> {
+    pub(crate) fn open(blobs_dir: &Path, expected: &BlobInfo) -> io::Result<BlobReader<'static>> {
         let path = blob_path(blobs_dir, &expected.digest);
         let file = File::open(&path).map_err(|err| {
             io::Error::new(
@@ -234,17 +281,33 @@ impl BlobReader {
                 format!("blob {} ({}): {err}", expected.digest, path.display()),
             )
         })?;
+        BlobReader::from_reader(file, expected)
+    }
+
+    /// Decompress and verify a stored blob read from `stored`.
+    pub(crate) fn from_reader(
+        stored: impl Read + Send + 'a,
+        expected: &BlobInfo,
+    ) -> io::Result<Self> {
+        let stored: Box<dyn Read + Send + 'a> = Box::new(stored);
         Ok(BlobReader {
-            decoder: zstd::Decoder::new(file)?,
+            decoder: zstd::Decoder::new(stored)?,
             hasher: Sha256::new(),
             read: 0,
             expected: expected.clone(),
             verified: false,
+            meter: None,
         })
+    }
+
+    /// Count the bytes read into `meter` too.
+    pub(crate) fn metered(mut self, meter: Arc<AtomicU64>) -> Self {
+        self.meter = Some(meter);
+        self
     }
 }
 
-impl Read for BlobReader {
+impl Read for BlobReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.verified {
             return Ok(0);
@@ -257,6 +320,9 @@ impl Read for BlobReader {
         })?;
         self.hasher.update(&buf[..n]);
         self.read += n as u64;
+        if let Some(meter) = &self.meter {
+            meter.fetch_add(n as u64, Ordering::Relaxed);
+        }
         if self.read > self.expected.size {
             return Err(corrupt(&self.expected, "longer than recorded"));
         }

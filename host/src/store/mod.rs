@@ -5,19 +5,36 @@
 //! ```text
 //! <root>/blobs/sha256/<2 hex>/<sha256>   zstd-compressed content, 0600
 //! <root>/tmp/                            blobs being written (never read)
+//! <root>/runs/<run id>.json              finished runs, hash-chained
+//! <root>/journal/<run id>.json           runs in progress (or interrupted)
+//! <root>/HEAD                            the newest finished run
+//! <root>/pruned.json                     runs removed by prune
+//! <root>/lock                            the holder of the one-run lock
+//! <root>/events.jsonl                    the event log
 //! ```
 //!
 //! See `docs/store-format.md` for the complete format.
 
 mod blob;
+mod check;
+mod lock;
+mod runs;
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
 pub use blob::{BlobInfo, BlobReader, BlobWriter};
 pub(crate) use blob::{create_private_dir, write_atomic};
+pub use check::{Problem, PrunePlan, PrunedRun, RetentionPolicy, VerifyReport, newest_backup};
+pub use lock::{LockError, LockHolder, StoreLock, hostname};
+pub use runs::{
+    ChainLink, CheckRecord, Head, MANIFEST_FORMAT, PlannedStep, PluginRef, PrunedRuns, RunKind,
+    RunManifest, RunStatus, StepRecord, StepStatus, new_run_id,
+};
 
 /// One artifact as recorded in a run: who made it, what it is, its blob.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,10 +51,13 @@ pub struct ArtifactRecord {
     pub blob: BlobInfo,
 }
 
-/// A local directory store.
+/// A local directory store. Clones share one byte meter.
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    /// Uncompressed bytes written to and read from blobs through this
+    /// store, so a terminal can show progress of a step it cannot see into.
+    meter: Arc<AtomicU64>,
 }
 
 impl Store {
@@ -48,7 +68,13 @@ impl Store {
         create_private_dir(&root.join("tmp"))?;
         Ok(Store {
             root: root.to_path_buf(),
+            meter: Arc::default(),
         })
+    }
+
+    /// Uncompressed blob bytes moved so far (written plus read).
+    pub fn bytes_moved(&self) -> u64 {
+        self.meter.load(Ordering::Relaxed)
     }
 
     pub fn root(&self) -> &Path {
@@ -62,28 +88,64 @@ impl Store {
     /// Start writing a new blob.
     pub fn create_blob(&self) -> io::Result<BlobWriter> {
         BlobWriter::new(&self.root.join("tmp"), &self.blobs_dir())
+            .map(|w| w.metered(self.meter.clone()))
     }
 
     /// Open a blob for reading, verified as it streams.
-    pub fn open_blob(&self, blob: &BlobInfo) -> io::Result<BlobReader> {
-        BlobReader::open(&self.blobs_dir(), blob)
+    pub fn open_blob(&self, blob: &BlobInfo) -> io::Result<BlobReader<'static>> {
+        BlobReader::open(&self.blobs_dir(), blob).map(|r| r.metered(self.meter.clone()))
     }
 
     /// Re-read a blob end to end and check both digests.
     pub fn verify_blob(&self, blob: &BlobInfo) -> io::Result<()> {
+        self.verify_blob_with(blob, &|_| {})
+    }
+
+    /// [`Store::verify_blob`] in one pass over the stored file (hashing it
+    /// as it feeds the decompressor), reporting stored bytes read.
+    pub fn verify_blob_with(
+        &self,
+        blob: &BlobInfo,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> io::Result<()> {
         let path = blob::blob_path(&self.blobs_dir(), &blob.digest);
-        let stored = blob::hash_file(&path)?;
-        if stored != blob.stored_digest {
+        let file = std::fs::File::open(&path)
+            .map_err(|err| io::Error::new(err.kind(), format!("{}: {err}", path.display())))?;
+        let mut stored = blob::HashingReader::new(file, progress);
+        let mut content = BlobReader::from_reader(&mut stored, blob)?;
+        io::copy(&mut content, &mut io::sink())?;
+        drop(content);
+        let (stored_digest, stored_size) = stored.finish();
+        if stored_digest != blob.stored_digest || stored_size != blob.stored_size {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!(
-                    "checksum mismatch: stored file of blob {} hashes to {stored}, recorded {}",
-                    blob.digest, blob.stored_digest
+                    "checksum mismatch: the stored file ({stored_size} bytes) hashes to {stored_digest}, recorded {} ({} bytes)",
+                    blob.stored_digest, blob.stored_size
                 ),
             ));
         }
-        io::copy(&mut self.open_blob(blob)?, &mut io::sink())?;
         Ok(())
+    }
+
+    /// Does the store hold this blob at all?
+    pub fn has_blob(&self, digest: &str) -> bool {
+        blob::blob_path(&self.blobs_dir(), digest).is_file()
+    }
+
+    /// Can this process create and remove files in the store?
+    pub fn check_writable(&self) -> io::Result<()> {
+        let probe = self
+            .root
+            .join("tmp")
+            .join(format!("probe-{}", blob::unique_suffix()));
+        blob::create_private(&probe)?;
+        std::fs::remove_file(&probe)
+    }
+
+    /// The event log.
+    pub fn events_path(&self) -> PathBuf {
+        self.root.join("events.jsonl")
     }
 }
 

@@ -1,0 +1,425 @@
+//! `rewind backup`, `rollback`, `guard` and `health`.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use anyhow::{Result, bail};
+use clap::Args;
+use rewind::engine::Runtime;
+use rewind::run::{GuardOptions, GuardOutcome, Observer, RollbackOptions, Runner, Silent};
+use rewind::store::{RunManifest, RunStatus, StepStatus, newest_backup};
+use serde_json::json;
+
+use super::console::Console;
+use super::{Cli, exit, load_config, open_store, print_json};
+
+pub const BACKUP_AFTER_HELP: &str = "\
+Runs the backup hook of every instance in chains.backup, in order, and
+records the run (its id, each step, every artifact with its digests).
+
+Examples:
+  rewind backup
+  rewind backup --label before-v2.3
+  rewind backup --json | jq -r .id";
+
+pub const ROLLBACK_AFTER_HELP: &str = "\
+Restores from a backup run: the newest one, or the one given with --to.
+Before any step runs, every artifact it will use is re-hashed: a mismatch
+refuses the rollback and touches nothing. Then a safety backup of the
+current state is taken (skip with --quick), the rollback chain runs in order
+(each instance's revert or restore hook gets the artifacts that instance
+wrote in the chosen backup), and the health checks confirm the result.
+
+On a terminal, with neither --to nor --yes, it lists the backups and asks.
+Off a terminal it never prompts.
+
+Examples:
+  rewind rollback --dry-run              the exact plan; changes nothing
+  rewind rollback --yes                  to the newest backup
+  rewind rollback --to 20261123-1715 --yes
+  rewind rollback --resume               continue an interrupted rollback";
+
+pub const GUARD_AFTER_HELP: &str = "\
+Backs up (chains.backup), runs the deploy command with its output streamed,
+then runs the health checks (guard.health, guard.retries, guard.delay_s).
+If the command fails or health stays bad, rolls back automatically to the
+backup it just took (unless --no-rollback or guard.auto_rollback = false),
+and notifies the sinks.
+
+Exit codes: 0 deployed and healthy; 1 the deploy failed and was not rolled
+back (or the backup before it failed, so it never ran); 2 usage or config
+error; 3 the deploy failed and was rolled back to a healthy state; 4 the
+rollback failed too; 5 another run holds the store lock.
+
+Examples:
+  rewind guard -- ./deploy.sh v2.4.0
+  rewind guard --no-rollback -- dep deploy production";
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// A label recorded with the run.
+    #[arg(long)]
+    pub label: Option<String>,
+    /// Print the run's manifest as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The backup run to restore (an id or a unique prefix); default: the newest.
+    #[arg(long, value_name = "RUN")]
+    pub to: Option<String>,
+    /// Skip the safety backup of the current state.
+    #[arg(long)]
+    pub quick: bool,
+    /// Print the plan (steps, plugins, artifacts with digests), verify the artifacts, and let
+    /// each plugin report what it would do; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation.
+    #[arg(long, short)]
+    pub yes: bool,
+    /// Continue the interrupted rollback (`rewind status` shows it).
+    #[arg(long, conflicts_with_all = ["to", "dry_run"])]
+    pub resume: bool,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GuardArgs {
+    /// Never roll back automatically.
+    #[arg(long)]
+    pub no_rollback: bool,
+    /// Print JSON instead of text (the deploy's output goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+    /// The deploy command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+fn observer(cli: &Cli) -> Box<dyn Observer> {
+    Box::new(Console::new(cli.quiet, cli.verbose))
+}
+
+pub fn backup(cli: &Cli, args: &BackupArgs) -> Result<i32> {
+    let config = load_config(cli)?;
+    let store = open_store(&config)?;
+    let observer = observer(cli);
+    let runner = Runner::new(
+        &config,
+        store,
+        Runtime::new(Runtime::default_cache_dir())?,
+        observer.as_ref(),
+        super::command_line(),
+    )?;
+    let run = runner.backup(args.label.clone())?;
+    runner.finish_notifications();
+    if args.json {
+        print_json(&run)?;
+    } else {
+        print_backup(&run);
+    }
+    Ok(if run.status == RunStatus::Succeeded {
+        exit::OK
+    } else {
+        exit::FAILED
+    })
+}
+
+fn print_backup(run: &RunManifest) {
+    if run.status != RunStatus::Succeeded {
+        println!(
+            "backup {} {}: {}",
+            run.id,
+            run.status.as_str(),
+            run.error.as_deref().unwrap_or("")
+        );
+        return;
+    }
+    println!("backup {}", run.id);
+    for a in run.artifacts() {
+        println!(
+            "  {:<12} {:<20} {}  {} bytes ({} stored)",
+            a.instance, a.name, a.blob.digest, a.blob.size, a.blob.stored_size
+        );
+    }
+    println!("roll back to it with: rewind rollback --to {}", run.id);
+}
+
+pub fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<i32> {
+    let config = load_config(cli)?;
+    let store = open_store(&config)?;
+    let observer = observer(cli);
+    let runner = Runner::new(
+        &config,
+        store,
+        Runtime::new(Runtime::default_cache_dir())?,
+        observer.as_ref(),
+        super::command_line(),
+    )?;
+
+    let mut to = args.to.clone();
+    let interactive =
+        std::io::stdin().is_terminal() && std::io::stderr().is_terminal() && !args.json;
+    if interactive && !args.yes && !args.dry_run && !args.resume {
+        match confirm(&runner, to.as_deref())? {
+            Some(chosen) => to = Some(chosen),
+            None => {
+                eprintln!("nothing was changed");
+                return Ok(exit::USAGE);
+            }
+        }
+    }
+
+    let result = runner.rollback(RollbackOptions {
+        to,
+        quick: args.quick,
+        dry_run: args.dry_run,
+        resume: args.resume,
+        safety_best_effort: false,
+        notify: true,
+    })?;
+    runner.finish_notifications();
+
+    if args.json {
+        print_json(&json!({
+            "dry_run": args.dry_run,
+            "ok": result.succeeded(),
+            "plan": result.plan,
+            "problems": result.problems,
+            "run": result.run,
+            "dry_run_steps": result.dry_run_steps,
+        }))?;
+    } else if args.dry_run {
+        print_plan(&result);
+    } else if let Some(run) = &result.run {
+        match run.status {
+            RunStatus::Succeeded => {
+                println!("rolled back to {} (run {})", result.plan.source_run, run.id)
+            }
+            _ => println!(
+                "rollback {} failed: {}",
+                run.id,
+                run.error.as_deref().unwrap_or("")
+            ),
+        }
+    }
+    Ok(if result.succeeded() {
+        exit::OK
+    } else if args.dry_run {
+        exit::FAILED
+    } else {
+        exit::ROLLBACK_FAILED
+    })
+}
+
+/// On a terminal: choose a backup (when none was named) and confirm.
+/// `None` means the operator declined.
+fn confirm(runner: &Runner<'_>, to: Option<&str>) -> Result<Option<String>> {
+    let stdin = std::io::stdin();
+    let mut answer = String::new();
+    let chosen = match to {
+        Some(id) => runner.choose_source(Some(id))?,
+        None => {
+            let runs = runner.store.runs()?;
+            let backups: Vec<&RunManifest> = runs
+                .iter()
+                .rev()
+                .filter(|m| m.is_restorable())
+                .take(10)
+                .collect();
+            if backups.is_empty() {
+                bail!("there is no backup to roll back to: run `rewind backup` first");
+            }
+            eprintln!("Backups (newest first):");
+            for (i, run) in backups.iter().enumerate() {
+                let label = run.label.as_deref().unwrap_or("");
+                let safety = if run.safety { " [safety]" } else { "" };
+                eprintln!(
+                    "  {}) {}  {}  {}{safety}",
+                    i + 1,
+                    run.id,
+                    run.started_at,
+                    label
+                );
+            }
+            let default = newest_backup(&runs)
+                .and_then(|n| backups.iter().position(|b| b.id == n.id))
+                .unwrap_or(0);
+            eprint!("Roll back to which backup? [{}]: ", default + 1);
+            std::io::stderr().flush()?;
+            stdin.lock().read_line(&mut answer)?;
+            let index = match answer.trim() {
+                "" => default,
+                text => match text.parse::<usize>() {
+                    Ok(n) if (1..=backups.len()).contains(&n) => n - 1,
+                    _ => bail!("`{text}` is not one of 1-{}", backups.len()),
+                },
+            };
+            backups[index].clone()
+        }
+    };
+    let plan = runner.plan_rollback(&chosen, false)?;
+    eprintln!("Rollback to {} ({}):", chosen.id, chosen.started_at);
+    for (i, step) in plan.steps.iter().enumerate() {
+        eprintln!(
+            "  {}. {} {} ({} artifact(s))",
+            i + 1,
+            step.instance,
+            step.hook,
+            step.artifacts.len()
+        );
+    }
+    eprint!("Proceed? [y/N]: ");
+    std::io::stderr().flush()?;
+    answer.clear();
+    stdin.lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes").then_some(chosen.id))
+}
+
+fn print_plan(result: &rewind::run::RollbackResult) {
+    let plan = &result.plan;
+    println!(
+        "rollback plan (dry run: nothing was changed)\n  from backup {} ({}{})",
+        plan.source_run,
+        plan.source_started_at,
+        plan.source_label
+            .as_deref()
+            .map(|l| format!(", {l}"))
+            .unwrap_or_default()
+    );
+    if plan.safety_backup {
+        println!("  0. safety backup of the current state (chains.backup)");
+    }
+    for (i, step) in plan.steps.iter().enumerate() {
+        println!(
+            "  {}. {} {}  plugin {} sha256:{}",
+            i + 1,
+            step.instance,
+            step.hook,
+            step.plugin.source,
+            step.plugin.sha256
+        );
+        for a in &step.artifacts {
+            println!(
+                "       {:<20} sha256:{}  {} bytes",
+                a.name, a.blob.digest, a.blob.size
+            );
+        }
+        if let Some(said) = result.dry_run_steps.get(i) {
+            match (&said.summary, &said.error) {
+                (_, Some(err)) => println!("       would fail: {err}"),
+                (Some(summary), None) => println!("       would: {summary}"),
+                _ => {}
+            }
+            for (k, v) in &said.details {
+                println!("         {k}: {v}");
+            }
+        }
+    }
+    if !plan.health.is_empty() {
+        println!("  then health: {}", plan.health.join(", "));
+    }
+    if result.problems.is_empty() {
+        println!("  all artifacts verified");
+    } else {
+        println!("  VERIFICATION FAILED: a rollback would be refused:");
+        for p in &result.problems {
+            println!("    {p}");
+        }
+    }
+}
+
+pub fn guard(cli: &Cli, args: &GuardArgs) -> Result<i32> {
+    let config = load_config(cli)?;
+    let store = open_store(&config)?;
+    let observer = observer(cli);
+    let runner = Runner::new(
+        &config,
+        store,
+        Runtime::new(Runtime::default_cache_dir())?,
+        observer.as_ref(),
+        super::command_line(),
+    )?;
+    let result = runner.guard(
+        &args.command,
+        GuardOptions {
+            no_rollback: args.no_rollback,
+            deploy_stdout_to_stderr: args.json,
+        },
+    )?;
+    runner.finish_notifications();
+    if args.json {
+        print_json(&json!({
+            "outcome": result.outcome.as_str(),
+            "run": result.run,
+            "backup": result.backup,
+            "rollback": result.rollback.as_ref().and_then(|r| r.run.as_ref()),
+        }))?;
+    } else {
+        let detail = result.run.error.as_deref().unwrap_or("");
+        match result.outcome {
+            GuardOutcome::Deployed => println!("deployed and healthy (run {})", result.run.id),
+            GuardOutcome::RolledBack => println!("ROLLED BACK: {detail}"),
+            GuardOutcome::RollbackFailed => {
+                println!("ROLLBACK FAILED, manual action needed: {detail}")
+            }
+            GuardOutcome::DeployFailed | GuardOutcome::BackupFailed => {
+                println!("FAILED: {detail}")
+            }
+        }
+    }
+    Ok(match result.outcome {
+        GuardOutcome::Deployed => exit::OK,
+        GuardOutcome::BackupFailed | GuardOutcome::DeployFailed => exit::FAILED,
+        GuardOutcome::RolledBack => exit::ROLLED_BACK,
+        GuardOutcome::RollbackFailed => exit::ROLLBACK_FAILED,
+    })
+}
+
+pub fn health(cli: &Cli, json: bool) -> Result<i32> {
+    let config = load_config(cli)?;
+    if config.guard.health.is_empty() {
+        bail!(
+            "{}: guard.health lists no instances to check",
+            config.path.display()
+        );
+    }
+    let store = open_store(&config)?;
+    let runner = Runner::new(
+        &config,
+        store,
+        Runtime::new(Runtime::default_cache_dir())?,
+        &Silent,
+        super::command_line(),
+    )?;
+    let (result, steps) = runner.health();
+    if json {
+        print_json(
+            &json!({ "healthy": result.healthy, "failures": result.failures, "steps": steps }),
+        )?;
+    } else {
+        for step in &steps {
+            if let Some(err) = &step.error {
+                println!("error      {}: {err}", step.instance);
+            }
+            for c in &step.checks {
+                println!(
+                    "{:<10} {}/{}  {} ({} ms)",
+                    c.status, step.instance, c.name, c.detail, c.latency_ms
+                );
+            }
+            if step.status == StepStatus::Failed && step.error.is_none() {
+                println!("failed     {}", step.instance);
+            }
+        }
+    }
+    Ok(if result.healthy {
+        exit::OK
+    } else {
+        exit::FAILED
+    })
+}

@@ -1,0 +1,417 @@
+//! `rewind init`, `rewind check` and `rewind plugins list`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+use clap::Args;
+use rewind::config::Config;
+use rewind::engine::Runtime;
+use rewind::plugin::HookKind;
+use serde_json::json;
+
+use super::{Cli, exit, print_json};
+
+pub const INIT_AFTER_HELP: &str = "\
+Templates:
+  static   a release-symlink deploy (Capistrano/Deployer layout) with
+           config files and an HTTP health check
+  demo     the layout `rewind demo` uses, rooted at --app
+
+Plugin files are looked up in --plugins (default: $REWIND_PLUGINS, then the
+wasm32-wasip2 build next to this binary) and pinned by their sha256.
+
+Examples:
+  rewind init
+  rewind init --template static --app /srv/shop --plugins /usr/lib/rewind/plugins
+  rewind init --template demo --app /tmp/demo-app --config /tmp/demo-app/rewind.toml";
+
+pub const CHECK_AFTER_HELP: &str = "\
+Checks, in order: the config parses (errors point at file:line:column);
+every plugin file matches its sha256 pin and loads; each instance has the
+params its plugin requires; each chain step's plugin exports the hook it is
+used for; concrete capabilities a plugin requests are granted (and grants it
+never requested are flagged); the store is reachable and writable.
+
+Examples:
+  rewind check
+  rewind --config /srv/shop/rewind.toml check --json";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Template {
+    Static,
+    Demo,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Which starting point.
+    #[arg(long, value_enum, default_value = "static")]
+    pub template: Template,
+    /// The application directory (holding releases/ and current).
+    #[arg(long, value_name = "DIR", default_value = "/srv/app")]
+    pub app: PathBuf,
+    /// Where the plugin .wasm files are.
+    #[arg(long, value_name = "DIR")]
+    pub plugins: Option<PathBuf>,
+    /// Replace an existing file.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Where plugins are found: `explicit`, `$REWIND_PLUGINS`, or the
+/// wasm32-wasip2 build next to this binary (`target/<profile>/rewind` →
+/// `target/wasm32-wasip2/release`).
+pub fn plugin_dir(explicit: Option<&Path>) -> Option<PathBuf> {
+    if let Some(dir) = explicit {
+        return Some(dir.to_path_buf());
+    }
+    if let Some(dir) = std::env::var_os("REWIND_PLUGINS") {
+        return Some(PathBuf::from(dir));
+    }
+    let exe = std::env::current_exe().ok()?;
+    let target = exe.parent()?.parent()?;
+    let dir = target.join("wasm32-wasip2").join("release");
+    dir.is_dir().then_some(dir)
+}
+
+/// The .wasm file of plugin `name` (`release-symlink` → `release_symlink.wasm`
+/// as cargo names it, or `release-symlink.wasm`).
+pub fn plugin_file(dir: &Path, name: &str) -> Option<PathBuf> {
+    [
+        format!("{}.wasm", name.replace('-', "_")),
+        format!("{name}.wasm"),
+    ]
+    .into_iter()
+    .map(|file| dir.join(file))
+    .find(|path| path.is_file())
+}
+
+/// The `source = …` and `sha256 = …` lines for a plugin.
+pub fn pin_lines(dir: Option<&Path>, name: &str) -> String {
+    match dir.and_then(|d| plugin_file(d, name)) {
+        Some(path) => match std::fs::read(&path) {
+            Ok(bytes) => format!(
+                "source = \"{}\"\nsha256 = \"{}\"",
+                path.display(),
+                rewind::plugin::sha256_hex(&bytes)
+            ),
+            Err(_) => unpinned(name),
+        },
+        None => unpinned(name),
+    }
+}
+
+fn unpinned(name: &str) -> String {
+    format!(
+        "source = \"plugins/{name}.wasm\"\n# sha256 = \"…\"  (`rewind plugins inspect plugins/{name}.wasm` prints it; `rewind check` shows the line to add)"
+    )
+}
+
+/// The config text of a template.
+pub fn template_text(template: Template, app: &Path, plugins: Option<&Path>) -> String {
+    let app = app.display();
+    let (project, environment, store) = match template {
+        Template::Static => ("shop", "production", "file:///var/lib/rewind".to_string()),
+        Template::Demo => ("demo", "demo", format!("file://{app}/store")),
+    };
+    let symlink = pin_lines(plugins, "release-symlink");
+    let files = pin_lines(plugins, "files");
+    let health = pin_lines(plugins, "http-health");
+    // The demo's broken release fails for certain: one retry is enough.
+    let (health_url, retries, delay_s) = match template {
+        Template::Static => ("http://127.0.0.1:8080/health", 3, 5),
+        Template::Demo => ("http://127.0.0.1:{port}/health", 1, 1),
+    };
+    format!(
+        r#"# rewind.toml: what to back up, how to roll back, how to tell it worked.
+# Every key is documented in docs/config.md. `rewind check` validates this file.
+
+[project]
+name = "{project}"
+environment = "{environment}"
+
+[store]
+# Where backups live: a local directory (the embedded default store).
+url = "{store}"
+keep_days = 7      # runs younger than this are kept
+keep_last = 3      # and always the newest 3 backups; safety backups stay until pruned on purpose
+
+# The code: where `current` points, switched back atomically on rollback.
+[plugins.code]
+{symlink}
+grants.paths = ["{app}"]
+params = {{ base = "{app}", keep = 5 }}
+
+# Config and data files: backed up as one artifact, restored with their modes.
+[plugins.config]
+{files}
+grants.paths = ["{app}/shared"]
+params = {{ paths = ["{app}/shared"] }}
+
+# The health check the guard and every rollback wait for.
+[plugins.web]
+{health}
+grants.http = ["http://127.0.0.1:*"]
+params = {{ url = "{health_url}", expect_status = 200, timeout_ms = 2000 }}
+limits = {{ timeout_s = 30 }}
+
+[chains]
+backup = ["code", "config"]      # backup hooks, in order
+rollback = ["code", "config"]    # revert (or restore) hooks, in order
+
+[guard]
+health = ["web"]
+retries = {retries}          # extra health passes after the first
+delay_s = {delay_s}          # seconds between passes
+auto_rollback = true
+"#
+    )
+}
+
+pub fn init(cli: &Cli, args: &InitArgs) -> Result<i32> {
+    let path = &cli.config;
+    if path.exists() && !args.force {
+        bail!(
+            "{} already exists; pass --force to replace it, or --config to write elsewhere",
+            path.display()
+        );
+    }
+    let plugins = plugin_dir(args.plugins.as_deref());
+    let text = template_text(args.template, &args.app, plugins.as_deref());
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(path, text)?;
+    println!("wrote {}", path.display());
+    println!("next: edit it, then run `rewind check`");
+    Ok(exit::OK)
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Finding {
+    /// "error", "warning" or "ok".
+    level: &'static str,
+    subject: String,
+    message: String,
+}
+
+pub fn check(cli: &Cli, json: bool) -> Result<i32> {
+    let config = Config::load(&cli.config)?;
+    let findings = check_config(&config)?;
+    let errors = findings.iter().filter(|f| f.level == "error").count();
+    if json {
+        print_json(&json!({ "ok": errors == 0, "findings": findings }))?;
+    } else {
+        for f in &findings {
+            let mark = match f.level {
+                "error" => "ERROR  ",
+                "warning" => "warning",
+                _ => "ok     ",
+            };
+            println!("{mark} {:<18} {}", f.subject, f.message);
+        }
+        if errors == 0 {
+            println!("{}: ready", config.path.display());
+        } else {
+            println!("{}: {errors} error(s)", config.path.display());
+        }
+    }
+    Ok(if errors == 0 { exit::OK } else { exit::FAILED })
+}
+
+fn check_config(config: &Config) -> Result<Vec<Finding>> {
+    let mut out = Vec::new();
+    let mut add = |level, subject: &str, message: String| {
+        out.push(Finding {
+            level,
+            subject: subject.to_string(),
+            message,
+        })
+    };
+    add("ok", "config", format!("{} parses", config.path.display()));
+    let runtime = Runtime::new(Runtime::default_cache_dir())?;
+    let mut hooks_of = std::collections::BTreeMap::new();
+    for (name, instance) in &config.instances {
+        let subject = format!("plugins.{name}");
+        let plugin = match rewind::plugin::load(&runtime, &instance.source, Some(&instance.sha256))
+        {
+            Ok(plugin) => plugin,
+            Err(err) => {
+                add("error", &subject, format!("{err:#}"));
+                continue;
+            }
+        };
+        let info = match rewind::plugin::describe(&plugin, name) {
+            Ok(info) => info,
+            Err(err) => {
+                add("error", &subject, format!("describe failed: {err:#}"));
+                continue;
+            }
+        };
+        add(
+            "ok",
+            &subject,
+            format!(
+                "{} {} pinned and loaded; hooks: {}",
+                info.name,
+                info.version,
+                plugin
+                    .hooks
+                    .iter()
+                    .map(|h| h.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
+        let params = instance.params.as_object();
+        for spec in info.params.iter().filter(|p| p.required) {
+            if !params.is_some_and(|p| p.contains_key(&spec.name)) {
+                add(
+                    "error",
+                    &subject,
+                    format!("params.{} is required: {}", spec.name, spec.description),
+                );
+            }
+        }
+        if let Some(params) = params {
+            for key in params.keys() {
+                if !info.params.iter().any(|p| &p.name == key) {
+                    add(
+                        "error",
+                        &subject,
+                        format!(
+                            "params.{key} is not a parameter of {}; it takes: {}",
+                            info.name,
+                            info.params
+                                .iter()
+                                .map(|p| p.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    );
+                }
+            }
+        }
+        for missing in rewind::grants::ungranted(&info.capabilities, &instance.grants) {
+            add(
+                "warning",
+                &subject,
+                format!(
+                    "requests {missing}, which is not granted: the hooks that need it will be denied"
+                ),
+            );
+        }
+        hooks_of.insert(name.clone(), plugin.hooks.clone());
+    }
+
+    let mut need = |list: &[String],
+                    what: &str,
+                    ok: &dyn Fn(&std::collections::BTreeSet<HookKind>) -> bool,
+                    hook: &str| {
+        for name in list {
+            if let Some(hooks) = hooks_of.get(name)
+                && !ok(hooks)
+            {
+                out.push(Finding {
+                    level: "error",
+                    subject: what.to_string(),
+                    message: format!("`{name}` is listed, but its plugin does not export {hook}"),
+                });
+            }
+        }
+    };
+    need(
+        &config.chains.backup,
+        "chains.backup",
+        &|h| h.contains(&HookKind::Backup),
+        "backup",
+    );
+    need(
+        &config.chains.rollback,
+        "chains.rollback",
+        &|h| h.contains(&HookKind::Revert) || h.contains(&HookKind::Restore),
+        "revert or restore",
+    );
+    need(
+        &config.guard.health,
+        "guard.health",
+        &|h| h.contains(&HookKind::Health),
+        "health",
+    );
+    need(
+        &config.notify_sinks,
+        "notify.sinks",
+        &|h| h.contains(&HookKind::Notify),
+        "notify",
+    );
+    for (key, list) in [
+        ("chains.backup", &config.chains.backup),
+        ("chains.rollback", &config.chains.rollback),
+    ] {
+        if list.is_empty() {
+            out.push(Finding {
+                level: "warning",
+                subject: key.to_string(),
+                message: "is empty".into(),
+            });
+        }
+    }
+
+    let root = config.store.root();
+    let store_check = rewind::store::Store::open(&root).and_then(|s| s.check_writable());
+    out.push(match store_check {
+        Ok(()) => Finding {
+            level: "ok",
+            subject: "store".into(),
+            message: format!("{} is writable", root.display()),
+        },
+        Err(err) => Finding {
+            level: "error",
+            subject: "store".into(),
+            message: format!("{} is not usable: {err}", root.display()),
+        },
+    });
+    Ok(out)
+}
+
+pub fn list_plugins(cli: &Cli, json: bool) -> Result<i32> {
+    let config = Config::load(&cli.config)?;
+    let roles = |name: &str| {
+        let mut roles = Vec::new();
+        for (role, list) in [
+            ("backup", &config.chains.backup),
+            ("rollback", &config.chains.rollback),
+            ("health", &config.guard.health),
+            ("notify", &config.notify_sinks),
+        ] {
+            if list.iter().any(|n| n == name) {
+                roles.push(role);
+            }
+        }
+        roles
+    };
+    if json {
+        let rows: Vec<_> = config
+            .instances
+            .values()
+            .map(|i| {
+                json!({
+                    "instance": i.name, "source": i.source, "sha256": i.sha256,
+                    "used_in": roles(&i.name),
+                })
+            })
+            .collect();
+        print_json(&rows)?;
+        return Ok(exit::OK);
+    }
+    for i in config.instances.values() {
+        println!(
+            "{:<14} {}  sha256:{}…  used in: {}",
+            i.name,
+            i.source.display(),
+            &i.sha256[..12],
+            roles(&i.name).join(", ")
+        );
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,463 @@
+//! The rollback run: choose a backup, verify every artifact it will use,
+//! take a safety backup, run the rollback chain, check health.
+
+use anyhow::{Result, bail};
+use serde::Serialize;
+
+use super::backup::BackupOptions;
+use super::health::HealthResult;
+use super::{Runner, stopped_at};
+use crate::bindings::rewind::hooks::types::EventKind;
+use crate::plugin::HookKind;
+use crate::sandbox::{HookInput, LogLevel};
+use crate::store::{
+    ArtifactRecord, PlannedStep, PluginRef, RunKind, RunManifest, RunStatus, StepRecord,
+    StepStatus, newest_backup,
+};
+
+#[derive(Debug, Clone, Default)]
+pub struct RollbackOptions {
+    /// A backup run id (or unique prefix); default: the newest backup.
+    pub to: Option<String>,
+    /// Skip the safety backup.
+    pub quick: bool,
+    /// Print the plan and let each plugin report what it would do.
+    pub dry_run: bool,
+    /// Continue the interrupted rollback instead of starting a new one.
+    pub resume: bool,
+    /// Inside guard: a failed safety backup is reported, not fatal (the
+    /// guard's own backup is minutes old).
+    pub safety_best_effort: bool,
+    pub notify: bool,
+}
+
+/// One step a rollback will run.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanStep {
+    pub instance: String,
+    pub hook: HookKind,
+    pub plugin: PluginRef,
+    /// The artifacts this instance wrote in the chosen backup run.
+    pub artifacts: Vec<ArtifactRecord>,
+}
+
+/// What a rollback will do.
+#[derive(Debug, Clone, Serialize)]
+pub struct RollbackPlan {
+    /// The backup run restored from.
+    pub source_run: String,
+    pub source_started_at: String,
+    pub source_label: Option<String>,
+    pub steps: Vec<PlanStep>,
+    /// Health instances checked afterwards.
+    pub health: Vec<String>,
+    pub safety_backup: bool,
+}
+
+impl RollbackPlan {
+    /// Stored bytes the verification will read.
+    pub fn stored_bytes(&self) -> u64 {
+        self.steps
+            .iter()
+            .flat_map(|s| &s.artifacts)
+            .map(|a| a.blob.stored_size)
+            .sum()
+    }
+}
+
+#[derive(Debug)]
+pub struct RollbackResult {
+    pub plan: RollbackPlan,
+    /// The finished manifest; `None` for a dry run.
+    pub run: Option<RunManifest>,
+    /// Verification problems (a rollback with any does not run).
+    pub problems: Vec<String>,
+    /// Dry run: what each plugin said it would do.
+    pub dry_run_steps: Vec<StepRecord>,
+    pub health: Option<HealthResult>,
+}
+
+impl RollbackResult {
+    pub fn succeeded(&self) -> bool {
+        match &self.run {
+            Some(run) => run.status == RunStatus::Succeeded,
+            None => {
+                self.problems.is_empty()
+                    && self
+                        .dry_run_steps
+                        .iter()
+                        .all(|s| s.status == StepStatus::Succeeded)
+            }
+        }
+    }
+}
+
+impl Runner<'_> {
+    /// The backup run a rollback restores from: `to`, or the newest
+    /// finished, non-safety backup.
+    pub fn choose_source(&self, to: Option<&str>) -> Result<RunManifest> {
+        match to {
+            Some(id) => {
+                let run = self.store.find_run(id)?;
+                if run.kind != RunKind::Backup {
+                    bail!(
+                        "run {} is a {} run; a rollback restores from a backup run \
+                         (`rewind history` lists them)",
+                        run.id,
+                        run.kind.as_str()
+                    );
+                }
+                if run.status != RunStatus::Succeeded {
+                    bail!(
+                        "backup run {} {}: its artifacts are incomplete, so rewind will not \
+                         restore from it; choose a backup that succeeded (`rewind history`)",
+                        run.id,
+                        run.status.as_str()
+                    );
+                }
+                Ok(run)
+            }
+            None => {
+                let runs = self.store.runs()?;
+                match newest_backup(&runs) {
+                    Some(run) => Ok(run.clone()),
+                    None => bail!(
+                        "there is no backup to roll back to in the store {}: run `rewind backup` \
+                         (or deploy with `rewind guard`) first",
+                        self.store.root().display()
+                    ),
+                }
+            }
+        }
+    }
+
+    /// Plan a rollback from `source` along the rollback chain: each
+    /// instance's revert (or, if it has none, restore) hook, given the
+    /// artifacts that same instance wrote in `source`.
+    pub fn plan_rollback(&self, source: &RunManifest, quick: bool) -> Result<RollbackPlan> {
+        let chain = &self.config.chains.rollback;
+        if chain.is_empty() {
+            bail!(
+                "{}: chains.rollback is empty; list the instances to roll back, e.g. \
+                 `rollback = [\"code\", \"config\"]` under [chains]",
+                self.config.path.display()
+            );
+        }
+        let mut steps = Vec::new();
+        for instance in chain {
+            let plugin = self.plugin(instance)?;
+            let hook = if plugin.hooks.contains(&HookKind::Revert) {
+                HookKind::Revert
+            } else if plugin.hooks.contains(&HookKind::Restore) {
+                HookKind::Restore
+            } else {
+                bail!(
+                    "chains.rollback names `{instance}`, whose plugin exports neither revert nor \
+                     restore (it exports: {})",
+                    plugin
+                        .hooks
+                        .iter()
+                        .map(|h| h.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            };
+            steps.push(self.plan_step(source, instance, hook)?);
+        }
+        for step in source.steps.iter().filter(|s| s.hook == "backup") {
+            if !chain.contains(&step.instance) && !step.artifacts.is_empty() {
+                self.observer.note(
+                    LogLevel::Warn,
+                    &format!(
+                        "backup {} holds artifacts of `{}`, which chains.rollback does not list: they will not be restored",
+                        source.id, step.instance
+                    ),
+                );
+            }
+        }
+        Ok(RollbackPlan {
+            source_run: source.id.clone(),
+            source_started_at: source.started_at.clone(),
+            source_label: source.label.clone(),
+            steps,
+            health: self.config.guard.health.clone(),
+            safety_backup: !quick,
+        })
+    }
+
+    fn plan_step(&self, source: &RunManifest, instance: &str, hook: HookKind) -> Result<PlanStep> {
+        let spec = self.config.instance(instance)?;
+        let artifacts: Vec<ArtifactRecord> = source
+            .steps
+            .iter()
+            .filter(|s| s.instance == instance && s.hook == "backup")
+            .flat_map(|s| s.artifacts.iter().cloned())
+            .collect();
+        Ok(PlanStep {
+            instance: instance.to_string(),
+            hook,
+            plugin: PluginRef {
+                source: spec.source.display().to_string(),
+                sha256: spec.sha256.clone(),
+            },
+            artifacts,
+        })
+    }
+
+    /// Re-hash every artifact the plan will use; one line per problem.
+    pub fn verify_plan(&self, steps: &[PlanStep]) -> Vec<String> {
+        let total = steps
+            .iter()
+            .flat_map(|s| &s.artifacts)
+            .map(|a| a.blob.stored_size)
+            .sum();
+        let mut problems = Vec::new();
+        {
+            let progress = self.observer.transfer("verifying artifacts", total);
+            let done = std::sync::atomic::AtomicU64::new(0);
+            let tick = |n: u64| {
+                let so_far = done.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
+                progress(so_far);
+            };
+            for step in steps {
+                for artifact in &step.artifacts {
+                    if let Err(err) = self.store.verify_blob_with(&artifact.blob, &tick) {
+                        problems.push(format!(
+                            "artifact `{}` of `{}` ({}): {err}",
+                            artifact.name, step.instance, artifact.blob.digest
+                        ));
+                    }
+                }
+            }
+        }
+        self.observer.transfer_done();
+        problems
+    }
+
+    /// `rewind rollback`.
+    pub fn rollback(&self, options: RollbackOptions) -> Result<RollbackResult> {
+        if options.dry_run {
+            return self.rollback_dry_run(&options);
+        }
+        let _lock = self.lock(!options.resume)?;
+        self.rollback_locked(options)
+    }
+
+    fn rollback_dry_run(&self, options: &RollbackOptions) -> Result<RollbackResult> {
+        let source = self.choose_source(options.to.as_deref())?;
+        let plan = self.plan_rollback(&source, options.quick)?;
+        let problems = self.verify_plan(&plan.steps);
+        let mut scratch = RunManifest::start(
+            RunKind::Rollback,
+            &self.config.project,
+            &self.config.environment,
+        );
+        if problems.is_empty() {
+            let saved = self.recording.replace(false);
+            for step in &plan.steps {
+                let input = match step.hook {
+                    HookKind::Revert => HookInput::Revert(&step.artifacts),
+                    _ => HookInput::Restore(&step.artifacts),
+                };
+                let _ = self.hook_step(&mut scratch, &step.instance, input, true, None);
+            }
+            self.recording.set(saved);
+        }
+        Ok(RollbackResult {
+            plan,
+            run: None,
+            problems,
+            dry_run_steps: scratch.steps,
+            health: None,
+        })
+    }
+
+    /// The rollback itself; the caller holds the lock.
+    pub(crate) fn rollback_locked(&self, options: RollbackOptions) -> Result<RollbackResult> {
+        let (mut run, source, plan, done) = if options.resume {
+            self.resume_state()?
+        } else {
+            let source = self.choose_source(options.to.as_deref())?;
+            let plan = self.plan_rollback(&source, options.quick)?;
+            let mut run = self.begin(
+                RunKind::Rollback,
+                format!("rollback to {} started", source.id),
+                options.notify,
+            )?;
+            run.source_run = Some(source.id.clone());
+            run.plan = plan
+                .steps
+                .iter()
+                .map(|s| PlannedStep {
+                    instance: s.instance.clone(),
+                    hook: s.hook.as_str().to_string(),
+                })
+                .collect();
+            self.journal(&run);
+            (run, source, plan, 0)
+        };
+        let remaining = &plan.steps[done..];
+        let mut result = RollbackResult {
+            plan: plan.clone(),
+            run: None,
+            problems: Vec::new(),
+            dry_run_steps: Vec::new(),
+            health: None,
+        };
+
+        // Nothing runs unless every artifact it needs is intact.
+        result.problems = self.verify_plan(remaining);
+        if !result.problems.is_empty() {
+            run.status = RunStatus::Failed;
+            run.error = Some(format!(
+                "artifact verification failed, nothing was changed: {}",
+                result.problems.join("; ")
+            ));
+            return self.finish_rollback(run, result, options.notify);
+        }
+
+        if done == 0 && !options.quick {
+            let safety = self.backup_locked(BackupOptions {
+                label: Some(format!("safety backup before rollback {}", run.id)),
+                safety: true,
+                notify: false,
+            })?;
+            run.safety_run = Some(safety.id.clone());
+            self.journal(&run);
+            if safety.status != RunStatus::Succeeded {
+                let why = safety.error.clone().unwrap_or_default();
+                if options.safety_best_effort {
+                    self.observer.note(
+                        LogLevel::Warn,
+                        &format!(
+                            "the safety backup {} failed ({why}); rolling back without one",
+                            safety.id
+                        ),
+                    );
+                } else {
+                    run.status = RunStatus::Failed;
+                    run.error = Some(format!(
+                        "the safety backup {} failed, so nothing was rolled back: {why}. Fix \
+                         the cause, or roll back without a safety backup: `rewind rollback --quick`",
+                        safety.id
+                    ));
+                    return self.finish_rollback(run, result, options.notify);
+                }
+            }
+        }
+
+        for step in remaining {
+            let input = match step.hook {
+                HookKind::Revert => HookInput::Revert(&step.artifacts),
+                _ => HookInput::Restore(&step.artifacts),
+            };
+            if let Err(err) = self.hook_step(&mut run, &step.instance, input, false, None) {
+                run.status = RunStatus::Failed;
+                run.error = Some(format!(
+                    "step `{} {}` failed, later steps did not run: {err}",
+                    step.instance, step.hook
+                ));
+                return self.finish_rollback(run, result, options.notify);
+            }
+        }
+
+        let health = self.health_gate(&mut run);
+        if !health.healthy {
+            run.status = RunStatus::Failed;
+            run.error = Some(format!(
+                "rolled back to {}, but the health checks still fail: {}",
+                source.id,
+                health.summary()
+            ));
+        }
+        result.health = Some(health);
+        self.finish_rollback(run, result, options.notify)
+    }
+
+    fn finish_rollback(
+        &self,
+        mut run: RunManifest,
+        mut result: RollbackResult,
+        notify: bool,
+    ) -> Result<RollbackResult> {
+        let source = run.source_run.clone().unwrap_or_default();
+        let (kind, title) = if run.status == RunStatus::Failed {
+            (
+                EventKind::RollbackFailed,
+                format!("rollback to {source} failed"),
+            )
+        } else {
+            (
+                EventKind::RollbackSuccess,
+                format!("rolled back to {source}"),
+            )
+        };
+        self.end(&mut run, kind, title, notify)?;
+        result.run = Some(run);
+        Ok(result)
+    }
+
+    /// The interrupted rollback to resume: its journal, source, plan and
+    /// how many planned steps already succeeded.
+    fn resume_state(&self) -> Result<(RunManifest, RunManifest, RollbackPlan, usize)> {
+        let Some(mut run) = self
+            .store
+            .journals()?
+            .into_iter()
+            .rev()
+            .find(|j| j.kind == RunKind::Rollback)
+        else {
+            bail!(
+                "there is no interrupted rollback to resume (`rewind status` shows the last runs); \
+                 start a new one with `rewind rollback`"
+            );
+        };
+        let Some(source_id) = run.source_run.clone() else {
+            bail!(
+                "the interrupted rollback {} does not name its backup run",
+                run.id
+            );
+        };
+        let source = self.store.find_run(&source_id)?;
+        let mut steps = Vec::new();
+        for planned in &run.plan {
+            let hook: HookKind = planned.hook.parse().map_err(anyhow::Error::msg)?;
+            steps.push(self.plan_step(&source, &planned.instance, hook)?);
+        }
+        let done = run
+            .steps
+            .iter()
+            .filter(|s| s.status == StepStatus::Succeeded && s.hook != "health")
+            .count()
+            .min(steps.len());
+        self.observer.note(
+            LogLevel::Info,
+            &format!(
+                "resuming rollback {} (interrupted{}): {} of {} steps done",
+                run.id,
+                stopped_at(&run),
+                done,
+                steps.len()
+            ),
+        );
+        for step in &mut run.steps {
+            if step.status == StepStatus::Running {
+                step.status = StepStatus::Failed;
+                step.error = Some(crate::sandbox::CallError::new(
+                    crate::sandbox::ErrorKind::Host,
+                    "interrupted: the process stopped during this step; it runs again on resume"
+                        .into(),
+                ));
+            }
+        }
+        let plan = RollbackPlan {
+            source_run: source.id.clone(),
+            source_started_at: source.started_at.clone(),
+            source_label: source.label.clone(),
+            steps,
+            health: self.config.guard.health.clone(),
+            safety_backup: false,
+        };
+        Ok((run, source, plan, done))
+    }
+}

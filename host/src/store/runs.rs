@@ -1,0 +1,487 @@
+//! Run manifests: one JSON file per finished run, hash-chained.
+//!
+//! A run in progress lives in `journal/<id>.json`, rewritten atomically
+//! before and after every step, so a crash leaves a record of exactly where
+//! it stopped. Finishing a run assigns it the next sequence number, links it
+//! to the previous manifest by that file's sha256, writes
+//! `runs/<id>.json`, moves `HEAD` to it and only then removes the journal.
+//! `docs/store-format.md` is the format's specification.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ArtifactRecord, Store, write_atomic};
+use crate::sandbox::CallError;
+
+/// The manifest format written by this version.
+pub const MANIFEST_FORMAT: &str = "rewind.run/1";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunKind {
+    Backup,
+    Rollback,
+    Guard,
+}
+
+impl RunKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunKind::Backup => "backup",
+            RunKind::Rollback => "rollback",
+            RunKind::Guard => "guard",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// In the journal: not finished (or its process died).
+    Running,
+    Succeeded,
+    Failed,
+    /// Its process died; closed by a later run.
+    Interrupted,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepStatus {
+    Running,
+    Succeeded,
+    Failed,
+}
+
+/// The link from a manifest to the one finished before it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainLink {
+    pub id: String,
+    pub seq: u64,
+    /// sha256 of the previous manifest file's bytes.
+    pub digest: String,
+}
+
+/// The plugin a step ran.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginRef {
+    pub source: String,
+    pub sha256: String,
+}
+
+/// One health check as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckRecord {
+    pub name: String,
+    pub status: String,
+    pub detail: String,
+    pub latency_ms: u64,
+}
+
+/// One step of a run: a hook call, the deploy command, or a health check.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// Plugin instance, or `deploy` for guard's deploy command.
+    pub instance: String,
+    /// backup, restore, revert, health, notify, or `command`.
+    pub hook: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin: Option<PluginRef>,
+    pub status: StepStatus,
+    pub started_at: String,
+    #[serde(default)]
+    pub duration_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<CallError>,
+    /// Artifacts the step wrote (backup) or was given (restore, revert).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<ArtifactRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<(String, String)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<CheckRecord>,
+    /// For `deploy`: the command line and its exit code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// What the plugin logged at info and above (at most 200 lines).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logs: Vec<crate::sandbox::LogLine>,
+}
+
+impl StepRecord {
+    /// A step that is starting now.
+    pub fn start(instance: &str, hook: &str) -> Self {
+        StepRecord {
+            instance: instance.to_string(),
+            hook: hook.to_string(),
+            plugin: None,
+            status: StepStatus::Running,
+            started_at: jiff::Timestamp::now().to_string(),
+            duration_ms: 0,
+            error: None,
+            artifacts: Vec::new(),
+            summary: None,
+            details: Vec::new(),
+            checks: Vec::new(),
+            command: None,
+            exit_code: None,
+            logs: Vec::new(),
+        }
+    }
+}
+
+/// A step a rollback plans to run, recorded up front so that a resumed run
+/// follows the same plan even if the config changed meanwhile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedStep {
+    pub instance: String,
+    pub hook: String,
+}
+
+/// Everything recorded about one run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunManifest {
+    pub format: String,
+    pub id: String,
+    pub kind: RunKind,
+    /// Position in the chain, from 1; 0 while in the journal.
+    pub seq: u64,
+    pub previous: Option<ChainLink>,
+    pub project: String,
+    pub environment: String,
+    pub host: String,
+    pub rewind_version: String,
+    pub started_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    pub status: RunStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// A backup taken automatically before a rollback.
+    #[serde(default)]
+    pub safety: bool,
+    /// Rollback: the backup run whose artifacts it restores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_run: Option<String>,
+    /// Rollback: the safety backup taken before its first step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safety_run: Option<String>,
+    /// Guard: the backup run it took before deploying.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_run: Option<String>,
+    /// Guard: the rollback run it started, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_run: Option<String>,
+    /// Guard: deployed, rolled-back, rollback-failed, deploy-failed, backup-failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    /// Rollback: the steps it will run, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plan: Vec<PlannedStep>,
+    pub steps: Vec<StepRecord>,
+}
+
+impl RunManifest {
+    /// A run starting now.
+    pub fn start(kind: RunKind, project: &str, environment: &str) -> Self {
+        RunManifest {
+            format: MANIFEST_FORMAT.to_string(),
+            id: new_run_id(),
+            kind,
+            seq: 0,
+            previous: None,
+            project: project.to_string(),
+            environment: environment.to_string(),
+            host: super::hostname(),
+            rewind_version: env!("CARGO_PKG_VERSION").to_string(),
+            started_at: jiff::Timestamp::now().to_string(),
+            finished_at: None,
+            status: RunStatus::Running,
+            error: None,
+            label: None,
+            safety: false,
+            source_run: None,
+            safety_run: None,
+            backup_run: None,
+            rollback_run: None,
+            outcome: None,
+            plan: Vec::new(),
+            steps: Vec::new(),
+        }
+    }
+
+    /// All artifacts the run's steps wrote (for a backup) in step order.
+    pub fn artifacts(&self) -> impl Iterator<Item = &ArtifactRecord> {
+        self.steps
+            .iter()
+            .filter(|s| s.hook == "backup")
+            .flat_map(|s| s.artifacts.iter())
+    }
+
+    /// Can a rollback restore from this run? A backup that finished.
+    pub fn is_restorable(&self) -> bool {
+        self.kind == RunKind::Backup && self.status == RunStatus::Succeeded
+    }
+
+    /// The step a journal stopped in (or after), for `status`.
+    pub fn last_step(&self) -> Option<&StepRecord> {
+        self.steps.last()
+    }
+
+    pub fn started(&self) -> Option<jiff::Timestamp> {
+        self.started_at.parse().ok()
+    }
+}
+
+/// The record of runs removed by `prune`, so that `verify` can tell a
+/// pruned link from a deleted one.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PrunedRuns {
+    /// Run id → sha256 of its manifest when it was pruned.
+    pub runs: BTreeMap<String, ChainLink>,
+}
+
+/// `HEAD`: the newest finished manifest, so deleting it is detectable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Head {
+    pub id: String,
+    pub seq: u64,
+    pub digest: String,
+}
+
+/// A new run id: UTC time to the second plus 4 random hex digits, so ids
+/// sort by time and two runs in one second still differ.
+pub fn new_run_id() -> String {
+    let now = jiff::Timestamp::now();
+    let mut bytes = [0u8; 2];
+    getrandom(&mut bytes);
+    format!("{}-{}", now.strftime("%Y%m%d-%H%M%S"), hex::encode(bytes))
+}
+
+fn getrandom(buf: &mut [u8]) {
+    use std::io::Read;
+    if fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(buf))
+        .is_err()
+    {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or_default();
+        let mix = nanos ^ std::process::id().rotate_left(16);
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = (mix >> (8 * (i % 4))) as u8;
+        }
+    }
+}
+
+fn manifest_bytes(manifest: &RunManifest) -> io::Result<Vec<u8>> {
+    let mut bytes = serde_json::to_vec_pretty(manifest).map_err(io::Error::other)?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+fn parse_manifest(path: &std::path::Path, bytes: &[u8]) -> io::Result<RunManifest> {
+    serde_json::from_slice(bytes).map_err(|err| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} is not a valid run manifest: {err}", path.display()),
+        )
+    })
+}
+
+impl Store {
+    pub(crate) fn runs_dir(&self) -> PathBuf {
+        self.root.join("runs")
+    }
+
+    pub(crate) fn journal_dir(&self) -> PathBuf {
+        self.root.join("journal")
+    }
+
+    fn head_path(&self) -> PathBuf {
+        self.root.join("HEAD")
+    }
+
+    fn pruned_path(&self) -> PathBuf {
+        self.root.join("pruned.json")
+    }
+
+    /// Record a run in progress (atomically replacing its previous record).
+    pub fn write_journal(&self, manifest: &RunManifest) -> io::Result<()> {
+        write_atomic(
+            &self.journal_dir().join(format!("{}.json", manifest.id)),
+            &manifest_bytes(manifest)?,
+        )
+    }
+
+    /// Runs in the journal: in progress, or interrupted by a crash.
+    pub fn journals(&self) -> io::Result<Vec<RunManifest>> {
+        let mut out = Vec::new();
+        for path in json_files(&self.journal_dir())? {
+            let manifest = parse_manifest(&path, &fs::read(&path)?)?;
+            if self.manifest_path(&manifest.id).exists() {
+                // Finished, but the process died before removing the journal.
+                let _ = fs::remove_file(&path);
+                continue;
+            }
+            out.push(manifest);
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    /// Finish a run: chain it to the newest manifest and make it visible.
+    /// Must be called with the store lock held.
+    pub fn finish_run(&self, manifest: &mut RunManifest) -> io::Result<()> {
+        let head = self.head()?;
+        manifest.seq = head.as_ref().map_or(1, |h| h.seq + 1);
+        manifest.previous = head.map(|h| ChainLink {
+            id: h.id,
+            seq: h.seq,
+            digest: h.digest,
+        });
+        if manifest.finished_at.is_none() {
+            manifest.finished_at = Some(jiff::Timestamp::now().to_string());
+        }
+        let bytes = manifest_bytes(manifest)?;
+        write_atomic(&self.manifest_path(&manifest.id), &bytes)?;
+        let head = Head {
+            id: manifest.id.clone(),
+            seq: manifest.seq,
+            digest: crate::plugin::sha256_hex(&bytes),
+        };
+        write_atomic(
+            &self.head_path(),
+            &serde_json::to_vec_pretty(&head).map_err(io::Error::other)?,
+        )?;
+        let journal = self.journal_dir().join(format!("{}.json", manifest.id));
+        match fs::remove_file(&journal) {
+            Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
+            _ => Ok(()),
+        }
+    }
+
+    pub(crate) fn manifest_path(&self, id: &str) -> PathBuf {
+        self.runs_dir().join(format!("{id}.json"))
+    }
+
+    /// The newest finished run, as `HEAD` records it.
+    pub fn head(&self) -> io::Result<Option<Head>> {
+        match fs::read(self.head_path()) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|err| io::Error::new(io::ErrorKind::InvalidData, format!("HEAD: {err}"))),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Every finished run, oldest first (by sequence number).
+    pub fn runs(&self) -> io::Result<Vec<RunManifest>> {
+        let mut out = Vec::new();
+        for path in json_files(&self.runs_dir())? {
+            out.push(parse_manifest(&path, &fs::read(&path)?)?);
+        }
+        out.sort_by_key(|m| m.seq);
+        Ok(out)
+    }
+
+    /// A finished run by id, or by a prefix that names exactly one run.
+    pub fn find_run(&self, id_or_prefix: &str) -> io::Result<RunManifest> {
+        let exact = self.manifest_path(id_or_prefix);
+        if exact.is_file() {
+            return parse_manifest(&exact, &fs::read(&exact)?);
+        }
+        let runs = self.runs()?;
+        let matches: Vec<&RunManifest> = runs
+            .iter()
+            .filter(|m| m.id.starts_with(id_or_prefix))
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "no run `{id_or_prefix}` in the store {} (`rewind history` lists the runs)",
+                    self.root.display()
+                ),
+            )),
+            many => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "`{id_or_prefix}` matches {} runs ({}); give more of the id",
+                    many.len(),
+                    many.iter()
+                        .map(|m| m.id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )),
+        }
+    }
+
+    /// The raw bytes of a finished manifest and their sha256.
+    pub fn manifest_file(&self, id: &str) -> io::Result<(Vec<u8>, String)> {
+        let bytes = fs::read(self.manifest_path(id))?;
+        let digest = crate::plugin::sha256_hex(&bytes);
+        Ok((bytes, digest))
+    }
+
+    pub fn pruned_runs(&self) -> io::Result<PrunedRuns> {
+        match fs::read(self.pruned_path()) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|err| {
+                io::Error::new(io::ErrorKind::InvalidData, format!("pruned.json: {err}"))
+            }),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(PrunedRuns::default()),
+            Err(err) => Err(err),
+        }
+    }
+
+    pub(crate) fn write_pruned_runs(&self, pruned: &PrunedRuns) -> io::Result<()> {
+        write_atomic(
+            &self.pruned_path(),
+            &serde_json::to_vec_pretty(pruned).map_err(io::Error::other)?,
+        )
+    }
+}
+
+/// `*.json` files directly in `dir` (none if it does not exist).
+fn json_files(dir: &std::path::Path) -> io::Result<Vec<PathBuf>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(err) => return Err(err),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        // Temp files of atomic writes start with a dot.
+        if name.ends_with(".json") && !name.starts_with('.') {
+            out.push(path);
+        }
+    }
+    Ok(out)
+}
