@@ -1,0 +1,778 @@
+//! The operator's workflow end to end, through the real `rewind` binary:
+//! backup, rollback, guard, verify, prune, status, the lock, crashes.
+//!
+//! Each test builds an app in a temp dir (releases, a `current` symlink, a
+//! config file, a data file) and a rewind.toml whose instances are the
+//! shipped plugins: release-symlink for the code, files for config and
+//! data, command for health checks and deliberately slow or failing steps.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::plugin_path;
+use serde_json::Value;
+
+const CONFIG_V1: &str = "APP_ENV=production\nDB_PASSWORD=v1-secret\n";
+
+/// A sample app and its rewind.toml.
+struct App {
+    dir: tempfile::TempDir,
+}
+
+impl App {
+    /// An app on v1 with a config whose chains are `backup` and `rollback`
+    /// (instance names) plus any `extra` TOML.
+    fn new(backup: &[&str], rollback: &[&str], extra: &str) -> App {
+        let app = App {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        let root = app.root();
+        for (version, health) in [("v1", "ok"), ("v2", "broken")] {
+            let dir = root.join("releases").join(version);
+            fs::create_dir_all(&dir).unwrap();
+            fs::write(dir.join("HEALTH"), format!("{health}\n")).unwrap();
+        }
+        std::os::unix::fs::symlink("releases/v1", root.join("current")).unwrap();
+        fs::create_dir_all(root.join("shared/data")).unwrap();
+        fs::write(root.join("shared/config.env"), CONFIG_V1).unwrap();
+        set_mode(&root.join("shared/config.env"), 0o600);
+        // Enough bytes that compression and streaming are exercised.
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        fs::write(root.join("shared/data/orders.bin"), data).unwrap();
+        app.write_config(backup, rollback, extra);
+        app
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().canonicalize().unwrap()
+    }
+
+    fn store(&self) -> PathBuf {
+        self.root().join("store")
+    }
+
+    fn write_config(&self, backup: &[&str], rollback: &[&str], extra: &str) {
+        let root = self.root();
+        let r = root.display();
+        let pin = |name: &str| {
+            let path = plugin_path(name);
+            format!(
+                "source = \"{}\"\nsha256 = \"{}\"",
+                path.display(),
+                rewind::plugin::sha256_hex(&fs::read(&path).unwrap())
+            )
+        };
+        let list = |names: &[&str]| {
+            names
+                .iter()
+                .map(|n| format!("\"{n}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let text = format!(
+            r#"[project]
+name = "shop"
+environment = "test"
+
+[store]
+url = "file://{r}/store"
+
+[plugins.code]
+{code}
+grants.paths = ["{r}"]
+params = {{ base = "{r}" }}
+
+[plugins.config]
+{files}
+grants.paths = ["{r}/shared"]
+params = {{ paths = ["{r}/shared"] }}
+
+[plugins.web]
+{command}
+grants.exec = ["grep -qx ok *"]
+params = {{ health = ["grep", "-qx", "ok", "{r}/current/HEALTH"], name = "current/HEALTH" }}
+
+[plugins.slow]
+{command}
+grants.exec = ["sh -c *"]
+params = {{ backup = ["sh", "-c", "head -c 2000000 /dev/urandom; test -e {r}/fast || sleep 20"], revert = ["sh", "-c", "test -e {r}/fast || sleep 20"] }}
+
+[plugins.breaker]
+{command}
+grants.exec = ["sh -c *"]
+params = {{ revert = ["sh", "-c", "if test -e {r}/break-rollback; then echo 'cannot restore: disk full' >&2; exit 3; fi"] }}
+
+[chains]
+backup = [{backup}]
+rollback = [{rollback}]
+
+{extra}
+"#,
+            code = pin("release-symlink"),
+            files = pin("files"),
+            command = pin("command"),
+            backup = list(backup),
+            rollback = list(rollback),
+        );
+        fs::write(root.join("rewind.toml"), text).unwrap();
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rewind"));
+        cmd.args(args)
+            .current_dir(self.root())
+            .env("REWIND_CACHE_DIR", cache_dir())
+            .env_remove("REWIND_CONFIG")
+            .env_remove("REWIND_STORE");
+        cmd
+    }
+
+    fn rewind(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    /// Run and parse stdout as JSON, asserting the exit code.
+    fn json(&self, args: &[&str], code: i32) -> Value {
+        let out = self.rewind(args);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "rewind {args:?}\nstdout:\n{}\nstderr:\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|err| panic!("{err}: {}", text(&out.stdout)))
+    }
+
+    fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    fn current(&self) -> String {
+        fs::read_link(self.root().join("current"))
+            .unwrap()
+            .display()
+            .to_string()
+    }
+
+    fn read(&self, rel: &str) -> Vec<u8> {
+        fs::read(self.root().join(rel)).unwrap()
+    }
+
+    /// A bad deploy: current → v2, config and data rewritten.
+    fn break_it(&self) {
+        let root = self.root();
+        fs::remove_file(root.join("current")).unwrap();
+        std::os::unix::fs::symlink("releases/v2", root.join("current")).unwrap();
+        fs::write(root.join("shared/config.env"), "DB_PASSWORD=wrong\n").unwrap();
+        set_mode(&root.join("shared/config.env"), 0o644);
+        fs::write(root.join("shared/data/orders.bin"), b"truncated").unwrap();
+    }
+
+    /// Wait until a journal shows `instance` running, and (for backups)
+    /// its blob being written.
+    fn wait_for_running(&self, instance: &str, blob_in_tmp: bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let journal_says = fs::read_dir(self.store().join("journal"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|e| fs::read_to_string(e.path()).ok())
+                .filter_map(|t| serde_json::from_str::<Value>(&t).ok())
+                .any(|j| {
+                    j["steps"].as_array().is_some_and(|steps| {
+                        steps
+                            .iter()
+                            .any(|s| s["instance"] == instance && s["status"] == "running")
+                    })
+                });
+            let tmp_busy = !blob_in_tmp
+                || fs::read_dir(self.store().join("tmp"))
+                    .map(|d| d.flatten().any(|e| e.metadata().is_ok_and(|m| m.len() > 0)))
+                    .unwrap_or(false);
+            if journal_says && tmp_busy {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "`{instance}` never started running"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn cache_dir() -> PathBuf {
+    std::env::var_os("REWIND_CACHE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("rewind-test-cache-runs"))
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// Every blob file under the store.
+fn blob_files(store: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![store.join("blobs")];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(entry.path());
+            } else {
+                out.push(entry.path());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn backup_then_rollback_restores_code_config_and_data_exactly() {
+    let app = App::new(&["code", "config"], &["code", "config"], "");
+    let config_before = app.read("shared/config.env");
+    let data_before = app.read("shared/data/orders.bin");
+
+    let backup = app.json(&["backup", "--label", "before v2", "--json"], 0);
+    assert_eq!(backup["status"], "succeeded");
+    assert_eq!(backup["label"], "before v2");
+    let artifacts: Vec<&Value> = backup["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["artifacts"].as_array().unwrap())
+        .collect();
+    assert!(artifacts.iter().any(|a| a["instance"] == "code"));
+    assert!(
+        artifacts
+            .iter()
+            .any(|a| a["instance"] == "config" && a["name"] == "files")
+    );
+    for a in &artifacts {
+        assert_eq!(a["digest"].as_str().unwrap().len(), 64);
+        assert!(a["stored_size"].as_u64().unwrap() > 0);
+    }
+    // Store files are private.
+    for blob in blob_files(&app.store()) {
+        assert_eq!(mode(&blob), 0o600, "{}", blob.display());
+    }
+    assert_eq!(mode(&app.store().join("runs")), 0o700);
+
+    app.break_it();
+    let result = app.json(&["rollback", "--yes", "--json"], 0);
+    assert_eq!(result["ok"], true);
+    let run = &result["run"];
+    assert_eq!(run["status"], "succeeded");
+    assert_eq!(run["source_run"], backup["id"]);
+    assert!(run["safety_run"].is_string(), "a safety backup was taken");
+
+    assert_eq!(app.current(), "releases/v1");
+    assert_eq!(app.read("shared/config.env"), config_before);
+    assert_eq!(mode(&app.root().join("shared/config.env")), 0o600);
+    assert_eq!(app.read("shared/data/orders.bin"), data_before);
+
+    // The safety backup holds the broken state, so it can be undone.
+    let safety = app.json(
+        &["history", run["safety_run"].as_str().unwrap(), "--json"],
+        0,
+    );
+    assert_eq!(safety["safety"], true);
+    assert_eq!(safety["status"], "succeeded");
+
+    // History is a chain: backup, safety, rollback.
+    let history = app.json(&["history", "--json"], 0);
+    let kinds: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["rollback", "backup", "backup"]);
+    assert_eq!(history[0]["previous"]["id"], history[1]["id"]);
+
+    let verify = app.json(&["artifacts", "verify", "--json"], 0);
+    assert_eq!(verify["runs"], 3);
+    assert_eq!(verify["problems"].as_array().unwrap().len(), 0);
+
+    // The event log says what happened, in the seeds' words.
+    let events = fs::read_to_string(app.store().join("events.jsonl")).unwrap();
+    assert!(events.contains("\"ROLLBACK_SUCCESS\""), "{events}");
+}
+
+#[test]
+fn a_flipped_byte_fails_verify_and_rollback_refuses_before_touching_anything() {
+    let app = App::new(&["code", "config"], &["code", "config"], "");
+    let backup = app.json(&["backup", "--json"], 0);
+    app.break_it();
+
+    // Flip one byte in the middle of the config plugin's tar blob.
+    let digest = backup["steps"][1]["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "files")
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let blob = app
+        .store()
+        .join("blobs/sha256")
+        .join(&digest[..2])
+        .join(&digest);
+    let mut bytes = fs::read(&blob).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    fs::write(&blob, bytes).unwrap();
+
+    let out = app.rewind(&["artifacts", "verify"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let report = text(&out.stdout);
+    assert!(
+        report.contains(&digest) && report.contains("checksum mismatch"),
+        "{report}"
+    );
+    assert!(report.contains(backup["id"].as_str().unwrap()), "{report}");
+
+    let out = app.rewind(&["rollback", "--yes"]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("verification failed, nothing was changed"),
+        "{}",
+        text(&out.stdout)
+    );
+    // Nothing was touched: still the broken deploy, and no safety backup.
+    assert_eq!(app.current(), "releases/v2");
+    assert_eq!(app.read("shared/config.env"), b"DB_PASSWORD=wrong\n");
+    let history = app.json(&["history", "--json"], 0);
+    assert_eq!(history.as_array().unwrap().len(), 2, "{history:#}");
+    assert_eq!(history[0]["kind"], "rollback");
+    assert_eq!(history[0]["status"], "failed");
+    assert_eq!(history[0]["steps"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn a_changed_manifest_breaks_the_chain() {
+    let app = App::new(&["code"], &["code"], "");
+    let first = app.json(&["backup", "--json"], 0);
+    app.json(&["backup", "--json"], 0);
+    let path = app
+        .store()
+        .join("runs")
+        .join(format!("{}.json", first["id"].as_str().unwrap()));
+    let edited = fs::read_to_string(&path)
+        .unwrap()
+        .replace("\"environment\": \"test\"", "\"environment\": \"tset\"");
+    fs::write(&path, edited).unwrap();
+    let out = app.rewind(&["artifacts", "verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("changed after it was written"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn dry_run_prints_the_plan_with_digests_and_changes_nothing() {
+    let app = App::new(&["code", "config"], &["code", "config"], "");
+    let backup = app.json(&["backup", "--json"], 0);
+    app.break_it();
+    let out = app.rewind(&["rollback", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let plan = text(&out.stdout);
+    assert!(plan.contains(backup["id"].as_str().unwrap()), "{plan}");
+    assert!(plan.contains("1. code revert"), "{plan}");
+    assert!(plan.contains("2. config restore"), "{plan}");
+    let digest = backup["steps"][0]["artifacts"][0]["digest"]
+        .as_str()
+        .unwrap();
+    assert!(plan.contains(digest), "{plan}");
+    assert!(plan.contains("would: would switch"), "{plan}");
+    assert_eq!(app.current(), "releases/v2");
+    assert_eq!(app.read("shared/config.env"), b"DB_PASSWORD=wrong\n");
+    assert_eq!(
+        app.json(&["history", "--json"], 0)
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn kill_during_backup_leaves_no_partial_artifact_and_the_next_backup_works() {
+    let app = App::new(&["code", "slow"], &["code"], "");
+    let mut child = app.spawn(&["backup"]);
+    app.wait_for_running("slow", true);
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    // No manifest, and every visible blob is complete.
+    assert!(
+        fs::read_dir(app.store().join("runs"))
+            .map(|d| d.count() == 0)
+            .unwrap_or(true)
+    );
+    for blob in blob_files(&app.store()) {
+        let stored = fs::read(&blob).unwrap();
+        let content = zstd::decode_all(&stored[..]).expect("a visible blob is a whole zstd frame");
+        assert_eq!(
+            rewind::plugin::sha256_hex(&content),
+            blob.file_name().unwrap().to_str().unwrap()
+        );
+    }
+
+    // status explains it: the interrupted backup and the stale lock.
+    let out = app.rewind(&["status"]);
+    let status = text(&out.stdout);
+    assert!(status.contains("INTERRUPTED:   backup"), "{status}");
+    assert!(status.contains("(slow backup)"), "{status}");
+    assert!(status.contains("STALE"), "{status}");
+
+    fs::write(app.root().join("fast"), "").unwrap();
+    let out = app.rewind(&["backup", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no longer running"),
+        "{}",
+        text(&out.stderr)
+    );
+    let history = app.json(&["history", "--json"], 0);
+    assert_eq!(history[0]["status"], "succeeded");
+    assert_eq!(history[1]["status"], "interrupted");
+    assert_eq!(fs::read_dir(app.store().join("tmp")).unwrap().count(), 0);
+    app.json(&["artifacts", "verify", "--json"], 0);
+}
+
+#[test]
+fn a_killed_rollback_resumes_where_it_stopped() {
+    let app = App::new(&["code", "config"], &["code", "slow", "config"], "");
+    app.json(&["backup", "--json"], 0);
+    app.break_it();
+    let mut child = app.spawn(&["rollback", "--yes"]);
+    app.wait_for_running("slow", false);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Killed after the code step, before config.
+    assert_eq!(app.current(), "releases/v1");
+    assert_eq!(app.read("shared/config.env"), b"DB_PASSWORD=wrong\n");
+
+    let status = text(&app.rewind(&["status"]).stdout);
+    assert!(
+        status.contains("INTERRUPTED:   rollback") && status.contains("at step 2/3 (slow revert)"),
+        "{status}"
+    );
+    assert!(status.contains("rewind rollback --resume"), "{status}");
+
+    fs::write(app.root().join("fast"), "").unwrap();
+    let result = app.json(&["rollback", "--resume", "--json"], 0);
+    let run = &result["run"];
+    assert_eq!(run["status"], "succeeded", "{run:#}");
+    assert_eq!(app.read("shared/config.env"), CONFIG_V1.as_bytes());
+    let steps: Vec<String> = run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {} {}",
+                s["instance"].as_str().unwrap(),
+                s["hook"].as_str().unwrap(),
+                s["status"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "code revert succeeded",
+            "slow revert failed",
+            "slow revert succeeded",
+            "config restore succeeded"
+        ]
+    );
+    let status = app.rewind(&["status"]);
+    assert!(!text(&status.stdout).contains("INTERRUPTED"));
+}
+
+#[test]
+fn a_second_run_is_refused_naming_the_holder() {
+    let app = App::new(&["slow"], &["code"], "");
+    let mut child = app.spawn(&["backup"]);
+    app.wait_for_running("slow", false);
+    let out = app.rewind(&["backup"]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!("pid {}", child.id())) && err.contains("rewind backup"),
+        "{err}"
+    );
+}
+
+#[test]
+fn prune_removes_old_runs_keeps_safety_backups_and_the_chain_verifies() {
+    let app = App::new(&["code", "config"], &["code", "config"], "");
+    let first = app.json(&["backup", "--json"], 0);
+    app.break_it();
+    app.json(&["rollback", "--yes", "--json"], 0);
+    app.break_it();
+    app.json(&["rollback", "--yes", "--json"], 0);
+    let newest = app.json(&["backup", "--json"], 0);
+
+    // Now everything is "old", and only the newest backup is kept by count.
+    let text_config = fs::read_to_string(app.root().join("rewind.toml")).unwrap();
+    fs::write(
+        app.root().join("rewind.toml"),
+        text_config.replace("[store]\n", "[store]\nkeep_days = 0\nkeep_last = 1\n"),
+    )
+    .unwrap();
+
+    let dry = app.json(&["artifacts", "prune", "--dry-run", "--json"], 0);
+    let doomed: Vec<&str> = dry["plan"]["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert!(doomed.contains(&first["id"].as_str().unwrap()), "{dry:#}");
+    assert!(!doomed.contains(&newest["id"].as_str().unwrap()));
+    assert_eq!(dry["plan"]["safety_kept"], 1, "{dry:#}");
+    assert_eq!(
+        app.json(&["history", "--json"], 0)
+            .as_array()
+            .unwrap()
+            .len(),
+        6
+    );
+
+    app.json(&["artifacts", "prune", "--json"], 0);
+    let history = app.json(&["history", "--json"], 0);
+    let left: Vec<(String, bool)> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["id"].as_str().unwrap().to_string(), r["safety"] == true))
+        .collect();
+    assert_eq!(
+        left.len(),
+        3,
+        "newest backup + two safety backups: {left:?}"
+    );
+    assert_eq!(left.iter().filter(|(_, safety)| *safety).count(), 2);
+    app.json(&["artifacts", "verify", "--json"], 0);
+
+    // Pruning on purpose removes the older safety backup too.
+    app.json(&["artifacts", "prune", "--safety", "--json"], 0);
+    let history = app.json(&["history", "--json"], 0);
+    assert_eq!(history.as_array().unwrap().len(), 2, "{history:#}");
+    let verify = app.json(&["artifacts", "verify", "--json"], 0);
+    assert_eq!(verify["problems"].as_array().unwrap().len(), 0);
+    // What is left still rolls back.
+    app.break_it();
+    app.json(&["rollback", "--quick", "--yes", "--json"], 0);
+    assert_eq!(app.current(), "releases/v1");
+}
+
+#[test]
+fn config_errors_point_at_line_and_column() {
+    let app = App::new(
+        &["code"],
+        &["code"],
+        "[guard]\nhealth = [\"web\"]\nretry = 3\n",
+    );
+    let out = app.rewind(&["check"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    let lines = fs::read_to_string(app.root().join("rewind.toml")).unwrap();
+    let line = lines.lines().position(|l| l.starts_with("retry")).unwrap() + 1;
+    assert!(
+        err.contains(&format!("rewind.toml:{line}:1: unknown field `retry`"))
+            && err.contains("`retries`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_accepts_a_good_config_and_names_what_is_wrong_in_a_bad_one() {
+    let app = App::new(
+        &["code", "config"],
+        &["code", "config"],
+        "[guard]\nhealth = [\"web\"]\n",
+    );
+    let out = app.rewind(&["check"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+
+    // A health instance whose plugin has no health hook, and a file that
+    // no longer matches its pin.
+    app.write_config(&["code"], &["code"], "[guard]\nhealth = [\"config\"]\n");
+    let config = fs::read_to_string(app.root().join("rewind.toml")).unwrap();
+    let wasm = plugin_path("release-symlink");
+    let copy = app.root().join("tampered.wasm");
+    let mut bytes = fs::read(&wasm).unwrap();
+    bytes.extend_from_slice(b"\0");
+    fs::write(&copy, bytes).unwrap();
+    fs::write(
+        app.root().join("rewind.toml"),
+        config.replacen(&wasm.display().to_string(), &copy.display().to_string(), 1),
+    )
+    .unwrap();
+    let report = app.json(&["check", "--json"], 1);
+    let findings = report["findings"].to_string();
+    assert!(findings.contains("does not export health"), "{findings}");
+    assert!(findings.contains("sha256"), "{findings}");
+}
+
+#[test]
+fn guard_exit_codes() {
+    let health = "[guard]\nhealth = [\"web\"]\nretries = 1\ndelay_s = 0\n";
+    let deploy_v2 = |app: &App| {
+        format!(
+            "ln -sfn releases/v2 {r}/current.new && mv -T {r}/current.new {r}/current && echo DB_PASSWORD=v2 > {r}/shared/config.env",
+            r = app.root().display()
+        )
+    };
+
+    // 0: a deploy that stays healthy.
+    let app = App::new(&["code", "config"], &["code", "config"], health);
+    let out = app.rewind(&["guard", "--", "sh", "-c", "echo deploying v1.1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("deploying v1.1"),
+        "deploy output is streamed"
+    );
+
+    // 3: the deploy breaks health and is rolled back.
+    let out = app.rewind(&["guard", "--json", "--", "sh", "-c", &deploy_v2(&app)]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["outcome"], "rolled-back");
+    assert_eq!(app.current(), "releases/v1");
+    assert_eq!(app.read("shared/config.env"), CONFIG_V1.as_bytes());
+
+    // 3 as well when the deploy command itself fails.
+    let out = app.rewind(&[
+        "guard",
+        "--",
+        "sh",
+        "-c",
+        &format!("{}; exit 7", deploy_v2(&app)),
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(app.current(), "releases/v1");
+
+    // 1: the deploy fails and --no-rollback leaves it.
+    let out = app.rewind(&["guard", "--no-rollback", "--", "sh", "-c", &deploy_v2(&app)]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(app.current(), "releases/v2");
+    assert!(
+        text(&out.stdout).contains("rewind rollback --to"),
+        "{}",
+        text(&out.stdout)
+    );
+    app.json(&["rollback", "--yes", "--json"], 0);
+
+    // 4: the rollback fails too, and says which step and why.
+    let app = App::new(&["code", "config"], &["code", "breaker", "config"], health);
+    fs::write(app.root().join("break-rollback"), "").unwrap();
+    let out = app.rewind(&["guard", "--json", "--", "sh", "-c", &deploy_v2(&app)]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["outcome"], "rollback-failed");
+    let error = result["rollback"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("breaker revert") && error.contains("disk full"),
+        "{error}"
+    );
+    let events = fs::read_to_string(app.store().join("events.jsonl")).unwrap();
+    assert!(events.contains("\"ROLLBACK_FAILED\""), "{events}");
+}
+
+#[test]
+fn rollback_with_nothing_to_roll_back_to_says_what_to_do() {
+    let app = App::new(&["code"], &["code"], "");
+    let out = app.rewind(&["rollback", "--yes"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("run `rewind backup`"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = app.rewind(&["rollback", "--resume"]);
+    assert!(text(&out.stderr).contains("no interrupted rollback"));
+}
+
+#[test]
+fn init_writes_a_config_that_check_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("app");
+    fs::create_dir_all(app.join("shared")).unwrap();
+    let config = dir.path().join("rewind.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_rewind"))
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "init",
+            "--template",
+            "demo",
+        ])
+        .args(["--app", app.to_str().unwrap()])
+        .args(["--plugins", common::plugin_dir().to_str().unwrap()])
+        .env("REWIND_CACHE_DIR", cache_dir())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = Command::new(env!("CARGO_BIN_EXE_rewind"))
+        .args(["--config", config.to_str().unwrap(), "check"])
+        .env("REWIND_CACHE_DIR", cache_dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn the_demo_runs_and_verifies_its_rollback() {
+    let out = Command::new(env!("CARGO_BIN_EXE_rewind"))
+        .args(["demo", "--plugins", common::plugin_dir().to_str().unwrap()])
+        .env("REWIND_CACHE_DIR", cache_dir())
+        .output()
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("ok  current -> releases/v1"), "{stdout}");
+    assert!(stdout.contains("demo complete"), "{stdout}");
+}
