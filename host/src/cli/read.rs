@@ -104,7 +104,7 @@ fn one_line(run: &RunManifest) -> String {
         run.id,
         kind,
         run.status.as_str(),
-        run.started_at,
+        short_time(&run.started_at),
         extra.join(", ")
     )
 }
@@ -162,7 +162,7 @@ pub fn status(cli: &Cli, json: bool) -> Result<i32> {
         Some(run) => println!(
             "  newest backup: {} ({}{})",
             run.id,
-            run.started_at,
+            short_time(&run.started_at),
             run.label
                 .as_deref()
                 .map(|l| format!(", {l}"))
@@ -231,14 +231,21 @@ pub fn history(cli: &Cli, args: &HistoryArgs) -> Result<i32> {
     Ok(exit::OK)
 }
 
+/// An RFC 3339 timestamp to the second, for people.
+pub fn short_time(text: &str) -> String {
+    text.parse::<jiff::Timestamp>()
+        .map(|t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_else(|_| text.to_string())
+}
+
 /// A manifest for people: header, then one line per step.
 pub fn print_manifest(run: &RunManifest) {
     println!("run {} ({}, number {})", run.id, run.kind.as_str(), run.seq);
     println!("  status:   {}", run.status.as_str());
     println!(
         "  started:  {}  finished: {}",
-        run.started_at,
-        run.finished_at.as_deref().unwrap_or("-")
+        short_time(&run.started_at),
+        run.finished_at.as_deref().map_or("-".into(), short_time)
     );
     for (key, value) in [
         ("label", &run.label),
@@ -417,7 +424,7 @@ pub fn prune(cli: &Cli, args: &PruneArgs) -> Result<i32> {
         } else {
             run.kind.as_str()
         };
-        println!("  {} {kind} {}", run.id, run.started_at);
+        println!("  {} {kind} {}", run.id, short_time(&run.started_at));
     }
     if plan.safety_kept > 0 {
         println!(

@@ -242,7 +242,7 @@ fn confirm(runner: &Runner<'_>, to: Option<&str>) -> Result<Option<String>> {
                     "  {}) {}  {}  {}{safety}",
                     i + 1,
                     run.id,
-                    run.started_at,
+                    super::read::short_time(&run.started_at),
                     label
                 );
             }
@@ -263,7 +263,11 @@ fn confirm(runner: &Runner<'_>, to: Option<&str>) -> Result<Option<String>> {
         }
     };
     let plan = runner.plan_rollback(&chosen, false)?;
-    eprintln!("Rollback to {} ({}):", chosen.id, chosen.started_at);
+    eprintln!(
+        "Rollback to {} ({}):",
+        chosen.id,
+        super::read::short_time(&chosen.started_at)
+    );
     for (i, step) in plan.steps.iter().enumerate() {
         eprintln!(
             "  {}. {} {} ({} artifact(s))",
@@ -285,7 +289,7 @@ fn print_plan(result: &rewind::run::RollbackResult) {
     println!(
         "rollback plan (dry run: nothing was changed)\n  from backup {} ({}{})",
         plan.source_run,
-        plan.source_started_at,
+        super::read::short_time(&plan.source_started_at),
         plan.source_label
             .as_deref()
             .map(|l| format!(", {l}"))

@@ -62,11 +62,13 @@ pub struct InitArgs {
 /// wasm32-wasip2 build next to this binary (`target/<profile>/rewind` →
 /// `target/wasm32-wasip2/release`).
 pub fn plugin_dir(explicit: Option<&Path>) -> Option<PathBuf> {
+    // Absolute, since the paths end up in a config file elsewhere.
+    let absolute = |dir: PathBuf| std::path::absolute(&dir).unwrap_or(dir);
     if let Some(dir) = explicit {
-        return Some(dir.to_path_buf());
+        return Some(absolute(dir.to_path_buf()));
     }
     if let Some(dir) = std::env::var_os("REWIND_PLUGINS") {
-        return Some(PathBuf::from(dir));
+        return Some(absolute(PathBuf::from(dir)));
     }
     let exe = std::env::current_exe().ok()?;
     let target = exe.parent()?.parent()?;

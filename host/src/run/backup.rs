@@ -45,6 +45,7 @@ impl Runner<'_> {
                 self.config.path.display()
             );
         }
+        self.preload(chain)?;
         let what = if options.safety {
             "safety backup"
         } else {

@@ -65,6 +65,14 @@ impl Runner<'_> {
                 "guard needs the deploy command after `--`, e.g. `rewind guard -- ./deploy.sh v2`"
             );
         };
+        let chains = &self.config.chains;
+        self.preload(
+            chains
+                .backup
+                .iter()
+                .chain(&chains.rollback)
+                .chain(&self.config.guard.health),
+        )?;
         let _lock = self.lock(false)?;
         let mut run = self.begin(
             RunKind::Guard,

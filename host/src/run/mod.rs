@@ -100,6 +100,16 @@ impl<'a> Runner<'a> {
         Ok(plugin)
     }
 
+    /// Load (pin-check, compile) every plugin a run will use before its
+    /// first step, so a missing or changed plugin file stops the run before
+    /// it has touched anything.
+    fn preload<'n>(&self, instances: impl IntoIterator<Item = &'n String>) -> Result<()> {
+        for name in instances {
+            self.plugin(name)?;
+        }
+        Ok(())
+    }
+
     /// Take the store lock, reporting (and closing the journal of) any run
     /// whose process died while holding it. Interrupted rollbacks stay in
     /// the journal for `rollback --resume` unless `close_rollbacks`.

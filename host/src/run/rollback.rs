@@ -143,6 +143,7 @@ impl Runner<'_> {
                 self.config.path.display()
             );
         }
+        self.preload(&self.config.guard.health)?;
         let mut steps = Vec::new();
         for instance in chain {
             let plugin = self.plugin(instance)?;
