@@ -170,6 +170,9 @@ struct RawChains {
     backup: Vec<Spanned<String>>,
     #[serde(default)]
     rollback: Vec<Spanned<String>>,
+    /// `[chains.named]`: `db-only = ["db"]`, run with `--chain db-only`.
+    #[serde(default)]
+    named: BTreeMap<Spanned<String>, Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -231,6 +234,41 @@ impl StoreConfig {
 pub struct Chains {
     pub backup: Vec<String>,
     pub rollback: Vec<String>,
+    /// Named chains (`[chains.named]`): one list of instances used by
+    /// `rewind backup --chain NAME` and `rewind rollback --chain NAME`.
+    pub named: BTreeMap<String, Vec<String>>,
+}
+
+impl Chains {
+    /// The backup chain: `chains.backup`, or the named one.
+    pub fn backup_chain(&self, name: Option<&str>) -> anyhow::Result<&[String]> {
+        match name {
+            None => Ok(&self.backup),
+            Some(name) => self.named_chain(name),
+        }
+    }
+
+    /// The rollback chain: `chains.rollback`, or the named one.
+    pub fn rollback_chain(&self, name: Option<&str>) -> anyhow::Result<&[String]> {
+        match name {
+            None => Ok(&self.rollback),
+            Some(name) => self.named_chain(name),
+        }
+    }
+
+    fn named_chain(&self, name: &str) -> anyhow::Result<&[String]> {
+        self.named.get(name).map(Vec::as_slice).ok_or_else(|| {
+            let known: Vec<&str> = self.named.keys().map(String::as_str).collect();
+            anyhow::anyhow!(
+                "there is no chain `{name}` under [chains.named]; named chains: {}",
+                if known.is_empty() {
+                    "(none)".to_string()
+                } else {
+                    known.join(", ")
+                }
+            )
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -327,9 +365,24 @@ impl Config {
                 })
                 .collect()
         };
+        let mut named = BTreeMap::new();
+        for (name, list) in &raw.chains.named {
+            if !valid_instance_name(name.get_ref()) {
+                return Err(loc.error(
+                    Some(name.span()),
+                    format!(
+                        "chain name `{}` must be 1-64 characters of [a-z0-9_-]",
+                        name.get_ref()
+                    ),
+                ));
+            }
+            let key = format!("chains.named.{}", name.get_ref());
+            named.insert(name.get_ref().clone(), check_refs(list, &key)?);
+        }
         let chains = Chains {
             backup: check_refs(&raw.chains.backup, "chains.backup")?,
             rollback: check_refs(&raw.chains.rollback, "chains.rollback")?,
+            named,
         };
         let mut guard = GuardConfig::default();
         if let Some(g) = raw.guard {
@@ -573,6 +626,26 @@ rollback = ["code"]
         assert_eq!(err.location, Some((7, 17)), "{err}");
         assert!(
             err.message.contains("`dbb`") && err.message.contains("defined instances: db"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn named_chains_are_validated_and_found() {
+        let base = format!(
+            "[project]\nname = \"x\"\n[plugins.db]\nsource = \"a.wasm\"\nsha256 = \"{PIN}\"\n"
+        );
+        let config = parse(&format!("{base}[chains.named]\ndb-only = [\"db\"]\n")).unwrap();
+        assert_eq!(
+            config.chains.rollback_chain(Some("db-only")).unwrap(),
+            ["db"]
+        );
+        let err = config.chains.backup_chain(Some("dbonly")).unwrap_err();
+        assert!(err.to_string().contains("named chains: db-only"), "{err}");
+        let err = parse(&format!("{base}[chains.named]\ndb-only = [\"web\"]\n")).unwrap_err();
+        assert_eq!(err.location, Some((7, 12)), "{err}");
+        assert!(
+            err.message.contains("chains.named.db-only names `web`"),
             "{err}"
         );
     }

@@ -776,3 +776,36 @@ fn the_demo_runs_and_verifies_its_rollback() {
     assert!(stdout.contains("ok  current -> releases/v1"), "{stdout}");
     assert!(stdout.contains("demo complete"), "{stdout}");
 }
+
+#[test]
+fn a_named_chain_rolls_back_only_its_instances_and_its_safety_backup_covers_them() {
+    let app = App::new(
+        &["code", "config"],
+        &["code", "config"],
+        "[chains.named]\nsettings = [\"config\"]\n",
+    );
+    app.json(&["backup", "--json"], 0);
+    app.break_it();
+    let result = app.json(&["rollback", "--chain", "settings", "--yes", "--json"], 0);
+    assert_eq!(result["run"]["chain"], "settings");
+    assert_eq!(app.read("shared/config.env"), CONFIG_V1.as_bytes());
+    assert_eq!(app.current(), "releases/v2", "code is not in the chain");
+
+    let safety_id = result["run"]["safety_run"].as_str().unwrap();
+    let safety = app.json(&["history", safety_id, "--json"], 0);
+    let instances: Vec<&str> = safety["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["instance"].as_str().unwrap())
+        .collect();
+    assert_eq!(instances, ["config"]);
+
+    let out = app.rewind(&["backup", "--chain", "setings"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("named chains: settings"),
+        "{}",
+        text(&out.stderr)
+    );
+}

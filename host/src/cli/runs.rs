@@ -19,6 +19,7 @@ records the run (its id, each step, every artifact with its digests).
 Examples:
   rewind backup
   rewind backup --label before-v2.3
+  rewind backup --chain db-only          a chain from [chains.named]
   rewind backup --json | jq -r .id";
 
 pub const ROLLBACK_AFTER_HELP: &str = "\
@@ -36,6 +37,7 @@ Examples:
   rewind rollback --dry-run              the exact plan; changes nothing
   rewind rollback --yes                  to the newest backup
   rewind rollback --to 20261123-1715 --yes
+  rewind rollback --chain db-only --yes  only the instances of a named chain
   rewind rollback --resume               continue an interrupted rollback";
 
 pub const GUARD_AFTER_HELP: &str = "\
@@ -59,6 +61,9 @@ pub struct BackupArgs {
     /// A label recorded with the run.
     #[arg(long)]
     pub label: Option<String>,
+    /// Run a chain from [chains.named] instead of chains.backup.
+    #[arg(long, value_name = "NAME")]
+    pub chain: Option<String>,
     /// Print the run's manifest as JSON.
     #[arg(long)]
     pub json: bool,
@@ -69,6 +74,9 @@ pub struct RollbackArgs {
     /// The backup run to restore (an id or a unique prefix); default: the newest.
     #[arg(long, value_name = "RUN")]
     pub to: Option<String>,
+    /// Run a chain from [chains.named] instead of chains.rollback.
+    #[arg(long, value_name = "NAME")]
+    pub chain: Option<String>,
     /// Skip the safety backup of the current state.
     #[arg(long)]
     pub quick: bool,
@@ -115,7 +123,7 @@ pub fn backup(cli: &Cli, args: &BackupArgs) -> Result<i32> {
         observer.as_ref(),
         super::command_line(),
     )?;
-    let run = runner.backup(args.label.clone())?;
+    let run = runner.backup(args.label.clone(), args.chain.clone())?;
     runner.finish_notifications();
     if args.json {
         print_json(&run)?;
@@ -165,7 +173,7 @@ pub fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<i32> {
     let interactive =
         std::io::stdin().is_terminal() && std::io::stderr().is_terminal() && !args.json;
     if interactive && !args.yes && !args.dry_run && !args.resume {
-        match confirm(&runner, to.as_deref())? {
+        match confirm(&runner, to.as_deref(), args.chain.as_deref())? {
             Some(chosen) => to = Some(chosen),
             None => {
                 eprintln!("nothing was changed");
@@ -176,6 +184,7 @@ pub fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<i32> {
 
     let result = runner.rollback(RollbackOptions {
         to,
+        chain: args.chain.clone(),
         quick: args.quick,
         dry_run: args.dry_run,
         resume: args.resume,
@@ -218,7 +227,7 @@ pub fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<i32> {
 
 /// On a terminal: choose a backup (when none was named) and confirm.
 /// `None` means the operator declined.
-fn confirm(runner: &Runner<'_>, to: Option<&str>) -> Result<Option<String>> {
+fn confirm(runner: &Runner<'_>, to: Option<&str>, chain: Option<&str>) -> Result<Option<String>> {
     let stdin = std::io::stdin();
     let mut answer = String::new();
     let chosen = match to {
@@ -262,7 +271,7 @@ fn confirm(runner: &Runner<'_>, to: Option<&str>) -> Result<Option<String>> {
             backups[index].clone()
         }
     };
-    let plan = runner.plan_rollback(&chosen, false)?;
+    let plan = runner.plan_rollback(&chosen, chain, false)?;
     eprintln!(
         "Rollback to {} ({}):",
         chosen.id,
@@ -296,7 +305,7 @@ fn print_plan(result: &rewind::run::RollbackResult) {
             .unwrap_or_default()
     );
     if plan.safety_backup {
-        println!("  0. safety backup of the current state (chains.backup)");
+        println!("  0. safety backup of what the steps below change");
     }
     for (i, step) in plan.steps.iter().enumerate() {
         println!(

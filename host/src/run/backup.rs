@@ -11,6 +11,11 @@ use crate::store::{RunKind, RunManifest, RunStatus};
 #[derive(Debug, Clone, Default)]
 pub struct BackupOptions {
     pub label: Option<String>,
+    /// A named chain instead of `chains.backup`.
+    pub chain: Option<String>,
+    /// Exactly these instances (a safety backup covers what the rollback
+    /// will change); overrides `chain`.
+    pub instances: Option<Vec<String>>,
     /// Taken automatically before a rollback.
     pub safety: bool,
     /// Send start and outcome to the notify sinks (a run the operator
@@ -20,12 +25,13 @@ pub struct BackupOptions {
 
 impl Runner<'_> {
     /// `rewind backup`: take the lock and run the backup chain.
-    pub fn backup(&self, label: Option<String>) -> Result<RunManifest> {
+    pub fn backup(&self, label: Option<String>, chain: Option<String>) -> Result<RunManifest> {
         let _lock = self.lock(false)?;
         let run = self.backup_locked(BackupOptions {
             label,
-            safety: false,
+            chain,
             notify: true,
+            ..BackupOptions::default()
         })?;
         if run.status == RunStatus::Succeeded {
             self.auto_prune();
@@ -37,8 +43,11 @@ impl Runner<'_> {
     /// stops the chain and the run is recorded as failed (and can never be
     /// chosen for a rollback).
     pub(crate) fn backup_locked(&self, options: BackupOptions) -> Result<RunManifest> {
-        let chain = &self.config.chains.backup;
-        if chain.is_empty() {
+        let chain = match &options.instances {
+            Some(list) => list.as_slice(),
+            None => self.config.chains.backup_chain(options.chain.as_deref())?,
+        };
+        if chain.is_empty() && options.instances.is_none() {
             bail!(
                 "{}: chains.backup is empty; list the instances to back up, e.g. \
                  `backup = [\"code\", \"config\"]` under [chains]",
@@ -53,6 +62,7 @@ impl Runner<'_> {
         };
         let mut run = self.begin(RunKind::Backup, format!("{what} started"), options.notify)?;
         run.label = options.label;
+        run.chain = options.chain;
         run.safety = options.safety;
         for instance in chain {
             if let Err(err) = self.hook_step(&mut run, instance, HookInput::Backup, false, None) {

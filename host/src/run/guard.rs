@@ -82,8 +82,7 @@ impl Runner<'_> {
 
         let backup = self.backup_locked(BackupOptions {
             label: Some(format!("before guarded deploy {}", run.id)),
-            safety: false,
-            notify: false,
+            ..BackupOptions::default()
         })?;
         run.backup_run = Some(backup.id.clone());
         self.journal(&run);

@@ -19,6 +19,8 @@ use crate::store::{
 pub struct RollbackOptions {
     /// A backup run id (or unique prefix); default: the newest backup.
     pub to: Option<String>,
+    /// A named chain instead of `chains.rollback`.
+    pub chain: Option<String>,
     /// Skip the safety backup.
     pub quick: bool,
     /// Print the plan and let each plugin report what it would do.
@@ -134,8 +136,13 @@ impl Runner<'_> {
     /// Plan a rollback from `source` along the rollback chain: each
     /// instance's revert (or, if it has none, restore) hook, given the
     /// artifacts that same instance wrote in `source`.
-    pub fn plan_rollback(&self, source: &RunManifest, quick: bool) -> Result<RollbackPlan> {
-        let chain = &self.config.chains.rollback;
+    pub fn plan_rollback(
+        &self,
+        source: &RunManifest,
+        chain: Option<&str>,
+        quick: bool,
+    ) -> Result<RollbackPlan> {
+        let chain = self.config.chains.rollback_chain(chain)?;
         if chain.is_empty() {
             bail!(
                 "{}: chains.rollback is empty; list the instances to roll back, e.g. \
@@ -246,7 +253,7 @@ impl Runner<'_> {
 
     fn rollback_dry_run(&self, options: &RollbackOptions) -> Result<RollbackResult> {
         let source = self.choose_source(options.to.as_deref())?;
-        let plan = self.plan_rollback(&source, options.quick)?;
+        let plan = self.plan_rollback(&source, options.chain.as_deref(), options.quick)?;
         let problems = self.verify_plan(&plan.steps);
         let mut scratch = RunManifest::start(
             RunKind::Rollback,
@@ -279,13 +286,14 @@ impl Runner<'_> {
             self.resume_state()?
         } else {
             let source = self.choose_source(options.to.as_deref())?;
-            let plan = self.plan_rollback(&source, options.quick)?;
+            let plan = self.plan_rollback(&source, options.chain.as_deref(), options.quick)?;
             let mut run = self.begin(
                 RunKind::Rollback,
                 format!("rollback to {} started", source.id),
                 options.notify,
             )?;
             run.source_run = Some(source.id.clone());
+            run.chain = options.chain.clone();
             run.plan = plan
                 .steps
                 .iter()
@@ -318,10 +326,23 @@ impl Runner<'_> {
         }
 
         if done == 0 && !options.quick {
+            // The safety backup covers exactly what the rollback changes:
+            // the plan's instances that can back up.
+            let mut instances = Vec::new();
+            for step in &plan.steps {
+                if self
+                    .plugin(&step.instance)?
+                    .hooks
+                    .contains(&HookKind::Backup)
+                {
+                    instances.push(step.instance.clone());
+                }
+            }
             let safety = self.backup_locked(BackupOptions {
                 label: Some(format!("safety backup before rollback {}", run.id)),
+                instances: Some(instances),
                 safety: true,
-                notify: false,
+                ..BackupOptions::default()
             })?;
             run.safety_run = Some(safety.id.clone());
             self.journal(&run);

@@ -178,6 +178,9 @@ pub struct RunManifest {
     pub error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
+    /// The named chain it ran (`--chain`), when not the default one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<String>,
     /// A backup taken automatically before a rollback.
     #[serde(default)]
     pub safety: bool,
@@ -220,6 +223,7 @@ impl RunManifest {
             status: RunStatus::Running,
             error: None,
             label: None,
+            chain: None,
             safety: false,
             source_run: None,
             safety_run: None,
