@@ -96,6 +96,14 @@ impl fmt::Debug for LoadedPlugin {
     }
 }
 
+impl LoadedPlugin {
+    /// The exported hooks as "backup, revert", for messages.
+    pub fn hook_list(&self) -> String {
+        let names: Vec<&str> = self.hooks.iter().map(|h| h.as_str()).collect();
+        names.join(", ")
+    }
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }

@@ -12,8 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use rewind::config::Config;
-use rewind::engine::Runtime;
-use rewind::run::{GuardOptions, GuardOutcome, Runner};
+use rewind::run::{GuardOptions, GuardOutcome};
 
 use super::console::Console;
 use super::setup::{Template, plugin_dir, template_text};
@@ -81,15 +80,9 @@ pub fn run(cli: &Cli, args: &DemoArgs) -> Result<i32> {
     println!("   config:    {}", config_path.display());
 
     let config = Config::load(&config_path)?;
-    let store = super::open_store(&config)?;
     let console = Console::new(cli.quiet, cli.verbose);
-    let runner = Runner::new(
-        &config,
-        store.clone(),
-        Runtime::new(Runtime::default_cache_dir())?,
-        &console,
-        super::command_line(),
-    )?;
+    let runner = super::runs::runner(&config, &console)?;
+    let store = runner.store.clone();
 
     say("2. rewind guard -- sh deploy.sh   (v2 is broken: its health check fails)");
     let deploy = vec![

@@ -4,8 +4,7 @@
 
 use anyhow::Result;
 use clap::Args;
-use rewind::engine::Runtime;
-use rewind::run::{Runner, Silent, stopped_at};
+use rewind::run::{Silent, stopped_at};
 use rewind::store::{RetentionPolicy, RunManifest, newest_backup};
 use serde_json::json;
 
@@ -119,14 +118,7 @@ pub fn status(cli: &Cli, json: bool) -> Result<i32> {
     let health = if config.guard.health.is_empty() {
         None
     } else {
-        let runner = Runner::new(
-            &config,
-            store.clone(),
-            Runtime::new(Runtime::default_cache_dir())?,
-            &Silent,
-            super::command_line(),
-        )?;
-        Some(runner.health())
+        Some(super::runs::runner(&config, &Silent)?.health())
     };
 
     if json {

@@ -108,21 +108,24 @@ pub struct GuardArgs {
     pub command: Vec<String>,
 }
 
-fn observer(cli: &Cli) -> Box<dyn Observer> {
-    Box::new(Console::new(cli.quiet, cli.verbose))
+/// A runner over the config's store, reporting to `observer`.
+pub fn runner<'a>(
+    config: &'a rewind::config::Config,
+    observer: &'a dyn Observer,
+) -> Result<Runner<'a>> {
+    Runner::new(
+        config,
+        open_store(config)?,
+        Runtime::new(Runtime::default_cache_dir())?,
+        observer,
+        super::command_line(),
+    )
 }
 
 pub fn backup(cli: &Cli, args: &BackupArgs) -> Result<i32> {
     let config = load_config(cli)?;
-    let store = open_store(&config)?;
-    let observer = observer(cli);
-    let runner = Runner::new(
-        &config,
-        store,
-        Runtime::new(Runtime::default_cache_dir())?,
-        observer.as_ref(),
-        super::command_line(),
-    )?;
+    let console = Console::new(cli.quiet, cli.verbose);
+    let runner = runner(&config, &console)?;
     let run = runner.backup(args.label.clone(), args.chain.clone())?;
     runner.finish_notifications();
     if args.json {
@@ -159,15 +162,8 @@ fn print_backup(run: &RunManifest) {
 
 pub fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<i32> {
     let config = load_config(cli)?;
-    let store = open_store(&config)?;
-    let observer = observer(cli);
-    let runner = Runner::new(
-        &config,
-        store,
-        Runtime::new(Runtime::default_cache_dir())?,
-        observer.as_ref(),
-        super::command_line(),
-    )?;
+    let console = Console::new(cli.quiet, cli.verbose);
+    let runner = runner(&config, &console)?;
 
     let mut to = args.to.clone();
     let interactive =
@@ -348,15 +344,8 @@ fn print_plan(result: &rewind::run::RollbackResult) {
 
 pub fn guard(cli: &Cli, args: &GuardArgs) -> Result<i32> {
     let config = load_config(cli)?;
-    let store = open_store(&config)?;
-    let observer = observer(cli);
-    let runner = Runner::new(
-        &config,
-        store,
-        Runtime::new(Runtime::default_cache_dir())?,
-        observer.as_ref(),
-        super::command_line(),
-    )?;
+    let console = Console::new(cli.quiet, cli.verbose);
+    let runner = runner(&config, &console)?;
     let result = runner.guard(
         &args.command,
         GuardOptions {
@@ -401,14 +390,7 @@ pub fn health(cli: &Cli, json: bool) -> Result<i32> {
             config.path.display()
         );
     }
-    let store = open_store(&config)?;
-    let runner = Runner::new(
-        &config,
-        store,
-        Runtime::new(Runtime::default_cache_dir())?,
-        &Silent,
-        super::command_line(),
-    )?;
+    let runner = runner(&config, &Silent)?;
     let (result, steps) = runner.health();
     if json {
         print_json(

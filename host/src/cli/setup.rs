@@ -257,12 +257,7 @@ fn check_config(config: &Config) -> Result<Vec<Finding>> {
                 "{} {} pinned and loaded; hooks: {}",
                 info.name,
                 info.version,
-                plugin
-                    .hooks
-                    .iter()
-                    .map(|h| h.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                plugin.hook_list()
             ),
         );
         let params = instance.params.as_object();

@@ -162,12 +162,7 @@ impl Runner<'_> {
                 bail!(
                     "chains.rollback names `{instance}`, whose plugin exports neither revert nor \
                      restore (it exports: {})",
-                    plugin
-                        .hooks
-                        .iter()
-                        .map(|h| h.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    plugin.hook_list()
                 );
             };
             steps.push(self.plan_step(source, instance, hook)?);

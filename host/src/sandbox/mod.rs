@@ -364,12 +364,7 @@ fn invoke(
     let missing = |hook: &str| {
         Ok(Err(HookError::Unsupported(format!(
             "this plugin does not export the {hook} hook (it exports: {})",
-            plugin
-                .hooks
-                .iter()
-                .map(|h| h.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            plugin.hook_list()
         ))))
     };
     let refs = |records: &[ArtifactRecord]| -> Vec<ArtifactRef> {
