@@ -99,7 +99,7 @@ params = {{ health = ["grep", "-qx", "ok", "{r}/current/HEALTH"], name = "curren
 [plugins.slow]
 {command}
 grants.exec = ["sh -c *"]
-params = {{ backup = ["sh", "-c", "head -c 2000000 /dev/urandom; test -e {r}/fast || sleep 20"], revert = ["sh", "-c", "test -e {r}/fast || sleep 20"] }}
+params = {{ backup = ["sh", "-c", "head -c 2000000 /dev/urandom; test -e {r}/fast || sleep 20"], revert = ["sh", "-c", "test -e {r}/fast-revert || sleep 20"] }}
 
 [plugins.breaker]
 {command}
@@ -180,7 +180,7 @@ rollback = [{rollback}]
 
     /// Wait until a journal shows `instance` running, and (for backups)
     /// its blob being written.
-    fn wait_for_running(&self, instance: &str, blob_in_tmp: bool) {
+    fn wait_for_running(&self, instance: &str, hook: &str, blob_in_tmp: bool) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let journal_says = fs::read_dir(self.store().join("journal"))
@@ -191,9 +191,11 @@ rollback = [{rollback}]
                 .filter_map(|t| serde_json::from_str::<Value>(&t).ok())
                 .any(|j| {
                     j["steps"].as_array().is_some_and(|steps| {
-                        steps
-                            .iter()
-                            .any(|s| s["instance"] == instance && s["status"] == "running")
+                        steps.iter().any(|s| {
+                            s["instance"] == instance
+                                && s["hook"] == hook
+                                && s["status"] == "running"
+                        })
                     })
                 });
             let tmp_busy = !blob_in_tmp
@@ -205,7 +207,7 @@ rollback = [{rollback}]
             }
             assert!(
                 Instant::now() < deadline,
-                "`{instance}` never started running"
+                "`{instance} {hook}` never started running"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -425,7 +427,7 @@ fn dry_run_prints_the_plan_with_digests_and_changes_nothing() {
 fn kill_during_backup_leaves_no_partial_artifact_and_the_next_backup_works() {
     let app = App::new(&["code", "slow"], &["code"], "");
     let mut child = app.spawn(&["backup"]);
-    app.wait_for_running("slow", true);
+    app.wait_for_running("slow", "backup", true);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
 
@@ -471,12 +473,19 @@ fn a_killed_rollback_resumes_where_it_stopped() {
     let app = App::new(&["code", "config"], &["code", "slow", "config"], "");
     app.json(&["backup", "--json"], 0);
     app.break_it();
+    // The safety backup (which includes `slow`) is quick; its revert is not.
+    fs::write(app.root().join("fast"), "").unwrap();
     let mut child = app.spawn(&["rollback", "--yes"]);
-    app.wait_for_running("slow", false);
+    app.wait_for_running("slow", "revert", false);
     child.kill().unwrap();
     child.wait().unwrap();
     // Killed after the code step, before config.
-    assert_eq!(app.current(), "releases/v1");
+    assert_eq!(
+        app.current(),
+        "releases/v1",
+        "{}",
+        text(&app.rewind(&["status"]).stdout)
+    );
     assert_eq!(app.read("shared/config.env"), b"DB_PASSWORD=wrong\n");
 
     let status = text(&app.rewind(&["status"]).stdout);
@@ -486,7 +495,7 @@ fn a_killed_rollback_resumes_where_it_stopped() {
     );
     assert!(status.contains("rewind rollback --resume"), "{status}");
 
-    fs::write(app.root().join("fast"), "").unwrap();
+    fs::write(app.root().join("fast-revert"), "").unwrap();
     let result = app.json(&["rollback", "--resume", "--json"], 0);
     let run = &result["run"];
     assert_eq!(run["status"], "succeeded", "{run:#}");
@@ -521,7 +530,7 @@ fn a_killed_rollback_resumes_where_it_stopped() {
 fn a_second_run_is_refused_naming_the_holder() {
     let app = App::new(&["slow"], &["code"], "");
     let mut child = app.spawn(&["backup"]);
-    app.wait_for_running("slow", false);
+    app.wait_for_running("slow", "backup", false);
     let out = app.rewind(&["backup"]);
     child.kill().unwrap();
     child.wait().unwrap();
