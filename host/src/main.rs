@@ -6,11 +6,14 @@ use clap::Parser;
 
 fn main() {
     let cli = cli::Cli::parse();
+    // wasi-http logs refused connections itself; rewind reports them as the
+    // hook's error, with context, so its own log would only repeat them.
+    let default_filter = "warn,wasmtime_wasi_http=off";
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("REWIND_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .without_time()
         .init();
