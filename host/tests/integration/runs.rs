@@ -6,14 +6,13 @@
 //! shipped plugins: release-symlink for the code, files for config and
 //! data, command for health checks and deliberately slow or failing steps.
 
-mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::plugin_path;
+use crate::common::plugin_path;
 use serde_json::Value;
 
 const CONFIG_V1: &str = "APP_ENV=production\nDB_PASSWORD=v1-secret\n";
@@ -755,7 +754,7 @@ fn init_writes_a_config_that_check_accepts() {
             "demo",
         ])
         .args(["--app", app.to_str().unwrap()])
-        .args(["--plugins", common::plugin_dir().to_str().unwrap()])
+        .args(["--plugins", crate::common::plugin_dir().to_str().unwrap()])
         .env("REWIND_CACHE_DIR", cache_dir())
         .output()
         .unwrap();
@@ -776,7 +775,7 @@ fn init_writes_a_config_that_check_accepts() {
 #[test]
 fn the_demo_runs_and_verifies_its_rollback() {
     let out = Command::new(env!("CARGO_BIN_EXE_rewind"))
-        .args(["demo", "--plugins", common::plugin_dir().to_str().unwrap()])
+        .args(["demo", "--plugins", crate::common::plugin_dir().to_str().unwrap()])
         .env("REWIND_CACHE_DIR", cache_dir())
         .output()
         .unwrap();

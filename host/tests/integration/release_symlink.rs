@@ -1,11 +1,10 @@
 //! release-symlink against real directories and symlinks.
 
-mod common;
 
 use std::fs;
 use std::path::Path;
 
-use common::{Call, load, scratch};
+use crate::common::{Call, load, scratch};
 use rewind::sandbox::{HookInput, HookOutput};
 use serde_json::json;
 

@@ -1,12 +1,11 @@
 //! Hostile plugins against the sandbox: every attempt is refused, the refusal
 //! says what was missing, and the host carries on.
 
-mod common;
 
 use std::fs;
 use std::time::{Duration, Instant};
 
-use common::{Call, HttpServer, load, only_check, scratch};
+use crate::common::{Call, HttpServer, load, only_check, scratch};
 use rewind::bindings::rewind::hooks::types::HealthStatus;
 use rewind::sandbox::{ErrorKind, HookInput};
 use serde_json::json;
@@ -25,7 +24,7 @@ fn attack_args(name: &str, target: &str, args: &[&str]) -> Call {
 }
 
 /// The attack failed inside the guest: the check is unhealthy and nothing leaked.
-fn assert_refused(call: &Call, s: &common::Scratch) -> String {
+fn assert_refused(call: &Call, s: &crate::common::Scratch) -> String {
     let plugin = load("hostile");
     let (status, detail) = only_check(&call.health(&plugin, &s.store));
     assert_eq!(
@@ -38,7 +37,7 @@ fn assert_refused(call: &Call, s: &common::Scratch) -> String {
 }
 
 /// The host keeps serving calls after a refused or killed one.
-fn assert_host_still_works(s: &common::Scratch) {
+fn assert_host_still_works(s: &crate::common::Scratch) {
     let granted = s.path().join("granted");
     fs::create_dir_all(&granted).unwrap();
     fs::write(granted.join("ok.txt"), "fine").unwrap();
@@ -47,7 +46,7 @@ fn assert_host_still_works(s: &common::Scratch) {
     assert_eq!(status, HealthStatus::Healthy, "{detail}");
 }
 
-fn secret_beside_grant(s: &common::Scratch) -> (std::path::PathBuf, std::path::PathBuf) {
+fn secret_beside_grant(s: &crate::common::Scratch) -> (std::path::PathBuf, std::path::PathBuf) {
     let granted = s.path().join("granted");
     fs::create_dir_all(&granted).unwrap();
     let secret = s.path().join("secret.txt");
@@ -250,7 +249,7 @@ fn a_panic_becomes_a_typed_error_naming_plugin_and_hook() {
 }
 
 /// An artifact of another instance, really in the store: its digest.
-fn victim_artifact_digest(s: &common::Scratch) -> String {
+fn victim_artifact_digest(s: &crate::common::Scratch) -> String {
     let (granted, secret) = secret_beside_grant(s);
     fs::copy(&secret, granted.join("loot.txt")).unwrap();
     let loot = granted.join("loot.txt").display().to_string();
@@ -286,7 +285,7 @@ fn a_plugin_cannot_open_an_artifact_it_was_not_given() {
 fn a_plugin_whose_sha256_does_not_match_its_pin_is_not_compiled() {
     let cache = tempfile::tempdir().unwrap();
     let runtime = rewind::engine::Runtime::new(Some(cache.path().to_path_buf())).unwrap();
-    let path = common::plugin_path("hostile");
+    let path = crate::common::plugin_path("hostile");
     let wrong = "0".repeat(64);
     let err = rewind::plugin::load(&runtime, &path, Some(&wrong)).unwrap_err();
     let message = format!("{err:#}");
@@ -325,7 +324,7 @@ fn a_backup_cannot_claim_an_artifact_it_did_not_write() {
 fn a_plugin_built_for_another_api_version_is_refused_naming_both_versions() {
     // Same-length rewrite of the version in every interface name keeps the
     // component valid while making it a plugin for rewind:hooks@0.9.0.
-    let wasm = fs::read(common::plugin_path("hostile")).unwrap();
+    let wasm = fs::read(crate::common::plugin_path("hostile")).unwrap();
     let (from, to) = (b"rewind:hooks/", b"@0.1.0");
     let mut patched = wasm.clone();
     let mut i = 0;
@@ -344,7 +343,7 @@ fn a_plugin_built_for_another_api_version_is_refused_naming_both_versions() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("future.wasm");
     fs::write(&path, patched).unwrap();
-    let err = rewind::plugin::load(common::runtime(), &path, None).unwrap_err();
+    let err = rewind::plugin::load(crate::common::runtime(), &path, None).unwrap_err();
     let message = format!("{err:#}");
     assert!(
         message.contains("0.9.0") && message.contains("0.1.0"),

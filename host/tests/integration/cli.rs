@@ -1,11 +1,10 @@
 //! The `rewind` binary, as an operator or plugin author runs it.
 
-mod common;
 
 use std::fs;
 use std::process::{Command, Output};
 
-use common::{HttpServer, plugin_path};
+use crate::common::{HttpServer, plugin_path};
 
 fn rewind(args: &[&str], dir: &std::path::Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rewind"))

@@ -1,11 +1,10 @@
 //! http-health against a real HTTP server, command against real programs.
 
-mod common;
 
 use std::fs;
 use std::time::Duration;
 
-use common::{Call, HttpServer, load, only_check, scratch};
+use crate::common::{Call, HttpServer, load, only_check, scratch};
 use rewind::bindings::rewind::hooks::types::HealthStatus;
 use rewind::sandbox::{ErrorKind, HookInput, HookOutput};
 use serde_json::json;

@@ -1,0 +1,13 @@
+//! The host's integration tests, as one test binary: every module links the
+//! same wasmtime, so one binary links it once (CI time is mostly linking).
+//!
+//! They run real plugin components, built for wasm32-wasip2 by `tests/run`
+//! (found through `$REWIND_TEST_PLUGINS`), and the real `rewind` binary.
+
+mod common;
+
+mod cli;
+mod first_plugins;
+mod release_symlink;
+mod runs;
+mod sandbox;
