@@ -86,6 +86,7 @@ pub mod artifacts;
 mod command;
 mod context;
 mod error;
+mod event;
 pub mod fs;
 pub mod http;
 pub mod log;

@@ -223,6 +223,28 @@ impl<'a> Runner<'a> {
                 format!("{} {}", failed.instance, failed.hook),
             ));
         }
+        // What the app is at now, as the plugins reported it (a release
+        // name, a commit): what a notification reader wants first.
+        // A guard's own steps are the deploy and health checks; what its
+        // rollback restored is in the rollback's manifest.
+        let rollback = run
+            .rollback_run
+            .as_deref()
+            .and_then(|id| self.store.find_run(id).ok());
+        let steps = rollback.as_ref().map_or(&run.steps, |r| &r.steps);
+        for (field, keys) in [
+            ("release", &["release"][..]),
+            ("commit", &["commit_after", "commit"][..]),
+        ] {
+            let reported = steps
+                .iter()
+                .rev()
+                .flat_map(|s| s.details.iter())
+                .find(|(k, _)| keys.contains(&k.as_str()));
+            if let Some((_, value)) = reported {
+                fields.push((field.to_string(), value.clone()));
+            }
+        }
         if let Some(ms) = run_duration_ms(run) {
             fields.push(("duration_ms".to_string(), ms.to_string()));
         }

@@ -1,6 +1,5 @@
 //! The `rewind` binary, as an operator or plugin author runs it.
 
-
 use std::fs;
 use std::process::{Command, Output};
 

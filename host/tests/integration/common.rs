@@ -182,6 +182,30 @@ pub struct HttpServer {
     pub port: u16,
     pub hits: Arc<AtomicUsize>,
     pub paths: Arc<Mutex<Vec<String>>>,
+    pub requests: Arc<Mutex<Vec<Recorded>>>,
+}
+
+/// A request as the server received it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    /// Header names lower-cased.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
 }
 
 impl HttpServer {
@@ -194,14 +218,20 @@ impl HttpServer {
         let port = listener.local_addr().unwrap().port();
         let hits = Arc::new(AtomicUsize::new(0));
         let paths = Arc::new(Mutex::new(Vec::new()));
-        let (h, p) = (hits.clone(), paths.clone());
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let (h, p, r) = (hits.clone(), paths.clone(), requests.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let (h, p) = (h.clone(), p.clone());
-                std::thread::spawn(move || serve(stream, status, body, delay, &h, &p));
+                let (h, p, r) = (h.clone(), p.clone(), r.clone());
+                std::thread::spawn(move || serve(stream, status, body, delay, &h, &p, &r));
             }
         });
-        HttpServer { port, hits, paths }
+        HttpServer {
+            port,
+            hits,
+            paths,
+            requests,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -215,6 +245,10 @@ impl HttpServer {
     pub fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
     }
+
+    pub fn recorded(&self) -> Vec<Recorded> {
+        self.requests.lock().unwrap().clone()
+    }
 }
 
 fn serve(
@@ -224,6 +258,7 @@ fn serve(
     delay: Duration,
     hits: &AtomicUsize,
     paths: &Mutex<Vec<String>>,
+    requests: &Mutex<Vec<Recorded>>,
 ) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut request_line = String::new();
@@ -231,17 +266,36 @@ fn serve(
         return;
     }
     let mut content_length = 0usize;
+    let mut headers = Vec::new();
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
             break;
         }
+        if let Some((name, value)) = line.trim_end().split_once(':') {
+            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+        }
         if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
             content_length = v.trim().parse().unwrap_or(0);
         }
     }
-    let mut request_body = vec![0; content_length];
-    let _ = reader.read_exact(&mut request_body);
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
+    let request_body = if chunked {
+        read_chunked(&mut reader)
+    } else {
+        let mut body = vec![0; content_length];
+        let _ = reader.read_exact(&mut body);
+        body
+    };
+    let mut parts = request_line.split_whitespace();
+    requests.lock().unwrap().push(Recorded {
+        method: parts.next().unwrap_or("").to_string(),
+        path: parts.next().unwrap_or("").to_string(),
+        headers,
+        body: request_body,
+    });
     hits.fetch_add(1, Ordering::SeqCst);
     paths.lock().unwrap().push(
         request_line
@@ -257,4 +311,106 @@ fn serve(
         "HTTP/1.1 {status} X\r\ncontent-length: {}\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
+}
+
+/// A `transfer-encoding: chunked` body (what wasi-http sends when the
+/// plugin does not set a length).
+fn read_chunked(reader: &mut impl BufRead) -> Vec<u8> {
+    let mut body = Vec::new();
+    loop {
+        let mut size_line = String::new();
+        if reader.read_line(&mut size_line).unwrap_or(0) == 0 {
+            break;
+        }
+        let size = usize::from_str_radix(size_line.trim().split(';').next().unwrap_or(""), 16)
+            .unwrap_or(0);
+        if size == 0 {
+            let mut trailer = String::new();
+            let _ = reader.read_line(&mut trailer);
+            break;
+        }
+        let mut chunk = vec![0; size + 2];
+        if reader.read_exact(&mut chunk).is_err() {
+            break;
+        }
+        body.extend_from_slice(&chunk[..size]);
+    }
+    body
+}
+
+/// `source = "…"` and `sha256 = "…"` lines for a built plugin.
+pub fn pin(crate_name: &str) -> String {
+    let path = plugin_path(crate_name);
+    format!(
+        "source = \"{}\"\nsha256 = \"{}\"",
+        path.display(),
+        rewind::plugin::sha256_hex(&std::fs::read(&path).unwrap())
+    )
+}
+
+/// A rewind project in a temp dir: a rewind.toml and a store, driven
+/// through the real binary.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+    pub env: Vec<(String, String)>,
+}
+
+impl Project {
+    /// `body` is everything after `[project]` and `[store]`.
+    pub fn new(body: &str) -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        let project = Project {
+            dir,
+            env: Vec::new(),
+        };
+        project.write(body);
+        project
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().canonicalize().unwrap()
+    }
+
+    pub fn write(&self, body: &str) {
+        let text = format!(
+            "[project]\nname = \"shop\"\nenvironment = \"test\"\n\n[store]\nurl = \"file://{}/store\"\n\n{body}",
+            self.root().display()
+        );
+        std::fs::write(self.root().join("rewind.toml"), text).unwrap();
+    }
+
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_string(), value.to_string()));
+    }
+
+    pub fn rewind(&self, args: &[&str]) -> std::process::Output {
+        let cache = std::env::var_os("REWIND_CACHE_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| std::env::temp_dir().join("rewind-test-cache-project"));
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_rewind"));
+        cmd.args(args)
+            .current_dir(self.root())
+            .env("REWIND_CACHE_DIR", cache)
+            .env_remove("REWIND_CONFIG")
+            .env_remove("REWIND_STORE");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    }
+
+    /// Run, assert the exit code, parse stdout as JSON.
+    pub fn json(&self, args: &[&str], code: i32) -> serde_json::Value {
+        let out = self.rewind(args);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "rewind {args:?}\nstdout:\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|err| panic!("{err}: {}", String::from_utf8_lossy(&out.stdout)))
+    }
 }

@@ -1,6 +1,5 @@
 //! http-health against a real HTTP server, command against real programs.
 
-
 use std::fs;
 use std::time::Duration;
 

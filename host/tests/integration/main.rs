@@ -5,9 +5,13 @@
 //! (found through `$REWIND_TEST_PLUGINS`), and the real `rewind` binary.
 
 mod common;
+mod servers;
 
 mod cli;
+mod code;
+mod databases;
 mod first_plugins;
+mod notify;
 mod release_symlink;
 mod runs;
 mod sandbox;

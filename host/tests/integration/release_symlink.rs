@@ -1,6 +1,5 @@
 //! release-symlink against real directories and symlinks.
 
-
 use std::fs;
 use std::path::Path;
 

@@ -6,7 +6,6 @@
 //! shipped plugins: release-symlink for the code, files for config and
 //! data, command for health checks and deliberately slow or failing steps.
 
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -775,7 +774,11 @@ fn init_writes_a_config_that_check_accepts() {
 #[test]
 fn the_demo_runs_and_verifies_its_rollback() {
     let out = Command::new(env!("CARGO_BIN_EXE_rewind"))
-        .args(["demo", "--plugins", crate::common::plugin_dir().to_str().unwrap()])
+        .args([
+            "demo",
+            "--plugins",
+            crate::common::plugin_dir().to_str().unwrap(),
+        ])
         .env("REWIND_CACHE_DIR", cache_dir())
         .output()
         .unwrap();

@@ -1,7 +1,6 @@
 //! Hostile plugins against the sandbox: every attempt is refused, the refusal
 //! says what was missing, and the host carries on.
 
-
 use std::fs;
 use std::time::{Duration, Instant};
 

@@ -248,7 +248,7 @@ impl Revert for ReleaseSymlink {
             link_text.display()
         ))
         .detail("from", was)
-        .detail("to", wanted);
+        .detail("release", wanted);
         if !pruned.is_empty() {
             report = report.detail("pruned", pruned.join(","));
         }

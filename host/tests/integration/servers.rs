@@ -1,0 +1,301 @@
+//! Real database servers for the tests: PostgreSQL and MariaDB, each in a
+//! temp dir on a free 127.0.0.1 port, stopped when dropped. `tests/run`
+//! installs the Debian packages; a missing server binary fails the test
+//! with the command that installs it.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+pub const PASSWORD: &str = "s3cret-test-pw";
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Run `program` as `user` when we are root (servers refuse to run as root).
+fn as_user(user: &str, program: &Path) -> Command {
+    if is_root() {
+        let mut cmd = Command::new("runuser");
+        cmd.args(["-u", user, "--"]).arg(program);
+        cmd
+    } else {
+        Command::new(program)
+    }
+}
+
+fn check(out: Output, what: &str) -> Output {
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn chown(path: &Path, user: &str) {
+    if is_root() {
+        check(
+            Command::new("chown")
+                .args(["-R", &format!("{user}:{user}")])
+                .arg(path)
+                .output()
+                .unwrap(),
+            "chown",
+        );
+    }
+}
+
+/// A PostgreSQL server with password authentication.
+pub struct Postgres {
+    pub bin: PathBuf,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Postgres {
+    pub fn start() -> Postgres {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .and_then(|dirs| {
+                dirs.flatten()
+                    .map(|d| d.path().join("bin"))
+                    .filter(|b| b.join("pg_ctl").is_file())
+                    .max()
+            })
+            .expect(
+                "PostgreSQL is not installed: run `bash tests/run` (apt-get install postgresql)",
+            );
+        let dir = tempfile::Builder::new()
+            .prefix("rewind-pg-")
+            .tempdir()
+            .unwrap();
+        std::fs::write(dir.path().join("pw"), PASSWORD).unwrap();
+        chown(dir.path(), "postgres");
+        let data = dir.path().join("data");
+        check(
+            as_user("postgres", &bin.join("initdb"))
+                .arg("-D")
+                .arg(&data)
+                .args(["-U", "postgres", "--auth=scram-sha-256", "--no-sync"])
+                .arg(format!("--pwfile={}", dir.path().join("pw").display()))
+                .output()
+                .unwrap(),
+            "initdb",
+        );
+        let port = free_port();
+        check(
+            as_user("postgres", &bin.join("pg_ctl"))
+                .arg("-D")
+                .arg(&data)
+                .arg("-l")
+                .arg(dir.path().join("log"))
+                .arg("-o")
+                .arg(format!(
+                    "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off",
+                    dir.path().display()
+                ))
+                .args(["-w", "start"])
+                .output()
+                .unwrap(),
+            "pg_ctl start",
+        );
+        Postgres { bin, port, dir }
+    }
+
+    /// Run SQL in `database`; returns trimmed stdout (unaligned, no headers).
+    pub fn sql(&self, database: &str, sql: &str) -> String {
+        let out = check(self.psql(database, sql), &format!("psql {sql}"));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    pub fn psql(&self, database: &str, sql: &str) -> Output {
+        Command::new(self.bin.join("psql"))
+            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                database,
+            ])
+            .args(["-c", sql])
+            .env("PGPASSWORD", PASSWORD)
+            .output()
+            .unwrap()
+    }
+
+    /// Row count and an md5 of every row in key order, for each table of
+    /// the public schema: equal fingerprints mean equal data.
+    pub fn fingerprint(&self, database: &str) -> String {
+        let tables = self.sql(
+            database,
+            "select string_agg(tablename, ',' order by tablename) from pg_tables where schemaname = 'public'",
+        );
+        let mut out = vec![format!("tables: {tables}")];
+        for table in tables.split(',').filter(|t| !t.is_empty()) {
+            out.push(self.sql(
+                database,
+                &format!(
+                    "select '{table}: ' || count(*) || ' ' || coalesce(md5(string_agg(t::text, '|' order by t::text)), '-') from {table} t"
+                ),
+            ));
+        }
+        out.push(self.sql(
+            database,
+            "select 'columns: ' || string_agg(table_name || '.' || column_name || ':' || data_type, ',' order by table_name, ordinal_position) from information_schema.columns where table_schema = 'public'",
+        ));
+        out.join("\n")
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = as_user("postgres", &self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-m", "immediate", "stop"])
+            .output();
+    }
+}
+
+/// A MariaDB server whose root user has a password, on TCP.
+pub struct Mariadb {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: std::process::Child,
+}
+
+impl Mariadb {
+    pub fn start() -> Mariadb {
+        let server = ["/usr/sbin/mariadbd", "/usr/sbin/mysqld"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+            .expect(
+                "MariaDB is not installed: run `bash tests/run` (apt-get install mariadb-server)",
+            );
+        let dir = tempfile::Builder::new()
+            .prefix("rewind-mariadb-")
+            .tempdir()
+            .unwrap();
+        let data = dir.path().join("data");
+        let user = if is_root() { "mysql" } else { "" };
+        let mut install = Command::new("mariadb-install-db");
+        install
+            .arg(format!("--datadir={}", data.display()))
+            .args(["--auth-root-authentication-method=normal", "--skip-test-db"]);
+        if is_root() {
+            chown(dir.path(), "mysql");
+            install.arg(format!("--user={user}"));
+        }
+        check(install.output().unwrap(), "mariadb-install-db");
+        let port = free_port();
+        let socket = dir.path().join("sock");
+        let mut server_cmd = Command::new(server);
+        server_cmd
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--socket={}", socket.display()))
+            .arg(format!("--pid-file={}", dir.path().join("pid").display()))
+            .args(["--bind-address=127.0.0.1", &format!("--port={port}")])
+            .arg("--innodb-flush-log-at-trx-commit=0")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("log")).unwrap());
+        if is_root() {
+            server_cmd.arg(format!("--user={user}"));
+        }
+        let child = server_cmd.spawn().unwrap();
+        let db = Mariadb { port, dir, child };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // Set the root password over the socket (unix_socket auth as root).
+        loop {
+            let out = Command::new("mariadb")
+                .arg("--no-defaults")
+                .arg(format!("--socket={}", socket.display()))
+                .args(["-u", "root", "-e"])
+                .arg(format!(
+                    "ALTER USER 'root'@'localhost' IDENTIFIED BY '{PASSWORD}'; \
+                     CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY '{PASSWORD}'; \
+                     GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;"
+                ))
+                .output()
+                .unwrap();
+            if out.status.success() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "MariaDB did not start: {}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                std::fs::read_to_string(db.dir.path().join("log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        db
+    }
+
+    pub fn sql(&self, database: &str, sql: &str) -> String {
+        let out = check(self.mysql(database, sql), &format!("mariadb {sql}"));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    pub fn mysql(&self, database: &str, sql: &str) -> Output {
+        // Digests below concatenate thousands of rows.
+        let sql = format!("SET SESSION group_concat_max_len = 1000000000; {sql}");
+        Command::new("mariadb")
+            .args(["--no-defaults", "--protocol=TCP", "-h", "127.0.0.1"])
+            .args(["-P", &self.port.to_string(), "-u", "root", "-N", "-B"])
+            .args(["-D", database, "-e", &sql])
+            .env("MYSQL_PWD", PASSWORD)
+            .output()
+            .unwrap()
+    }
+
+    /// Row count and a digest of every row, per table, plus the columns.
+    pub fn fingerprint(&self, database: &str) -> String {
+        let tables = self.sql(
+            "information_schema",
+            &format!(
+                "select group_concat(table_name order by table_name) from tables where table_schema = '{database}'"
+            ),
+        );
+        let mut out = vec![format!("tables: {tables}")];
+        for table in tables.split(',').filter(|t| !t.is_empty() && *t != "NULL") {
+            let columns = self.sql(
+                "information_schema",
+                &format!(
+                    "select group_concat(column_name order by ordinal_position) from columns where table_schema = '{database}' and table_name = '{table}'"
+                ),
+            );
+            out.push(format!("{table} columns: {columns}"));
+            out.push(self.sql(
+                database,
+                &format!(
+                    "select concat('{table}: ', count(*), ' ', coalesce(md5(group_concat(md5(concat_ws('|', {columns})) order by md5(concat_ws('|', {columns})) separator ',')), '-')) from `{table}`"
+                ),
+            ));
+        }
+        out.join("\n")
+    }
+}
+
+impl Drop for Mariadb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
