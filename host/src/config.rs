@@ -153,6 +153,8 @@ struct RawGrants {
     env: Vec<Spanned<String>>,
     #[serde(default)]
     http: Vec<Spanned<String>>,
+    #[serde(default)]
+    tcp: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -521,6 +523,11 @@ fn validate_instance(
         let origin = OriginPattern::parse(entry.get_ref())
             .map_err(|msg| loc.error(Some(entry.span()), format!("grants.http: {msg}")))?;
         grants.http.push(origin);
+    }
+    for entry in &raw.grants.tcp {
+        let target = crate::grants::TcpGrant::parse(entry.get_ref())
+            .map_err(|msg| loc.error(Some(entry.span()), format!("grants.tcp: {msg}")))?;
+        grants.tcp.push(target);
     }
 
     let mut limits = Limits::default();

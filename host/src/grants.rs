@@ -16,6 +16,8 @@ pub struct Grants {
     pub paths: Vec<PathGrant>,
     pub env: Vec<String>,
     pub http: Vec<OriginPattern>,
+    /// Plain TCP connections (SMTP): `host:port`.
+    pub tcp: Vec<TcpGrant>,
 }
 
 /// A refused capability, with the grant that would allow it.
@@ -300,6 +302,62 @@ pub fn ungranted(
     out
 }
 
+// ---------------------------------------------------------------- tcp
+
+/// A host and port a plugin may open a TCP connection to (and nothing
+/// else: no listening, no UDP).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(into = "String")]
+pub struct TcpGrant {
+    pub host: String,
+    pub port: u16,
+}
+
+impl From<TcpGrant> for String {
+    fn from(g: TcpGrant) -> String {
+        g.to_string()
+    }
+}
+
+impl fmt::Display for TcpGrant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl TcpGrant {
+    /// Parse "smtp.example.com:587", "127.0.0.1:25" or "[::1]:25".
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let bad = || format!("tcp grant `{text}` must be host:port, e.g. \"smtp.example.com:587\"");
+        let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port: u16 = port.parse().map_err(|_| bad())?;
+        if host.is_empty() || port == 0 || host.contains('*') {
+            return Err(bad());
+        }
+        Ok(TcpGrant {
+            host: host.to_ascii_lowercase(),
+            port,
+        })
+    }
+}
+
+impl Grants {
+    /// The refusal for a TCP connection to `addr`, which no grant allows.
+    pub fn tcp_denial(addr: std::net::SocketAddr) -> Denial {
+        let target = addr.to_string();
+        Denial {
+            kind: "tcp",
+            attempted: target.clone(),
+            grant: format!("grants.tcp = [{}]", toml_string(&target)),
+        }
+    }
+}
+
 // ---------------------------------------------------------------- paths
 
 /// A granted directory or file, preopened at the same path in the guest.
@@ -467,6 +525,17 @@ mod tests {
         assert!(glob_one("*", ""));
         assert!(glob_one("--x=*-y*", "--x=1-y2"));
         assert!(!glob_one("a*a", "a"));
+    }
+
+    #[test]
+    fn tcp_grants_parse_host_and_port() {
+        let g = TcpGrant::parse("SMTP.example.com:587").unwrap();
+        assert_eq!((g.host.as_str(), g.port), ("smtp.example.com", 587));
+        assert_eq!(TcpGrant::parse("[::1]:25").unwrap().to_string(), "[::1]:25");
+        assert!(TcpGrant::parse("smtp.example.com").is_err());
+        assert!(TcpGrant::parse("*.example.com:25").is_err());
+        let d = Grants::tcp_denial("127.0.0.1:2525".parse().unwrap());
+        assert_eq!(d.grant, r#"grants.tcp = ["127.0.0.1:2525"]"#);
     }
 
     #[test]

@@ -205,6 +205,9 @@ pub struct AdHocArgs {
     /// Grant an HTTP origin, like grants.http ("http://127.0.0.1:*").
     #[arg(long = "grant-http", value_name = "ORIGIN")]
     pub grant_http: Vec<String>,
+    /// Grant a TCP connection, like grants.tcp ("127.0.0.1:25").
+    #[arg(long = "grant-tcp", value_name = "HOST:PORT")]
+    pub grant_tcp: Vec<String>,
     /// Memory cap in MiB.
     #[arg(long, value_name = "MIB")]
     pub memory_mb: Option<u64>,

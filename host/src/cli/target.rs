@@ -62,6 +62,7 @@ impl AdHocArgs {
             || !self.grant_exec.is_empty()
             || !self.grant_env.is_empty()
             || !self.grant_http.is_empty()
+            || !self.grant_tcp.is_empty()
             || self.memory_mb.is_some()
             || self.timeout_s.is_some()
     }
@@ -91,6 +92,13 @@ fn from_file(arg: &str, adhoc: &AdHocArgs) -> Result<PluginTarget> {
         grants
             .http
             .push(OriginPattern::parse(text).map_err(|e| anyhow::anyhow!("--grant-http: {e}"))?);
+    }
+
+    for text in &adhoc.grant_tcp {
+        grants.tcp.push(
+            rewind::grants::TcpGrant::parse(text)
+                .map_err(|e| anyhow::anyhow!("--grant-tcp: {e}"))?,
+        );
     }
 
     let mut limits = Limits::default();

@@ -460,10 +460,35 @@ fn new_store(
 ) -> anyhow::Result<WasmStore<HookState>> {
     let mut wasi = WasiCtxBuilder::new();
     wasi.stdout(stdout.clone()).stderr(stderr.clone());
-    // No sockets at all: outgoing HTTP goes through wasi:http and its gate.
-    wasi.allow_tcp(false)
-        .allow_udp(false)
-        .allow_ip_name_lookup(false);
+    // No sockets but outgoing TCP to granted host:port pairs (SMTP); HTTP
+    // goes through wasi:http and its gate, never through sockets.
+    wasi.allow_udp(false);
+    if spec.grants.tcp.is_empty() {
+        wasi.allow_tcp(false).allow_ip_name_lookup(false);
+    } else {
+        let allowed = resolve_tcp_grants(&spec.grants.tcp, log);
+        let log = log.clone();
+        wasi.allow_tcp(true)
+            .allow_ip_name_lookup(true)
+            .socket_addr_check(move |addr, usage| {
+                use wasmtime_wasi::sockets::SocketAddrUse;
+                let ok = match usage {
+                    SocketAddrUse::TcpConnect => allowed.contains(&addr),
+                    // The implicit bind to an ephemeral port that every
+                    // connect performs; listening is refused below.
+                    SocketAddrUse::TcpBind => addr.ip().is_unspecified() && addr.port() == 0,
+                    _ => false,
+                };
+                if !ok {
+                    let denial = Grants::tcp_denial(addr);
+                    log.warn(format!(
+                        "denied: {} `{}` is not granted; to allow it add {}",
+                        denial.kind, denial.attempted, denial.grant
+                    ));
+                }
+                Box::pin(async move { ok })
+            });
+    }
     for grant in &spec.grants.paths {
         if !grant.path.is_dir() {
             anyhow::bail!(
@@ -520,6 +545,24 @@ fn new_store(
     wasm_store.set_epoch_deadline(ticks.max(1) as u64);
     wasm_store.epoch_deadline_trap();
     Ok(wasm_store)
+}
+
+/// The socket addresses the tcp grants name, resolved when the call
+/// starts: the sandbox checks addresses, so a granted host name allows
+/// exactly the addresses it resolves to now.
+fn resolve_tcp_grants(
+    grants: &[crate::grants::TcpGrant],
+    log: &LogSink,
+) -> HashSet<std::net::SocketAddr> {
+    use std::net::ToSocketAddrs;
+    let mut allowed = HashSet::new();
+    for grant in grants {
+        match (grant.host.as_str(), grant.port).to_socket_addrs() {
+            Ok(addrs) => allowed.extend(addrs),
+            Err(err) => log.warn(format!("grants.tcp: cannot resolve {grant}: {err}")),
+        }
+    }
+    allowed
 }
 
 /// Explain a trap in the operator's terms.

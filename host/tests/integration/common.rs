@@ -101,6 +101,13 @@ impl Call {
         self
     }
 
+    pub fn tcp(mut self, target: &str) -> Self {
+        self.grants
+            .tcp
+            .push(rewind::grants::TcpGrant::parse(target).unwrap());
+        self
+    }
+
     pub fn timeout(mut self, limit: Duration) -> Self {
         self.limits.timeout = limit;
         self

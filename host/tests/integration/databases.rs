@@ -340,6 +340,7 @@ fn the_seeds_scenario_guarded_deploy_rolls_back_code_data_config_and_restarts() 
     let pg = Postgres::start();
     seed_postgres(&pg);
     let receiver = HttpServer::start(200, "ok");
+    let smtp = crate::servers::SmtpServer::start(None);
     let mut project = Project::new("");
     let app = project.root().join("app");
     for (release, health) in [("v41", "ok"), ("v42", "broken")] {
@@ -388,6 +389,12 @@ grants.http = ["{origin}"]
 params = {{ url = "{url}" }}
 limits = {{ timeout_s = 5 }}
 
+[plugins.mail]
+{email}
+grants.tcp = ["127.0.0.1:{smtp_port}"]
+params = {{ from = "rewind@shop.example", to = ["oncall@shop.example"], port = {smtp_port} }}
+limits = {{ timeout_s = 10 }}
+
 [chains]
 backup = ["db", "code", "config"]
 rollback = ["code", "config", "db", "php-fpm"]
@@ -398,7 +405,7 @@ retries = 1
 delay_s = 0
 
 [notify]
-sinks = ["ops"]
+sinks = ["ops", "mail"]
 "#,
         symlink = pin("release-symlink"),
         files = pin("files"),
@@ -406,6 +413,8 @@ sinks = ["ops"]
         service = pin("service"),
         command = pin("command"),
         webhook = pin("webhook"),
+        email = pin("email"),
+        smtp_port = smtp.port,
         app = app.display(),
         port = pg.port,
         restarted = restarted.display(),
@@ -456,4 +465,11 @@ sinks = ["ops"]
         outcome["message"].as_str().unwrap().contains("unhealthy"),
         "{outcome:#}"
     );
+    let mails = smtp.messages();
+    let mail = mails
+        .iter()
+        .find(|m| m.contains("X-Rewind-Event: ROLLBACK_SUCCESS") && m.contains("run_kind: guard"))
+        .unwrap_or_else(|| panic!("no ROLLBACK_SUCCESS mail for the guard: {mails:#?}"));
+    assert!(mail.contains("release: v41"), "{mail}");
+    assert!(mail.contains("outcome: rolled-back"), "{mail}");
 }

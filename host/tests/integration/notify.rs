@@ -8,6 +8,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::common::{HttpServer, Project, pin};
+use crate::servers::SmtpServer;
 
 const SECRET: &str = "hook-secret-123";
 
@@ -184,5 +185,147 @@ fn a_failing_or_hanging_sink_is_reported_and_never_fails_the_rollback() {
     assert!(
         events.contains("notify sink `slack` failed"),
         "the failure is in the event log: {events}"
+    );
+}
+
+// ---------------------------------------------------------------- email
+
+fn email_block(params: &str, grants: &str) -> String {
+    format!(
+        r#"[plugins.mail]
+{pin}
+{grants}
+params = {{ from = "rewind <rewind@shop.example>", to = ["oncall@shop.example", "Lead <lead@shop.example>"], {params} }}
+limits = {{ timeout_s = 10 }}
+"#,
+        pin = pin("email"),
+    )
+}
+
+fn rollback_outcome(messages: &[String]) -> &String {
+    messages
+        .iter()
+        .find(|m| m.contains("X-Rewind-Event: ROLLBACK_SUCCESS"))
+        .unwrap_or_else(|| panic!("no ROLLBACK_SUCCESS mail in {messages:#?}"))
+}
+
+#[test]
+fn email_over_smtp_to_a_granted_relay_says_what_happened_and_what_to_do() {
+    let smtp = SmtpServer::start(None);
+    let project = project(
+        "\"mail\"",
+        &email_block(
+            &format!("host = \"127.0.0.1\", port = {}", smtp.port),
+            &format!("grants.tcp = [\"127.0.0.1:{}\"]", smtp.port),
+        ),
+    );
+    let backup = project.json(&["backup", "--json"], 0);
+    let out = project.rewind(&["rollback", "--yes", "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let rollback: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let messages = smtp.messages();
+    assert_eq!(messages.len(), 4, "start and outcome of two runs: {stderr}");
+    let mail = rollback_outcome(&messages);
+    let run_id = rollback["run"]["id"].as_str().unwrap();
+    assert!(
+        mail.contains(&format!(
+            "Subject: [rewind] ROLLBACK_SUCCESS: rolled back to {} - shop (test)",
+            backup["id"].as_str().unwrap()
+        )),
+        "{mail}"
+    );
+    assert!(
+        mail.contains("To: oncall@shop.example, Lead <lead@shop.example>"),
+        "{mail}"
+    );
+    assert!(mail.contains(&format!("Run:         {run_id}")), "{mail}");
+    assert!(mail.contains(&format!("rewind history {run_id}")), "{mail}");
+    assert!(mail.contains("The previous state is live again"), "{mail}");
+    let date = mail
+        .lines()
+        .find(|l| l.starts_with("Date: "))
+        .expect("a Date header");
+    let weekday = jiff::Timestamp::now().strftime("%a, %d %b %Y").to_string();
+    assert!(date.contains(&weekday), "{date} vs {weekday}");
+}
+
+#[test]
+fn email_to_a_relay_that_is_not_granted_is_refused_and_the_rollback_still_succeeds() {
+    let smtp = SmtpServer::start(None);
+    let project = project(
+        "\"mail\"",
+        &email_block(
+            &format!("host = \"127.0.0.1\", port = {}", smtp.port),
+            "grants.tcp = [\"127.0.0.1:1\"]",
+        ),
+    );
+    project.json(&["backup", "--json"], 0);
+    let out = project.rewind(&["rollback", "--yes"]);
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("notify sink `mail` failed")
+            && stderr.contains(&format!("grants.tcp = [\"127.0.0.1:{}\"]", smtp.port)),
+        "{stderr}"
+    );
+    assert!(smtp.messages().is_empty());
+}
+
+#[test]
+fn email_through_curl_with_starttls() {
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // This server refuses mail until STARTTLS.
+    let smtp = SmtpServer::start(Some((&cert, &key)));
+    let url = format!("smtp://127.0.0.1:{}", smtp.port);
+    let command = format!(
+        r#"transport = "command", command = ["curl", "--silent", "--show-error", "--ssl-reqd", "--cacert", "{cert}", "--url", "{url}", "--mail-from", "rewind@shop.example", "--mail-rcpt", "oncall@shop.example", "--upload-file", "-"]"#,
+        cert = cert.display()
+    );
+    let project = project(
+        "\"mail\"",
+        &email_block(
+            &command,
+            &format!(
+                "grants.exec = [\"curl --silent --show-error --ssl-reqd --cacert {} --url {url} **\"]",
+                cert.display()
+            ),
+        ),
+    );
+    project.json(&["backup", "--json"], 0);
+    let out = project.rewind(&["rollback", "--yes"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("failed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let messages = smtp.messages();
+    let mail = rollback_outcome(&messages);
+    assert!(
+        mail.contains("Subject: [rewind] ROLLBACK_SUCCESS"),
+        "{mail}"
     );
 }

@@ -185,6 +185,9 @@ rollback = [{rollback}]
                 .into_iter()
                 .flatten()
                 .flatten()
+                // Not the temp files of atomic writes: only what is on
+                // record once they are renamed.
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
                 .filter_map(|e| fs::read_to_string(e.path()).ok())
                 .filter_map(|t| serde_json::from_str::<Value>(&t).ok())
                 .any(|j| {

@@ -195,6 +195,45 @@ fn http_to_an_origin_that_is_not_granted_is_refused_before_connecting() {
 }
 
 #[test]
+fn a_tcp_connection_that_is_not_granted_is_refused_and_the_log_names_the_grant() {
+    let s = scratch();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = listener.local_addr().unwrap().to_string();
+    listener.set_nonblocking(true).unwrap();
+    let other = "127.0.0.1:1";
+    let plugin = load("hostile");
+    let call = attack("tcp", &target).tcp(other);
+    let outcome = call.run(&plugin, &s.store, HookInput::Health);
+    let report = match outcome.result {
+        Ok(rewind::sandbox::HookOutput::Health(report)) => report,
+        other => panic!("{other:?}"),
+    };
+    let (status, detail) = only_check(&report);
+    assert_eq!(status, HealthStatus::Unhealthy, "connected: {detail}");
+    assert!(
+        listener.accept().is_err(),
+        "a refused connection must never reach the listener"
+    );
+    let logged: Vec<&str> = outcome.logs.iter().map(|l| l.message.as_str()).collect();
+    assert!(
+        logged
+            .iter()
+            .any(|l| l.contains(&format!("grants.tcp = [\"{target}\"]"))),
+        "{logged:?}"
+    );
+    // Without any tcp grant there are no sockets at all.
+    assert_refused(&attack("tcp", &target), &s);
+    // Granted, the same connection goes through.
+    let call = attack("tcp", &target).tcp(&target);
+    let (status, detail) = only_check(&call.health(&plugin, &s.store));
+    assert_eq!(status, HealthStatus::Healthy, "{detail}");
+    // A tcp grant never allows listening, on any address.
+    for address in ["127.0.0.1:0", "0.0.0.0:0", target.as_str()] {
+        assert_refused(&attack("listen", address).tcp(&target), &s);
+    }
+}
+
+#[test]
 fn an_infinite_loop_is_stopped_at_the_deadline() {
     let s = scratch();
     let started = Instant::now();

@@ -299,3 +299,68 @@ impl Drop for Mariadb {
         let _ = self.child.wait();
     }
 }
+
+/// aiosmtpd (a real SMTP server, from PyPI) storing mail in a Maildir.
+pub struct SmtpServer {
+    pub port: u16,
+    maildir: tempfile::TempDir,
+    child: std::process::Child,
+}
+
+impl SmtpServer {
+    pub fn start(tls: Option<(&std::path::Path, &std::path::Path)>) -> SmtpServer {
+        let python = std::env::var("REWIND_TEST_PYTHON").unwrap_or_else(|_| {
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../target/test-venv/bin/python"
+            )
+            .to_string()
+        });
+        let maildir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut cmd = std::process::Command::new(&python);
+        cmd.args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")]);
+        if let Some((cert, key)) = tls {
+            cmd.arg("--tlscert").arg(cert).arg("--tlskey").arg(key);
+        }
+        let child = cmd
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(maildir.path().join("mail"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|err| {
+                panic!("{python} (aiosmtpd) does not run: {err}; run `bash tests/run`")
+            });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "aiosmtpd did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        SmtpServer {
+            port,
+            maildir,
+            child,
+        }
+    }
+
+    /// Every message received, as text.
+    pub fn messages(&self) -> Vec<String> {
+        let new = self.maildir.path().join("mail/new");
+        let mut out: Vec<String> = std::fs::read_dir(new)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| std::fs::read_to_string(e.path()).unwrap())
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -77,6 +77,14 @@ fn attempt(params: &Params) -> Result<String, String> {
             .send()
             .map(|response| response.text())
             .map_err(|e| e.message()),
+        // A raw TCP connection (to an SMTP port, say), bypassing wasi:http.
+        "tcp" => std::net::TcpStream::connect(target)
+            .map(|_| "connected".to_string())
+            .map_err(|e| e.to_string()),
+        // A server socket: never allowed, whatever is granted.
+        "listen" => std::net::TcpListener::bind(target)
+            .map(|l| format!("listening on {:?}", l.local_addr()))
+            .map_err(|e| e.to_string()),
         "loop" => {
             let mut n: u64 = 0;
             loop {
