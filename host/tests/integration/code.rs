@@ -227,3 +227,39 @@ params = {{ commands = [{commands}] }}
         "grants.exec = [\"systemctl restart nginx\"]"
     );
 }
+
+#[test]
+fn git_push_moves_the_remote_branch_back_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repository(dir.path());
+    let remote = dir.path().join("remote.git");
+    let out = Command::new("git")
+        .args(["init", "-q", "--bare"])
+        .arg(&remote)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    git(
+        &repo,
+        &["remote", "add", "origin", remote.to_str().unwrap()],
+    );
+    git(&repo, &["push", "-q", "origin", "main"]);
+    let recorded = git(&repo, &["rev-parse", "HEAD"]);
+    let remote_head = |remote: &Path| git(remote, &["rev-parse", "main"]);
+
+    let project = git_project(dir.path(), &repo, ", mode = \"revert\", push = true");
+    project.json(&["backup", "--json"], 0);
+    deploy(&repo);
+    git(&repo, &["push", "-q", "origin", "main"]);
+    let deployed = remote_head(&remote);
+    assert_ne!(deployed, recorded);
+
+    project.json(&["rollback", "--quick", "--yes", "--json"], 0);
+    let pushed = remote_head(&remote);
+    assert_eq!(
+        pushed,
+        git(&repo, &["rev-parse", "HEAD"]),
+        "the revert commits were pushed"
+    );
+    assert_eq!(git(&repo, &["diff", &recorded, &pushed, "--stat"]), "");
+}

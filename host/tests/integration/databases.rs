@@ -103,6 +103,17 @@ fn postgres_recreate_mode_removes_tables_created_after_the_backup() {
     );
     project.json(&["rollback", "--quick", "--yes", "--json"], 0);
     assert_eq!(pg.fingerprint("shop"), before);
+
+    // Into another database, leaving the original alone.
+    let copy = postgres_project(
+        &pg,
+        ", mode = \"recreate\", restore_database = \"shop_copy\"",
+    );
+    copy.json(&["backup", "--json"], 0);
+    pg.sql("shop", "delete from orders");
+    copy.json(&["rollback", "--quick", "--yes", "--json"], 0);
+    assert_eq!(pg.fingerprint("shop_copy"), before);
+    assert!(pg.fingerprint("shop").contains("orders: 0"));
 }
 
 #[test]
