@@ -272,24 +272,23 @@ fn email_to_a_relay_that_is_not_granted_is_refused_and_the_rollback_still_succee
     assert!(smtp.messages().is_empty());
 }
 
-#[test]
-fn email_through_curl_with_starttls() {
-    let certs = tempfile::tempdir().unwrap();
-    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
-    let out = std::process::Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args([
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
+/// A test CA and a server certificate for 127.0.0.1 that it signed:
+/// (dir, ca, cert, key).
+fn certificate() -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    std::path::PathBuf,
+    std::path::PathBuf,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let script = "set -e
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=rewind-test-ca -keyout ca.key -out ca.pem
+openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout key.pem -out leaf.csr
+printf 'subjectAltName=IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\nextendedKeyUsage=serverAuth\\n' > leaf.ext
+openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -extfile leaf.ext -out cert.pem";
+    let out = std::process::Command::new("sh")
+        .args(["-c", script])
+        .current_dir(dir.path())
         .output()
         .unwrap();
     assert!(
@@ -297,12 +296,73 @@ fn email_through_curl_with_starttls() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let path = |name: &str| dir.path().join(name);
+    let (ca, cert, key) = (path("ca.pem"), path("cert.pem"), path("key.pem"));
+    (dir, ca, cert, key)
+}
+
+#[test]
+fn email_over_smtp_with_starttls_checks_the_certificate() {
+    let (certs, ca, cert, key) = certificate();
+    // This server refuses mail until STARTTLS.
+    let smtp = SmtpServer::start(Some((&cert, &key)));
+    let block = |params: &str| {
+        email_block(
+            &format!("port = {}, {params}", smtp.port),
+            &format!(
+                "grants.tcp = [\"127.0.0.1:{}\"]\ngrants.paths = [\"ro:{}\"]",
+                smtp.port,
+                certs.path().display()
+            ),
+        )
+    };
+    let run_rollback = |sink_block: &str| {
+        let project = project("\"mail\"", sink_block);
+        project.json(&["backup", "--json"], 0);
+        let out = project.rewind(&["rollback", "--yes"]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "a sink never fails the rollback"
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+
+    let stderr = run_rollback(&block(&format!(
+        "starttls = true, ca_file = \"{}\"",
+        ca.display()
+    )));
+    assert!(!stderr.contains("failed"), "{stderr}");
+    let mail = rollback_outcome(&smtp.messages()).clone();
+    assert!(
+        mail.contains("Subject: [rewind] ROLLBACK_SUCCESS"),
+        "{mail}"
+    );
+
+    // Without STARTTLS this relay refuses, and the sink says why.
+    let stderr = run_rollback(&block(&format!("ca_file = \"{}\"", ca.display())));
+    assert!(
+        stderr.contains("notify sink `mail` failed") && stderr.contains("STARTTLS"),
+        "{stderr}"
+    );
+    // A certificate the plugin was not told to trust is rejected.
+    let stderr = run_rollback(&block("starttls = true"));
+    assert!(
+        stderr.contains("notify sink `mail` failed")
+            && stderr.to_lowercase().contains("certificate"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn email_through_curl_with_starttls() {
+    let (_certs, ca, cert, key) = certificate();
     // This server refuses mail until STARTTLS.
     let smtp = SmtpServer::start(Some((&cert, &key)));
     let url = format!("smtp://127.0.0.1:{}", smtp.port);
     let command = format!(
         r#"transport = "command", command = ["curl", "--silent", "--show-error", "--ssl-reqd", "--cacert", "{cert}", "--url", "{url}", "--mail-from", "rewind@shop.example", "--mail-rcpt", "oncall@shop.example", "--upload-file", "-"]"#,
-        cert = cert.display()
+        cert = ca.display()
     );
     let project = project(
         "\"mail\"",
@@ -310,7 +370,7 @@ fn email_through_curl_with_starttls() {
             &command,
             &format!(
                 "grants.exec = [\"curl --silent --show-error --ssl-reqd --cacert {} --url {url} **\"]",
-                cert.display()
+                ca.display()
             ),
         ),
     );

@@ -1,16 +1,16 @@
 //! rewind plugin `email`: mails each event to the on-call engineer, with a
 //! subject and body they can act on.
 //!
-//! Two transports. `smtp` speaks SMTP itself over a plain TCP connection
-//! to a granted `host:port` (`grants.tcp`): right for a local relay
-//! (Postfix on 127.0.0.1:25, a smarthost inside the network). `command`
-//! pipes the message to a granted sendmail-style program: `sendmail -t -i`,
-//! `msmtp -t`, or `curl --ssl-reqd smtp://…` for STARTTLS and
-//! authentication, so that TLS and credentials stay in tools built for
-//! them rather than in a sandboxed plugin.
+//! Two transports. `smtp` speaks SMTP itself over a TCP connection to a
+//! granted `host:port` (`grants.tcp`), plain or upgraded with STARTTLS
+//! (rustls, certificates checked against the Mozilla roots or a given CA),
+//! with optional AUTH PLAIN once encrypted. `command` pipes the message to
+//! a granted sendmail-style program: `sendmail -t -i`, `msmtp -t`, or
+//! `curl --ssl-reqd smtp://…`.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rewind_sdk::{
@@ -34,6 +34,18 @@ struct Params {
     /// smtp: the name sent in EHLO.
     #[serde(default = "default_helo")]
     helo: String,
+    /// smtp: upgrade the connection with STARTTLS before sending anything.
+    #[serde(default)]
+    starttls: bool,
+    /// smtp: a PEM file of CA certificates to trust instead of the Mozilla
+    /// roots (a private relay); its directory must be granted.
+    ca_file: Option<String>,
+    /// smtp: the name the relay's certificate must carry (default: host).
+    tls_name: Option<String>,
+    /// smtp: AUTH PLAIN user (only over STARTTLS).
+    username: Option<String>,
+    /// smtp: a granted env var holding the password.
+    password_env: Option<String>,
     /// command: argv of a program reading the message on stdin.
     command: Option<Vec<String>>,
     #[serde(default = "default_prefix")]
@@ -195,10 +207,14 @@ fn message(params: &Params, event: &Event) -> String {
     text.replace("\r\n", "\n").replace('\n', "\r\n")
 }
 
-/// One SMTP session over a plain TCP connection. (One stream, read
-/// through its own buffer: wasip2 cannot `try_clone` a socket.)
+/// A plain or TLS stream.
+trait Stream: Read + Write {}
+impl<T: Read + Write> Stream for T {}
+
+/// One SMTP session. (One stream, read through its own buffer: wasip2
+/// cannot `try_clone` a socket.)
 struct Smtp {
-    stream: TcpStream,
+    stream: Box<dyn Stream>,
     pending: Vec<u8>,
     server: String,
 }
@@ -218,12 +234,74 @@ impl Smtp {
         let _ = stream.set_read_timeout(timeout);
         let _ = stream.set_write_timeout(timeout);
         let mut smtp = Smtp {
-            stream,
+            stream: Box::new(stream),
             pending: Vec::new(),
             server,
         };
         smtp.expect(220, "greeting")?;
         Ok(smtp)
+    }
+
+    /// EHLO, then STARTTLS and EHLO again over TLS, as configured.
+    fn hello(mut self, params: &Params) -> Result<Smtp, HookError> {
+        let features = self.send(&format!("EHLO {}", params.helo), 250)?;
+        if !params.starttls {
+            return Ok(self);
+        }
+        if !features.to_ascii_uppercase().contains("STARTTLS") {
+            return Err(HookError::failed(format!(
+                "{} does not offer STARTTLS (it said: {})",
+                self.server,
+                features.trim().replace("\r\n", " ")
+            )));
+        }
+        self.send("STARTTLS", 220)?;
+        if !self.pending.is_empty() {
+            return Err(HookError::failed(format!(
+                "{} sent data before the TLS handshake",
+                self.server
+            )));
+        }
+        let name = params
+            .tls_name
+            .clone()
+            .unwrap_or_else(|| params.host.clone());
+        let name = rustls::pki_types::ServerName::try_from(name.clone())
+            .map_err(|err| HookError::invalid_input(format!("tls name `{name}`: {err}")))?;
+        let tls = rustls::ClientConnection::new(tls_config(params)?, name)
+            .map_err(|err| HookError::failed(format!("TLS setup: {err}")))?;
+        let Smtp { stream, server, .. } = self;
+        let mut upgraded = Smtp {
+            stream: Box::new(rustls::StreamOwned::new(tls, stream)),
+            pending: Vec::new(),
+            server,
+        };
+        upgraded.send(&format!("EHLO {}", params.helo), 250)?;
+        Ok(upgraded)
+    }
+
+    /// AUTH PLAIN, only over TLS: a password never crosses in the clear.
+    fn authenticate(&mut self, params: &Params) -> Result<(), HookError> {
+        let Some(user) = &params.username else {
+            return Ok(());
+        };
+        if !params.starttls {
+            return Err(HookError::invalid_input(
+                "params.username needs starttls = true: rewind does not send passwords in the clear",
+            ));
+        }
+        let Some(var) = &params.password_env else {
+            return Err(HookError::invalid_input(
+                "params.username needs params.password_env naming a granted variable",
+            ));
+        };
+        let password = std::env::var(var).map_err(|_| {
+            HookError::invalid_input(format!(
+                "{var} is not set, or not in grants.env (add grants.env = [\"{var}\"])"
+            ))
+        })?;
+        let token = base64(format!("\0{user}\0{password}").as_bytes());
+        self.send(&format!("AUTH PLAIN {token}"), 235).map(|_| ())
     }
 
     /// One reply line, without its line end; empty at end of stream.
@@ -280,8 +358,13 @@ impl Smtp {
         self.expect(code, &verb)
     }
 
-    fn deliver(mut self, params: &Params, message: &str) -> Result<(), HookError> {
-        self.send(&format!("EHLO {}", params.helo), 250)?;
+    fn deliver(self, params: &Params, message: &str) -> Result<(), HookError> {
+        let mut this = self.hello(params)?;
+        this.authenticate(params)?;
+        this.transfer(params, message)
+    }
+
+    fn transfer(mut self, params: &Params, message: &str) -> Result<(), HookError> {
         self.send(&format!("MAIL FROM:<{}>", address(&params.from)), 250)?;
         for to in &params.to {
             self.send(&format!("RCPT TO:<{}>", address(to)), 250)?;
@@ -304,6 +387,56 @@ impl Smtp {
         let _ = self.send("QUIT", 221);
         Ok(())
     }
+}
+
+/// The rustls client configuration: RustCrypto's provider, the Mozilla
+/// roots or the given CA file.
+fn tls_config(params: &Params) -> Result<Arc<rustls::ClientConfig>, HookError> {
+    let mut roots = rustls::RootCertStore::empty();
+    match &params.ca_file {
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|err| {
+                HookError::failed(format!(
+                    "cannot read ca_file {path}: {err} (grant its directory read-only in grants.paths)"
+                ))
+            })?;
+            for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+                let cert =
+                    cert.map_err(|err| HookError::failed(format!("ca_file {path}: {err}")))?;
+                roots
+                    .add(cert)
+                    .map_err(|err| HookError::failed(format!("ca_file {path}: {err}")))?;
+            }
+        }
+    }
+    let config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls_rustcrypto::provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|err| HookError::failed(format!("TLS setup: {err}")))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// Standard base64 (AUTH PLAIN's encoding).
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, &b)| acc | u32::from(b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// The bare address of "Name <addr>" or "addr".
@@ -333,6 +466,19 @@ impl Plugin for Email {
                 ParamSpec::optional("host", "smtp: the relay", "127.0.0.1"),
                 ParamSpec::optional("port", "smtp: its port", "25"),
                 ParamSpec::optional("helo", "smtp: the EHLO name", "rewind.localhost"),
+                ParamSpec::optional("starttls", "smtp: upgrade with STARTTLS first", "false"),
+                ParamSpec::optional(
+                    "ca_file",
+                    "smtp: PEM CA certificates to trust instead of the Mozilla roots",
+                    "",
+                ),
+                ParamSpec::optional("tls_name", "smtp: the certificate's name", "host"),
+                ParamSpec::optional("username", "smtp: AUTH PLAIN user (needs starttls)", ""),
+                ParamSpec::optional(
+                    "password_env",
+                    "smtp: granted env var holding the password",
+                    "",
+                ),
                 ParamSpec::optional(
                     "command",
                     "command: argv reading the message on stdin (sendmail -t -i, curl …)",
