@@ -11,6 +11,7 @@ mod cli;
 mod code;
 mod databases;
 mod first_plugins;
+mod frameworks;
 mod notify;
 mod release_symlink;
 mod runs;

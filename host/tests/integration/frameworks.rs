@@ -1,0 +1,419 @@
+//! Framework plugins against real applications: a Laravel 8 app on
+//! Debian's php-laravel-framework (tests/fixtures/laravel-app), on SQLite
+//! and on MariaDB, driven through the `rewind` binary.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::common::{Project, pin};
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+// ---------------------------------------------------------------- laravel
+
+struct LaravelApp {
+    root: PathBuf,
+}
+
+impl LaravelApp {
+    /// The fixture app in `dir/app`, on SQLite (or the given .env), with
+    /// its first migration run.
+    fn new(dir: &Path, env: Option<&str>) -> LaravelApp {
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/laravel-app");
+        let root = dir.join("app");
+        copy_dir(&fixture, &root);
+        if let Some(env) = env {
+            std::fs::write(root.join(".env"), env).unwrap();
+        }
+        std::fs::write(root.join("database/database.sqlite"), "").unwrap();
+        let app = LaravelApp { root };
+        app.artisan(&["migrate", "--force"]);
+        app
+    }
+
+    fn artisan(&self, args: &[&str]) -> String {
+        let out = Command::new("php")
+            .arg(self.root.join("artisan"))
+            .args(args)
+            .output()
+            .expect("php is not installed: run `bash tests/run`");
+        assert!(
+            out.status.success(),
+            "artisan {args:?}:\n{}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    /// Add a migration file; `up` and `down` are PHP statements.
+    fn add_migration(&self, name: &str, up: &str, down: &str) {
+        let class: String = name
+            .split('_')
+            .skip(4)
+            .map(|w| {
+                let mut c = w.chars();
+                c.next()
+                    .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                    .unwrap_or_default()
+            })
+            .collect();
+        std::fs::write(
+            self.root.join(format!("database/migrations/{name}.php")),
+            format!(
+                "<?php\nuse Illuminate\\Database\\Migrations\\Migration;\nuse Illuminate\\Database\\Schema\\Blueprint;\nuse Illuminate\\Support\\Facades\\Schema;\n\nclass {class} extends Migration\n{{\n    public function up() {{ {up} }}\n    public function down() {{ {down} }}\n}}\n"
+            ),
+        )
+        .unwrap();
+    }
+
+    /// A migration creating (and dropping) one table.
+    fn add_table(&self, name: &str, table: &str) {
+        self.add_migration(
+            name,
+            &format!("Schema::create('{table}', function (Blueprint $t) {{ $t->id(); $t->string('label'); }});"),
+            &format!("Schema::dropIfExists('{table}');"),
+        );
+    }
+
+    /// A release directory `base/releases/<name>` holding the fixture app,
+    /// whose `.env` is `base/shared/.env`.
+    fn new_release(base: &Path, name: &str) -> LaravelApp {
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/laravel-app");
+        let root = base.join("releases").join(name);
+        copy_dir(&fixture, &root);
+        std::fs::remove_file(root.join(".env")).unwrap();
+        std::os::unix::fs::symlink(base.join("shared/.env"), root.join(".env")).unwrap();
+        LaravelApp { root }
+    }
+
+    /// The migrations table and the schema, from SQLite itself.
+    fn fingerprint(&self) -> String {
+        self.fingerprint_of(&self.root.join("database/database.sqlite"))
+    }
+
+    fn fingerprint_of(&self, db: &Path) -> String {
+        let out = Command::new("sqlite3")
+            .arg(db)
+            .arg("select migration || ' ' || batch from migrations order by id; select name || ': ' || sql from sqlite_master where name not like 'sqlite_%' order by name;")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    }
+}
+
+fn laravel_project(app: &LaravelApp, params: &str) -> Project {
+    let project = Project::new("");
+    project.write(&format!(
+        r#"[plugins.migrations]
+{pin}
+grants.exec = ["php {artisan} **"]
+params = {{ app = "{app}"{params} }}
+
+[chains]
+backup = ["migrations"]
+rollback = ["migrations"]
+"#,
+        pin = pin("laravel"),
+        artisan = app.root.join("artisan").display(),
+        app = app.root.display(),
+    ));
+    project
+}
+
+#[test]
+fn laravel_rollback_undoes_exactly_the_migrations_of_the_deploy_0_1_or_3() {
+    for count in [0usize, 1, 3] {
+        let dir = tempfile::tempdir().unwrap();
+        let app = LaravelApp::new(dir.path(), None);
+        app.add_table("2026_01_02_000000_create_customers_table", "customers");
+        app.artisan(&["migrate", "--force"]);
+        let project = laravel_project(&app, "");
+        let before = app.fingerprint();
+        project.json(&["backup", "--json"], 0);
+
+        // The deploy: `count` migrations, in two batches when there are 3.
+        for i in 0..count {
+            app.add_table(
+                &format!("2026_02_0{}_000000_create_feature{i}_table", i + 1),
+                &format!("feature{i}"),
+            );
+            if i != 0 {
+                app.artisan(&["migrate", "--force"]);
+            }
+        }
+        app.artisan(&["migrate", "--force"]);
+        if count > 0 {
+            assert_ne!(app.fingerprint(), before);
+        }
+
+        let result = project.json(&["rollback", "--quick", "--yes", "--json"], 0);
+        let step = &result["run"]["steps"][0];
+        assert_eq!(step["status"], "succeeded", "{result:#}");
+        assert_eq!(
+            app.fingerprint(),
+            before,
+            "after undoing a deploy of {count} migration(s)"
+        );
+        let rolled_back = step["details"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d[0] == "rolled_back")
+            .unwrap()[1]
+            .as_str()
+            .unwrap()
+            .split_whitespace()
+            .count();
+        assert_eq!(rolled_back, count);
+        // Maintenance mode is over, and the config cache is rebuilt.
+        assert!(!app.root.join("storage/framework/down").exists());
+        assert!(app.root.join("bootstrap/cache/config.php").exists());
+    }
+}
+
+#[test]
+fn laravel_dry_run_prints_the_sql_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = LaravelApp::new(dir.path(), None);
+    let project = laravel_project(&app, "");
+    project.json(&["backup", "--json"], 0);
+    app.add_table("2026_02_01_000000_create_coupons_table", "coupons");
+    app.artisan(&["migrate", "--force"]);
+    let after_deploy = app.fingerprint();
+    let out = project.rewind(&["rollback", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let plan = text(&out.stdout);
+    assert!(plan.contains("would roll back 1 migration(s)"), "{plan}");
+    assert!(plan.contains("drop table if exists \"coupons\""), "{plan}");
+    assert_eq!(app.fingerprint(), after_deploy);
+}
+
+#[test]
+fn laravel_a_failing_down_migration_fails_the_run_with_artisans_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = LaravelApp::new(dir.path(), None);
+    let project = laravel_project(&app, "");
+    project.json(&["backup", "--json"], 0);
+    app.add_migration(
+        "2026_02_01_000000_irreversible_change",
+        "Schema::create('ledger', function (Blueprint $t) { $t->id(); });",
+        "throw new \\RuntimeException('ledger entries cannot be removed');",
+    );
+    app.artisan(&["migrate", "--force"]);
+    let out = project.rewind(&["rollback", "--quick", "--yes", "--json"]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["run"]["status"], "failed");
+    let error = result["run"]["steps"][0]["error"].to_string();
+    assert!(
+        error.contains("ledger entries cannot be removed"),
+        "{error}"
+    );
+    // The app stays in maintenance mode until someone fixes it.
+    assert!(app.root.join("storage/framework/down").exists());
+}
+
+#[test]
+fn laravel_on_mariadb() {
+    let db = crate::servers::Mariadb::start();
+    db.sql("mysql", "create database shop");
+    let dir = tempfile::tempdir().unwrap();
+    let env = format!(
+        "APP_ENV=production\nDB_CONNECTION=mysql\nDB_HOST=127.0.0.1\nDB_PORT={}\nDB_DATABASE=shop\nDB_USERNAME=root\nDB_PASSWORD={}\n",
+        db.port,
+        crate::servers::PASSWORD
+    );
+    let app = LaravelApp::new(dir.path(), Some(&env));
+    let project = laravel_project(&app, ", caches = [\"config\", \"view\"]");
+    let fingerprint = || {
+        db.sql(
+            "shop",
+            "select group_concat(concat(migration, ' ', batch) order by id) from migrations",
+        ) + &db.fingerprint("shop")
+    };
+    let before = fingerprint();
+    project.json(&["backup", "--json"], 0);
+    app.add_table("2026_02_01_000000_create_coupons_table", "coupons");
+    app.add_table("2026_02_02_000000_create_vouchers_table", "vouchers");
+    app.artisan(&["migrate", "--force"]);
+    assert_ne!(fingerprint(), before);
+    project.json(&["rollback", "--quick", "--yes", "--json"], 0);
+    assert_eq!(fingerprint(), before);
+
+    // The deploy's migration files are still there: health calls them pending…
+    let health = project.json(&["hook", "migrations", "health", "--json"], 1);
+    let detail = health["result"]["checks"][0]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("pending migrations: 2026_02_01_000000_create_coupons_table"),
+        "{detail}"
+    );
+    // …until the code rollback removes them, as switching the release does.
+    for name in [
+        "2026_02_01_000000_create_coupons_table",
+        "2026_02_02_000000_create_vouchers_table",
+    ] {
+        std::fs::remove_file(app.root.join(format!("database/migrations/{name}.php"))).unwrap();
+    }
+    let health = project.json(&["hook", "migrations", "health", "--json"], 0);
+    assert_eq!(
+        health["result"]["checks"][0]["status"], "healthy",
+        "{health:#}"
+    );
+}
+
+/// Seed 003: `rewind guard` of a deploy that switches the release, changes
+/// `.env`, runs 2 migrations and fails its health check; the rollback
+/// undoes exactly those migrations (with the new release's code, which has
+/// their `down()`), restores `.env`, switches the release back, rebuilds
+/// the caches with the old release, and the app is healthy again.
+#[test]
+fn laravel_seed_003_guarded_deploy_rolls_back_release_env_migrations_and_caches() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().canonicalize().unwrap();
+    let shared = base.join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    let env_v1 = format!(
+        "APP_ENV=production\nAPP_NAME=shop\nDB_CONNECTION=sqlite\nDB_DATABASE={}/database.sqlite\n",
+        shared.display()
+    );
+    std::fs::write(shared.join(".env"), &env_v1).unwrap();
+    std::fs::write(shared.join("database.sqlite"), "").unwrap();
+
+    // releases/v1: the fixture app, its .env the shared one.
+    let v1 = LaravelApp::new_release(&base, "v1");
+    std::fs::write(v1.root.join("HEALTH"), "ok").unwrap();
+    std::os::unix::fs::symlink("releases/v1", base.join("current")).unwrap();
+    v1.artisan(&["migrate", "--force"]);
+    v1.artisan(&["config:cache"]);
+    let before = v1.fingerprint_of(&shared.join("database.sqlite"));
+
+    // releases/v2: the same app plus two migrations, and a broken health.
+    let v2 = LaravelApp::new_release(&base, "v2");
+    std::fs::write(v2.root.join("HEALTH"), "broken").unwrap();
+    v2.add_table("2026_03_01_000000_create_coupons_table", "coupons");
+    // (SQLite cannot drop a column without doctrine/dbal: an index instead.)
+    v2.add_migration(
+        "2026_03_02_000000_index_orders_by_customer",
+        "Schema::table('orders', function (Blueprint $t) { $t->index('customer'); });",
+        "Schema::table('orders', function (Blueprint $t) { $t->dropIndex(['customer']); });",
+    );
+
+    let current = base.join("current");
+    let project = Project::new("");
+    project.write(&format!(
+        r#"[plugins.code]
+{symlink}
+grants.paths = ["{base}"]
+params = {{ base = "{base}" }}
+
+[plugins.env]
+{files}
+grants.paths = ["{shared}"]
+params = {{ paths = ["{shared}/.env"] }}
+
+[plugins.migrations]
+{laravel}
+grants.exec = ["php {current}/artisan **"]
+params = {{ app = "{current}", caches = [] }}
+
+[plugins.caches]
+{laravel}
+grants.exec = ["php {current}/artisan **"]
+params = {{ app = "{current}", migrate = false, maintenance = false, caches = ["config", "route", "view"] }}
+
+[plugins.web]
+{command}
+grants.exec = ["grep -qx ok *"]
+params = {{ health = ["grep", "-qx", "ok", "{current}/HEALTH"] }}
+
+[chains]
+backup = ["migrations", "env", "code"]
+rollback = ["migrations", "env", "code", "caches"]
+
+[guard]
+health = ["web", "migrations"]
+retries = 0
+"#,
+        symlink = pin("release-symlink"),
+        files = pin("files"),
+        laravel = pin("laravel"),
+        command = pin("command"),
+        base = base.display(),
+        shared = shared.display(),
+        current = current.display(),
+    ));
+
+    let deploy = format!(
+        "set -e; cd {base}; ln -sfn releases/v2 current.new && mv -T current.new current; \
+         sed -i 's/APP_NAME=shop/APP_NAME=shop-v2/' shared/.env; \
+         php current/artisan migrate --force; php current/artisan config:cache",
+        base = base.display(),
+    );
+    let out = project.rewind(&["guard", "--json", "--", "sh", "-c", &deploy]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let steps: Vec<String> = result["rollback"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {}",
+                s["instance"].as_str().unwrap(),
+                s["hook"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps[..4],
+        [
+            "migrations revert",
+            "env restore",
+            "code revert",
+            "caches revert"
+        ]
+    );
+
+    assert_eq!(
+        std::fs::read_link(&current).unwrap(),
+        Path::new("releases/v1")
+    );
+    assert_eq!(
+        std::fs::read_to_string(shared.join(".env")).unwrap(),
+        env_v1
+    );
+    assert_eq!(
+        v1.fingerprint_of(&shared.join("database.sqlite")),
+        before,
+        "exactly the 2 migrations undone"
+    );
+    let cached = std::fs::read_to_string(v1.root.join("bootstrap/cache/config.php")).unwrap();
+    assert!(
+        cached.contains("'name' => 'shop'") && !cached.contains("shop-v2"),
+        "v1's config cache is rebuilt from the restored .env"
+    );
+    let compiled_views = std::fs::read_dir(v1.root.join("storage/framework/views"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".php"))
+        .count();
+    assert!(compiled_views > 0, "view:cache ran in v1");
+    let health = project.json(&["health", "--json"], 0);
+    assert_eq!(health["healthy"], true, "{health:#}");
+}

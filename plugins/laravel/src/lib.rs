@@ -1,0 +1,410 @@
+//! rewind plugin `laravel`: returns a Laravel application's migrations to
+//! exactly the state recorded before a deploy.
+//!
+//! Runbooks roll back "one step" (`migrate:rollback --step=1`), which is
+//! wrong whenever a deploy ran zero or several migrations. Backup records
+//! `migrate:status` (every migration, whether it ran, its batch); revert
+//! computes which migrations ran since and undoes exactly those
+//! (`--step=N`), re-applies any the deploy rolled back, checks the result
+//! against the record, then rebuilds the caches. Every artisan call passes
+//! `--force --no-interaction`: in production Laravel would otherwise ask
+//! for confirmation, and a prompt would hang the step until its deadline.
+
+use std::collections::BTreeSet;
+
+use rewind_sdk::{
+    ArtifactRef, Backup, Capabilities, Command, Context, Health, HealthCheck, HealthReport,
+    HealthStatus, HookError, ParamSpec, Plugin, PluginInfo, Report, Revert, artifacts, log,
+};
+use serde::{Deserialize, Serialize};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Params {
+    /// The application root (holding `artisan`).
+    app: String,
+    #[serde(default = "default_php")]
+    php: String,
+    /// Put the application in maintenance mode (`down`) during the revert.
+    #[serde(default = "yes")]
+    maintenance: bool,
+    /// Caches to rebuild after `config:clear`: "config", "route", "view".
+    #[serde(default = "default_caches")]
+    caches: Vec<String>,
+    /// Where migration files live, relative to the application root.
+    #[serde(default = "default_migrations")]
+    migrations_path: String,
+    /// Health: tolerate pending migrations.
+    #[serde(default)]
+    allow_pending: bool,
+    /// Revert the migrations (the default). `false` makes an instance that
+    /// only clears and rebuilds the caches: put one after the code switch
+    /// in a release layout, where the migrations must be rolled back with
+    /// the new release's code and the caches rebuilt with the old one's.
+    #[serde(default = "yes")]
+    migrate: bool,
+}
+
+fn default_php() -> String {
+    "php".into()
+}
+fn yes() -> bool {
+    true
+}
+fn default_caches() -> Vec<String> {
+    vec!["config".into()]
+}
+fn default_migrations() -> String {
+    "database/migrations".into()
+}
+
+/// One row of `migrate:status`.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
+struct Migration {
+    name: String,
+    ran: bool,
+    batch: Option<u32>,
+}
+
+/// What a backup records.
+#[derive(Serialize, Deserialize)]
+struct State {
+    migrations: Vec<Migration>,
+}
+
+impl State {
+    fn ran(&self) -> BTreeSet<&str> {
+        self.migrations
+            .iter()
+            .filter(|m| m.ran)
+            .map(|m| m.name.as_str())
+            .collect()
+    }
+}
+
+impl Params {
+    fn artisan<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Command::new(self.php.clone())
+            .arg(format!("{}/artisan", self.app.trim_end_matches('/')))
+            .args(args)
+    }
+
+    /// Run artisan; on failure, the error carries artisan's own words
+    /// (Laravel prints exceptions on stdout as often as on stderr).
+    fn run(&self, args: &[&str]) -> Result<String, HookError> {
+        let command = self.artisan(args.iter().copied());
+        let out = command.output()?;
+        if out.success() {
+            return Ok(out.stdout_text());
+        }
+        let mut said = out.stdout_text();
+        said.push_str(&out.stderr_text());
+        Err(HookError::failed_with_stderr(
+            format!(
+                "`{}` exited with {}",
+                command.display(),
+                out.exit_code
+                    .map_or("a signal".to_string(), |c| format!("code {c}"))
+            ),
+            said.as_bytes(),
+        ))
+    }
+
+    fn status(&self) -> Result<State, HookError> {
+        let command = self.artisan(["migrate:status", "--no-interaction"]);
+        let out = command.output()?;
+        let text = out.stdout_text();
+        if text.contains("Migration table not found") {
+            return Ok(State {
+                migrations: Vec::new(),
+            });
+        }
+        if !out.success() {
+            return Err(HookError::failed_with_stderr(
+                format!("`{}` failed", command.display()),
+                format!("{text}{}", out.stderr_text()).as_bytes(),
+            ));
+        }
+        Ok(State {
+            migrations: parse_status(&text),
+        })
+    }
+}
+
+/// Rows of the `migrate:status` table:
+/// `| Yes  | 2014_10_12_000000_create_users_table | 1     |`.
+fn parse_status(text: &str) -> Vec<Migration> {
+    text.lines()
+        .filter_map(|line| {
+            let cells: Vec<&str> = line
+                .trim()
+                .strip_prefix('|')?
+                .strip_suffix('|')?
+                .split('|')
+                .map(str::trim)
+                .collect();
+            let [ran, name, batch] = cells[..] else {
+                return None;
+            };
+            let ran = match ran {
+                "Yes" | "Ran" => true,
+                "No" | "Pending" => false,
+                _ => return None, // the header
+            };
+            Some(Migration {
+                name: name.to_string(),
+                ran,
+                batch: batch.parse().ok(),
+            })
+        })
+        .collect()
+}
+
+/// Migrations in the order `migrate:rollback` undoes them: newest batch
+/// first, and within a batch the last-run (name-wise last) first.
+fn rollback_order(state: &State) -> Vec<&Migration> {
+    let mut ran: Vec<&Migration> = state.migrations.iter().filter(|m| m.ran).collect();
+    ran.sort_by(|a, b| b.batch.cmp(&a.batch).then(b.name.cmp(&a.name)));
+    ran
+}
+
+/// What the revert must do to get from `now` back to `recorded`.
+struct Plan {
+    /// Ran since the backup: undone with `--step=N`.
+    undo: Vec<String>,
+    /// Rolled back since the backup: run again.
+    redo: Vec<String>,
+}
+
+fn plan(now: &State, recorded: &State) -> Result<Plan, HookError> {
+    let (now_ran, recorded_ran) = (now.ran(), recorded.ran());
+    let newer: BTreeSet<&str> = now_ran.difference(&recorded_ran).copied().collect();
+    let order = rollback_order(now);
+    let undo: Vec<String> = order
+        .iter()
+        .take(newer.len())
+        .map(|m| m.name.clone())
+        .collect();
+    if undo.iter().any(|name| !newer.contains(name.as_str())) {
+        return Err(HookError::failed(format!(
+            "the migrations that ran after the backup ({}) are not the newest ones, so \
+             `migrate:rollback --step` cannot undo exactly them; roll back by hand",
+            newer.iter().copied().collect::<Vec<_>>().join(", ")
+        )));
+    }
+    let redo = recorded_ran
+        .difference(&now_ran)
+        .map(|s| s.to_string())
+        .collect();
+    Ok(Plan { undo, redo })
+}
+
+/// `config:clear`, then each configured cache.
+fn rebuild_caches(params: &Params) -> Result<(), HookError> {
+    params.run(&["config:clear", "--no-interaction"])?;
+    for cache in &params.caches {
+        match cache.as_str() {
+            "config" | "route" | "view" => {
+                params.run(&[&format!("{cache}:cache"), "--no-interaction"])?;
+            }
+            other => {
+                return Err(HookError::invalid_input(format!(
+                    "params.caches: `{other}` is not one of config, route, view"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+struct Laravel;
+
+impl Plugin for Laravel {
+    fn info() -> PluginInfo {
+        PluginInfo {
+            name: "laravel".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            summary: "Laravel: migrations back to the recorded state, maintenance mode, caches"
+                .into(),
+            capabilities: Capabilities {
+                exec: vec!["php <params.app>/artisan **".into()],
+                ..Capabilities::default()
+            },
+            params: vec![
+                ParamSpec::required("app", "The application root (holding artisan)"),
+                ParamSpec::optional("php", "The PHP binary", "php"),
+                ParamSpec::optional(
+                    "maintenance",
+                    "artisan down during the revert, up after",
+                    "true",
+                ),
+                ParamSpec::optional(
+                    "caches",
+                    "Caches to rebuild after config:clear: config, route, view",
+                    "[\"config\"]",
+                ),
+                ParamSpec::optional(
+                    "migrations_path",
+                    "Migration files, relative to app",
+                    "database/migrations",
+                ),
+                ParamSpec::optional(
+                    "allow_pending",
+                    "Health: pending migrations are not a failure",
+                    "false",
+                ),
+                ParamSpec::optional(
+                    "migrate",
+                    "false: revert only rebuilds the caches (an instance after the code switch)",
+                    "true",
+                ),
+            ],
+        }
+    }
+}
+
+impl Backup for Laravel {
+    fn backup(ctx: &Context) -> Result<Vec<ArtifactRef>, HookError> {
+        let params: Params = ctx.params()?;
+        let state = params.status()?;
+        log::info(format!(
+            "{} migrations, {} ran",
+            state.migrations.len(),
+            state.ran().len()
+        ));
+        Ok(vec![artifacts::write_json("migrations", &state)?])
+    }
+}
+
+impl Revert for Laravel {
+    fn revert(ctx: &Context, saved: &[ArtifactRef]) -> Result<Report, HookError> {
+        let params: Params = ctx.params()?;
+        if !params.migrate {
+            if ctx.dry_run() {
+                return Ok(Report::new(format!(
+                    "would clear and rebuild caches: {}",
+                    params.caches.join(", ")
+                )));
+            }
+            rebuild_caches(&params)?;
+            return Ok(Report::new(format!(
+                "rebuilt caches: {}",
+                params.caches.join(", ")
+            )));
+        }
+        let recorded: State = artifacts::read_json(artifacts::find(saved, "migrations")?)?;
+        let now = params.status()?;
+        let plan = plan(&now, &recorded)?;
+        let step = format!("--step={}", plan.undo.len());
+
+        if ctx.dry_run() {
+            let mut report = Report::new(format!(
+                "would roll back {} migration(s){}, re-run {}, then rebuild caches: {}",
+                plan.undo.len(),
+                if plan.undo.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", plan.undo.join(", "))
+                },
+                plan.redo.len(),
+                params.caches.join(", ")
+            ));
+            if !plan.undo.is_empty() {
+                let sql = params.run(&[
+                    "migrate:rollback",
+                    &step,
+                    "--pretend",
+                    "--force",
+                    "--no-interaction",
+                ])?;
+                report = report.detail("sql", sql.trim().to_string());
+            }
+            return Ok(report);
+        }
+
+        if params.maintenance {
+            params.run(&["down", "--no-interaction"])?;
+        }
+        let changed = (|| {
+            if !plan.undo.is_empty() {
+                params.run(&["migrate:rollback", &step, "--force", "--no-interaction"])?;
+            }
+            for name in &plan.redo {
+                let path = format!("{}/{name}.php", params.migrations_path);
+                params.run(&["migrate", "--path", &path, "--force", "--no-interaction"])?;
+            }
+            let after = params.status()?;
+            if after.ran() != recorded.ran() {
+                return Err(HookError::failed(format!(
+                    "after the rollback the migrations that ran are [{}], but the backup recorded [{}]",
+                    after.ran().into_iter().collect::<Vec<_>>().join(", "),
+                    recorded.ran().into_iter().collect::<Vec<_>>().join(", ")
+                )));
+            }
+            rebuild_caches(&params)
+        })();
+        if let Err(err) = changed {
+            if params.maintenance {
+                log::error(
+                    "the application stays in maintenance mode: fix the cause, then `php artisan up`",
+                );
+            }
+            return Err(err);
+        }
+        if params.maintenance {
+            params.run(&["up", "--no-interaction"])?;
+        }
+        Ok(Report::new(format!(
+            "rolled back {} migration(s), re-ran {}; the migrations are as recorded",
+            plan.undo.len(),
+            plan.redo.len()
+        ))
+        .detail("rolled_back", plan.undo.join(" "))
+        .detail("reapplied", plan.redo.join(" "))
+        .detail("caches", params.caches.join(" ")))
+    }
+}
+
+impl Health for Laravel {
+    fn check(ctx: &Context) -> HealthReport {
+        let result = ctx.params::<Params>().and_then(|params| {
+            let state = params.status()?;
+            Ok((params.allow_pending, state))
+        });
+        let (status, detail) = match result {
+            Err(err) => (HealthStatus::Unhealthy, err.message()),
+            Ok((allow_pending, state)) => {
+                let pending: Vec<&str> = state
+                    .migrations
+                    .iter()
+                    .filter(|m| !m.ran)
+                    .map(|m| m.name.as_str())
+                    .collect();
+                if pending.is_empty() || allow_pending {
+                    (
+                        HealthStatus::Healthy,
+                        format!(
+                            "artisan boots; {} migrations ran, {} pending",
+                            state.ran().len(),
+                            pending.len()
+                        ),
+                    )
+                } else {
+                    (
+                        HealthStatus::Unhealthy,
+                        format!("pending migrations: {}", pending.join(", ")),
+                    )
+                }
+            }
+        };
+        HealthReport {
+            checks: vec![HealthCheck::new("laravel", status, detail)],
+        }
+    }
+}
+
+rewind_sdk::export_plugin!(Laravel: backup, revert, health);
