@@ -2,6 +2,7 @@
 //! Debian's php-laravel-framework (tests/fixtures/laravel-app), on SQLite
 //! and on MariaDB, driven through the `rewind` binary.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -416,4 +417,257 @@ retries = 0
     assert!(compiled_views > 0, "view:cache ran in v1");
     let health = project.json(&["health", "--json"], 0);
     assert_eq!(health["healthy"], true, "{health:#}");
+}
+
+// ---------------------------------------------------------------- alembic
+
+fn venv_bin(program: &str) -> PathBuf {
+    let python = std::env::var("REWIND_TEST_PYTHON").unwrap_or_else(|_| {
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../target/test-venv/bin/python"
+        )
+        .to_string()
+    });
+    let path = Path::new(&python).with_file_name(program);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `bash tests/run` (it installs the Python packages)",
+        path.display()
+    );
+    path
+}
+
+struct AlembicProject {
+    root: PathBuf,
+    url: String,
+}
+
+impl AlembicProject {
+    fn new(dir: &Path, pg: &crate::servers::Postgres) -> AlembicProject {
+        let fixture =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/alembic-project");
+        let root = dir.join("alembic-project");
+        copy_dir(&fixture, &root);
+        pg.sql("postgres", "create database shop");
+        AlembicProject {
+            root,
+            url: format!(
+                "postgresql+psycopg2://postgres:{}@127.0.0.1:{}/shop",
+                crate::servers::PASSWORD,
+                pg.port
+            ),
+        }
+    }
+
+    fn ini(&self) -> PathBuf {
+        self.root.join("alembic.ini")
+    }
+
+    /// A revision creating (and on downgrade dropping) table `t_<rev>`.
+    fn revision(&self, rev: &str, down: Option<&str>, branch: Option<&str>) {
+        self.revision_with(
+            rev,
+            down,
+            branch,
+            &format!("op.create_table('t_{rev}', sa.Column('id', sa.Integer, primary_key=True))"),
+            &format!("op.drop_table('t_{rev}')"),
+        );
+    }
+
+    fn revision_with(
+        &self,
+        rev: &str,
+        down: Option<&str>,
+        branch: Option<&str>,
+        upgrade: &str,
+        downgrade: &str,
+    ) {
+        let quote = |v: Option<&str>| v.map_or("None".to_string(), |v| format!("{v:?}"));
+        let labels = branch.map_or("None".to_string(), |b| format!("({b:?},)"));
+        std::fs::write(
+            self.root.join(format!("alembic/versions/{rev}.py")),
+            format!(
+                "from alembic import op\nimport sqlalchemy as sa\n\nrevision = {rev:?}\ndown_revision = {down}\nbranch_labels = {labels}\ndepends_on = None\n\n\ndef upgrade():\n    {upgrade}\n\n\ndef downgrade():\n    {downgrade}\n",
+                down = quote(down)
+            ),
+        )
+        .unwrap();
+    }
+
+    fn alembic(&self, args: &[&str]) -> String {
+        let out = Command::new(venv_bin("alembic"))
+            .arg("-c")
+            .arg(self.ini())
+            .args(args)
+            .env("DATABASE_URL", &self.url)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "alembic {args:?}: {}",
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    fn rewind_project(&self, extra: &str) -> Project {
+        let mut project = Project::new("");
+        project.write(&format!(
+            r#"[plugins.schema]
+{pin}
+grants.exec = ["{alembic} -c {ini} **"]
+grants.env = ["DATABASE_URL"]
+params = {{ config = "{ini}", alembic = "{alembic}", env = ["DATABASE_URL"] }}
+
+[chains]
+backup = ["schema"]
+rollback = ["schema"]
+{extra}
+"#,
+            pin = pin("alembic"),
+            alembic = venv_bin("alembic").display(),
+            ini = self.ini().display(),
+        ));
+        project.set_env("DATABASE_URL", &self.url);
+        project
+    }
+}
+
+#[test]
+fn alembic_downgrades_to_the_recorded_revision_after_0_1_or_several() {
+    let pg = crate::servers::Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let alembic = AlembicProject::new(dir.path(), &pg);
+    let project = alembic.rewind_project("");
+    alembic.revision("a1", None, None);
+    alembic.alembic(&["upgrade", "head"]);
+
+    let mut previous = "a1".to_string();
+    let mut next = 2;
+    for count in [0, 1, 3] {
+        let before = pg.fingerprint("shop");
+        let backup = project.json(&["backup", "--json"], 0);
+        assert_eq!(backup["status"], "succeeded");
+        for _ in 0..count {
+            let rev = format!("a{next}");
+            alembic.revision(&rev, Some(&previous), None);
+            previous = rev;
+            next += 1;
+        }
+        alembic.alembic(&["upgrade", "head"]);
+        let result = project.json(&["rollback", "--quick", "--yes", "--json"], 0);
+        assert_eq!(result["run"]["status"], "succeeded", "{result:#}");
+        assert_eq!(pg.fingerprint("shop"), before, "after a deploy of {count}");
+        assert_eq!(
+            alembic.alembic(&["current"]).split_whitespace().next(),
+            Some("a1")
+        );
+        // The next deploy builds on the rolled-back files no more.
+        for rev in 2..next {
+            let _ = std::fs::remove_file(alembic.root.join(format!("alembic/versions/a{rev}.py")));
+        }
+        previous = "a1".into();
+    }
+}
+
+#[test]
+fn alembic_branched_history_returns_to_every_recorded_head() {
+    let pg = crate::servers::Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let alembic = AlembicProject::new(dir.path(), &pg);
+    let project = alembic.rewind_project("");
+    alembic.revision("a1", None, None);
+    alembic.revision("a2", Some("a1"), None);
+    alembic.revision("b1", Some("a1"), Some("feature"));
+    alembic.alembic(&["upgrade", "heads"]);
+    let before = pg.fingerprint("shop");
+    let backup = project.json(&["backup", "--json"], 0);
+    let digest = backup["steps"][0]["artifacts"][0]["digest"]
+        .as_str()
+        .unwrap();
+    assert_eq!(digest.len(), 64);
+
+    alembic.revision("a3", Some("a2"), None);
+    alembic.revision("b2", Some("b1"), None);
+    alembic.alembic(&["upgrade", "heads"]);
+    let out = project.rewind(&["rollback", "--dry-run"]);
+    assert!(
+        text(&out.stdout).contains("would downgrade from a3, b2 to a2, b1"),
+        "{}",
+        text(&out.stdout)
+    );
+    project.json(&["rollback", "--quick", "--yes", "--json"], 0);
+    assert_eq!(pg.fingerprint("shop"), before);
+    let current: BTreeSet<String> = alembic
+        .alembic(&["current"])
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect();
+    assert_eq!(
+        current,
+        BTreeSet::from(["a2".to_string(), "b1".to_string()])
+    );
+}
+
+/// Seed 001: a deploy with a bad migration; health fails; the rollback
+/// returns to the recorded revision, confirmed by `alembic current`.
+#[test]
+fn alembic_seed_001_bad_migration_is_rolled_back_to_the_recorded_revision() {
+    let pg = crate::servers::Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let alembic = AlembicProject::new(dir.path(), &pg);
+    alembic.revision_with(
+        "r1",
+        None,
+        None,
+        "op.create_table('users', sa.Column('id', sa.Integer, primary_key=True), sa.Column('email', sa.String(200)))",
+        "op.drop_table('users')",
+    );
+    alembic.alembic(&["upgrade", "head"]);
+    let psql = pg.bin.join("psql");
+    let project = alembic.rewind_project(&format!(
+        r#"
+[plugins.app]
+{command}
+grants.exec = ["{psql} **"]
+grants.env = ["PGPASSWORD"]
+params = {{ health = ["{psql}", "-h", "127.0.0.1", "-p", "{port}", "-U", "postgres", "-d", "shop", "-c", "select email from users limit 1"], inherit_env = ["PGPASSWORD"] }}
+
+[guard]
+health = ["app", "schema"]
+retries = 0
+"#,
+        command = pin("command"),
+        psql = psql.display(),
+        port = pg.port,
+    ));
+    let mut project = project;
+    project.set_env("PGPASSWORD", crate::servers::PASSWORD);
+    let before = pg.fingerprint("shop");
+
+    // The bad migration drops a column the application still reads.
+    alembic.revision_with(
+        "r2",
+        Some("r1"),
+        None,
+        "op.drop_column('users', 'email')",
+        "op.add_column('users', sa.Column('email', sa.String(200)))",
+    );
+    let deploy = format!(
+        "DATABASE_URL='{}' {} -c {} upgrade head",
+        alembic.url,
+        venv_bin("alembic").display(),
+        alembic.ini().display()
+    );
+    let out = project.rewind(&["guard", "--json", "--", "sh", "-c", &deploy]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(pg.fingerprint("shop"), before);
+    assert_eq!(
+        alembic.alembic(&["current"]).split_whitespace().next(),
+        Some("r1")
+    );
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let summary = result["rollback"]["steps"][0]["summary"].as_str().unwrap();
+    assert!(summary.contains("alembic current confirms"), "{summary}");
 }
