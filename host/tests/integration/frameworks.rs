@@ -671,3 +671,302 @@ retries = 0
     let summary = result["rollback"]["steps"][0]["summary"].as_str().unwrap();
     assert!(summary.contains("alembic current confirms"), "{summary}");
 }
+
+// ---------------------------------------------------------------- django
+
+/// The fixture Django project (apps `shop` and `billing`) at `root`.
+struct DjangoProject {
+    root: PathBuf,
+    /// PGPORT/PGPASSWORD/PGDATABASE, or SQLITE_PATH.
+    env: Vec<(String, String)>,
+}
+
+impl DjangoProject {
+    fn new(root: &Path, env: Vec<(String, String)>) -> DjangoProject {
+        let fixture =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/django-project");
+        copy_dir(&fixture, root);
+        DjangoProject {
+            root: root.to_path_buf(),
+            env,
+        }
+    }
+
+    fn manage(&self, args: &[&str]) -> String {
+        let out = Command::new(venv_bin("python"))
+            .arg(self.root.join("manage.py"))
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "manage.py {args:?}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    fn add_migration(&self, app: &str, name: &str, dependencies: &str, operations: &str) {
+        std::fs::write(
+            self.root.join(format!("{app}/migrations/{name}.py")),
+            format!(
+                "from django.db import migrations, models\n\n\nclass Migration(migrations.Migration):\n    dependencies = [{dependencies}]\n    operations = [{operations}]\n"
+            ),
+        )
+        .unwrap();
+    }
+
+    /// A deploy's migrations: one per app, billing's depending on shop's.
+    fn add_deploy_migrations(&self) {
+        self.add_migration(
+            "shop",
+            "0002_product_sku",
+            "(\"shop\", \"0001_initial\")",
+            "migrations.AddField(\"product\", \"sku\", models.CharField(max_length=32, default=\"\"))",
+        );
+        self.add_migration(
+            "billing",
+            "0002_invoice_note",
+            "(\"billing\", \"0001_initial\"), (\"shop\", \"0002_product_sku\")",
+            "migrations.AddField(\"invoice\", \"note\", models.TextField(default=\"\"))",
+        );
+    }
+
+    fn grants(&self) -> String {
+        let names: Vec<String> = self.env.iter().map(|(k, _)| format!("\"{k}\"")).collect();
+        names.join(", ")
+    }
+
+    fn instance(&self, name: &str, manage: &Path, extra: &str) -> String {
+        let python = venv_bin("python");
+        format!(
+            r#"[plugins.{name}]
+{pin}
+grants.exec = ["{python} {manage} **"]
+grants.env = [{grants}]
+params = {{ manage = "{manage}", python = "{python}", env = [{grants}]{extra} }}
+"#,
+            pin = pin("django"),
+            python = python.display(),
+            manage = manage.display(),
+            grants = self.grants(),
+        )
+    }
+}
+
+fn sqlite_fingerprint(db: &Path) -> String {
+    let out = Command::new("sqlite3")
+        .arg(db)
+        .arg("select app || '.' || name from django_migrations order by id; select name || ': ' || sql from sqlite_master where name not like 'sqlite_%' order by name;")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout)
+}
+
+#[test]
+fn django_on_postgres_and_sqlite_returns_every_app_to_the_recorded_migration() {
+    let pg = crate::servers::Postgres::start();
+    pg.sql("postgres", "create database shop");
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite_path = dir.path().join("db.sqlite3");
+    let backends: Vec<(&str, Vec<(String, String)>)> = vec![
+        (
+            "postgres",
+            vec![
+                ("PGPORT".into(), pg.port.to_string()),
+                ("PGPASSWORD".into(), crate::servers::PASSWORD.into()),
+                ("PGDATABASE".into(), "shop".into()),
+            ],
+        ),
+        (
+            "sqlite",
+            vec![("SQLITE_PATH".into(), sqlite_path.display().to_string())],
+        ),
+    ];
+    for (backend, env) in backends {
+        let django = DjangoProject::new(&dir.path().join(backend), env.clone());
+        django.manage(&["migrate", "--noinput"]);
+        let fingerprint = || match backend {
+            "postgres" => pg.fingerprint("shop"),
+            _ => sqlite_fingerprint(&sqlite_path),
+        };
+        let before = fingerprint();
+        let mut project = Project::new("");
+        project.write(&format!(
+            "{}\n[chains]\nbackup = [\"migrations\"]\nrollback = [\"migrations\"]\n",
+            django.instance("migrations", &django.root.join("manage.py"), "")
+        ));
+        for (k, v) in &env {
+            project.set_env(k, v);
+        }
+        project.json(&["backup", "--json"], 0);
+
+        django.add_deploy_migrations();
+        django.manage(&["migrate", "--noinput"]);
+        assert_ne!(fingerprint(), before);
+
+        let out = project.rewind(&["rollback", "--dry-run"]);
+        let plan = text(&out.stdout);
+        assert!(
+            plan.contains("billing → 0001_initial, shop → 0001_initial"),
+            "{plan}"
+        );
+        assert!(plan.contains("Undo Add field note to invoice"), "{plan}");
+
+        let result = project.json(&["rollback", "--quick", "--yes", "--json"], 0);
+        assert_eq!(
+            result["run"]["status"], "succeeded",
+            "{backend}: {result:#}"
+        );
+        assert_eq!(fingerprint(), before, "{backend}");
+    }
+}
+
+#[test]
+fn django_an_irreversible_migration_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite_path = dir.path().join("db.sqlite3");
+    let env = vec![("SQLITE_PATH".to_string(), sqlite_path.display().to_string())];
+    let django = DjangoProject::new(&dir.path().join("project"), env.clone());
+    django.manage(&["migrate", "--noinput"]);
+    let mut project = Project::new("");
+    project.write(&format!(
+        "{}\n[chains]\nbackup = [\"migrations\"]\nrollback = [\"migrations\"]\n",
+        django.instance("migrations", &django.root.join("manage.py"), "")
+    ));
+    for (k, v) in &env {
+        project.set_env(k, v);
+    }
+    project.json(&["backup", "--json"], 0);
+    django.add_migration(
+        "billing",
+        "0002_backfill_amounts",
+        "(\"billing\", \"0001_initial\")",
+        "migrations.RunPython(lambda apps, schema: None)",
+    );
+    django.manage(&["migrate", "--noinput"]);
+    let out = project.rewind(&["rollback", "--quick", "--yes", "--json"]);
+    assert_eq!(out.status.code(), Some(4));
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let error = result["run"]["steps"][0]["error"]["message"]
+        .as_str()
+        .unwrap();
+    assert!(
+        error.contains("irreversible") && error.contains("billing.0002_backfill_amounts"),
+        "{error}"
+    );
+}
+
+/// Seed 004: Django on PostgreSQL. The deploy switches the release and
+/// runs its migrations, then fails its health check; the automatic
+/// rollback unapplies the migrations (with the new release's code),
+/// switches back, restores the database from the pre-deploy dump, checks
+/// health, and notifies.
+#[test]
+fn django_seed_004_guarded_deploy_on_postgres() {
+    use crate::common::HttpServer;
+    let pg = crate::servers::Postgres::start();
+    pg.sql("postgres", "create database shop");
+    let receiver = HttpServer::start(200, "ok");
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().canonicalize().unwrap();
+    let env = vec![
+        ("PGPORT".to_string(), pg.port.to_string()),
+        (
+            "PGPASSWORD".to_string(),
+            crate::servers::PASSWORD.to_string(),
+        ),
+        ("PGDATABASE".to_string(), "shop".to_string()),
+    ];
+    let v1 = DjangoProject::new(&base.join("releases/v1"), env.clone());
+    std::fs::write(v1.root.join("HEALTH"), "ok").unwrap();
+    let v2 = DjangoProject::new(&base.join("releases/v2"), env.clone());
+    std::fs::write(v2.root.join("HEALTH"), "broken").unwrap();
+    v2.add_deploy_migrations();
+    std::os::unix::fs::symlink("releases/v1", base.join("current")).unwrap();
+    v1.manage(&["migrate", "--noinput"]);
+    pg.sql(
+        "shop",
+        "insert into shop_product (name) select 'product ' || i from generate_series(1, 500) i",
+    );
+    let before = pg.fingerprint("shop");
+
+    let current = base.join("current");
+    let bin = pg.bin.display();
+    let mut project = Project::new("");
+    project.write(&format!(
+        r#"{migrations}
+[plugins.code]
+{symlink}
+grants.paths = ["{base}"]
+params = {{ base = "{base}" }}
+
+[plugins.db]
+{postgres}
+grants.exec = ["{bin}/pg_dump **", "{bin}/pg_restore **", "{bin}/psql **"]
+grants.env = ["PGPASSWORD"]
+params = {{ database = "shop", port = {port}, bin_dir = "{bin}", password_env = "PGPASSWORD" }}
+
+[plugins.web]
+{command}
+grants.exec = ["grep -qx ok *"]
+params = {{ health = ["grep", "-qx", "ok", "{current}/HEALTH"] }}
+
+[plugins.ops]
+{webhook}
+grants.http = ["{origin}"]
+params = {{ url = "{url}" }}
+
+[chains]
+backup = ["db", "migrations", "code"]
+rollback = ["migrations", "code", "db"]
+
+[guard]
+health = ["web", "migrations"]
+retries = 0
+
+[notify]
+sinks = ["ops"]
+"#,
+        migrations = v1.instance("migrations", &current.join("manage.py"), ""),
+        symlink = pin("release-symlink"),
+        postgres = pin("postgres"),
+        command = pin("command"),
+        webhook = pin("webhook"),
+        base = base.display(),
+        current = current.display(),
+        port = pg.port,
+        origin = receiver.origin(),
+        url = receiver.url("/deploys"),
+    ));
+    for (k, v) in &env {
+        project.set_env(k, v);
+    }
+
+    let deploy = format!(
+        "set -e; cd {base}; ln -sfn releases/v2 current.new && mv -T current.new current; \
+         PGPORT={port} PGPASSWORD={pw} {python} current/manage.py migrate --noinput",
+        base = base.display(),
+        port = pg.port,
+        pw = crate::servers::PASSWORD,
+        python = venv_bin("python").display(),
+    );
+    let out = project.rewind(&["guard", "--json", "--", "sh", "-c", &deploy]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read_link(&current).unwrap(),
+        Path::new("releases/v1")
+    );
+    assert_eq!(pg.fingerprint("shop"), before);
+    let health = project.json(&["health", "--json"], 0);
+    assert_eq!(health["healthy"], true, "{health:#}");
+    let notified = receiver
+        .recorded()
+        .into_iter()
+        .map(|r| r.json())
+        .any(|e| e["kind"] == "ROLLBACK_SUCCESS" && e["fields"]["run_kind"] == "guard");
+    assert!(notified, "the receiver got the guard's ROLLBACK_SUCCESS");
+}
