@@ -157,7 +157,7 @@ fn targets(now: &State, recorded: &State) -> Vec<(String, String)> {
             .map_or("zero".to_string(), |s| s.name.clone());
         changed.push((last_change, app.to_string(), target));
     }
-    changed.sort_by(|a, b| b.0.cmp(&a.0));
+    changed.sort_by_key(|c| std::cmp::Reverse(c.0));
     changed
         .into_iter()
         .map(|(_, app, target)| (app, target))
