@@ -15,6 +15,9 @@ pub const INIT_AFTER_HELP: &str = "\
 Templates:
   static   a release-symlink deploy (Capistrano/Deployer layout) with
            config files and an HTTP health check
+  laravel  static + PostgreSQL + Laravel migrations and caches
+  django   static + PostgreSQL + Django migrations
+  alembic  static + PostgreSQL + Alembic revisions
   demo     the layout `rewind demo` uses, rooted at --app
 
 Plugin files are looked up in --plugins (default: $REWIND_PLUGINS, then the
@@ -40,6 +43,9 @@ Examples:
 pub enum Template {
     Static,
     Demo,
+    Laravel,
+    Django,
+    Alembic,
 }
 
 #[derive(Debug, Args)]
@@ -113,18 +119,16 @@ fn unpinned(name: &str) -> String {
 pub fn template_text(template: Template, app: &Path, plugins: Option<&Path>) -> String {
     let app = app.display();
     let (project, environment, store) = match template {
-        Template::Static => ("shop", "production", "file:///var/lib/rewind".to_string()),
         Template::Demo => ("demo", "demo", format!("file://{app}/store")),
+        _ => ("shop", "production", "file:///var/lib/rewind".to_string()),
     };
-    let symlink = pin_lines(plugins, "release-symlink");
-    let files = pin_lines(plugins, "files");
-    let health = pin_lines(plugins, "http-health");
+    let pin = |name: &str| pin_lines(plugins, name);
     // The demo's broken release fails for certain: one retry is enough.
     let (health_url, retries, delay_s) = match template {
-        Template::Static => ("http://127.0.0.1:8080/health", 3, 5),
         Template::Demo => ("http://127.0.0.1:{port}/health", 1, 1),
+        _ => ("http://127.0.0.1:8080/health", 3, 5),
     };
-    format!(
+    let mut text = format!(
         r#"# rewind.toml: what to back up, how to roll back, how to tell it worked.
 # Every key is documented in docs/config.md. `rewind check` validates this file.
 
@@ -156,18 +160,114 @@ params = {{ paths = ["{app}/shared"] }}
 grants.http = ["http://127.0.0.1:*"]
 params = {{ url = "{health_url}", expect_status = 200, timeout_ms = 2000 }}
 limits = {{ timeout_s = 30 }}
+"#,
+        symlink = pin("release-symlink"),
+        files = pin("files"),
+        health = pin("http-health"),
+    );
+    let (backup, rollback, health) = match template {
+        Template::Static | Template::Demo => {
+            (r#""code", "config""#, r#""code", "config""#, r#""web""#)
+        }
+        Template::Laravel => {
+            text.push_str(&format!(
+                r#"
+# The database: a pg_dump before every deploy (or use plugins/mysql.wasm).
+[plugins.db]
+{postgres}
+grants.exec = ["pg_dump **", "pg_restore **", "psql **"]
+grants.env = ["PGPASSWORD"]
+params = {{ database = "shop", user = "shop", password_env = "PGPASSWORD" }}
+limits = {{ timeout_s = 1800 }}
 
+# Migrations: undone with the new release's code, before the code switch.
+[plugins.migrations]
+{laravel}
+grants.exec = ["php {app}/current/artisan **"]
+params = {{ app = "{app}/current", caches = [] }}
+
+# Caches: rebuilt with the old release's code, after the code switch.
+[plugins.caches]
+{laravel}
+grants.exec = ["php {app}/current/artisan **"]
+params = {{ app = "{app}/current", migrate = false, maintenance = false, caches = ["config", "route", "view"] }}
+"#,
+                postgres = pin("postgres"),
+                laravel = pin("laravel"),
+            ));
+            (
+                r#""db", "migrations", "config", "code""#,
+                r#""migrations", "config", "code", "caches""#,
+                r#""web", "migrations""#,
+            )
+        }
+        Template::Django => {
+            text.push_str(&format!(
+                r#"
+[plugins.db]
+{postgres}
+grants.exec = ["pg_dump **", "pg_restore **", "psql **"]
+grants.env = ["PGPASSWORD"]
+params = {{ database = "shop", user = "shop", password_env = "PGPASSWORD" }}
+limits = {{ timeout_s = 1800 }}
+
+# Migrations: unapplied with the new release's code, before the code switch.
+[plugins.migrations]
+{django}
+grants.exec = ["{app}/venv/bin/python {app}/current/manage.py **"]
+grants.env = ["DATABASE_URL"]
+params = {{ manage = "{app}/current/manage.py", python = "{app}/venv/bin/python", env = ["DATABASE_URL"], collectstatic = true }}
+"#,
+                postgres = pin("postgres"),
+                django = pin("django"),
+            ));
+            (
+                r#""db", "migrations", "config", "code""#,
+                r#""migrations", "config", "code", "db""#,
+                r#""web", "migrations""#,
+            )
+        }
+        Template::Alembic => {
+            text.push_str(&format!(
+                r#"
+[plugins.db]
+{postgres}
+grants.exec = ["pg_dump **", "pg_restore **", "psql **"]
+grants.env = ["PGPASSWORD"]
+params = {{ database = "shop", user = "shop", password_env = "PGPASSWORD" }}
+limits = {{ timeout_s = 1800 }}
+
+# The schema: downgraded to exactly the revisions recorded before the deploy.
+[plugins.schema]
+{alembic}
+grants.exec = ["{app}/venv/bin/alembic -c {app}/current/alembic.ini **"]
+grants.env = ["DATABASE_URL"]
+params = {{ config = "{app}/current/alembic.ini", alembic = "{app}/venv/bin/alembic", env = ["DATABASE_URL"] }}
+"#,
+                postgres = pin("postgres"),
+                alembic = pin("alembic"),
+            ));
+            (
+                r#""db", "schema", "config", "code""#,
+                r#""schema", "config", "code""#,
+                r#""web", "schema""#,
+            )
+        }
+    };
+    text.push_str(&format!(
+        r#"
 [chains]
-backup = ["code", "config"]      # backup hooks, in order
-rollback = ["code", "config"]    # revert (or restore) hooks, in order
+backup = [{backup}]        # backup hooks, in order
+rollback = [{rollback}]    # revert (or restore) hooks, in order
 
 [guard]
-health = ["web"]
+health = [{health}]
 retries = {retries}          # extra health passes after the first
 delay_s = {delay_s}          # seconds between passes
 auto_rollback = true
 "#
-    )
+    ));
+    text
 }
 
 pub fn init(cli: &Cli, args: &InitArgs) -> Result<i32> {

@@ -823,3 +823,40 @@ fn a_named_chain_rolls_back_only_its_instances_and_its_safety_backup_covers_them
         text(&out.stderr)
     );
 }
+
+#[test]
+fn init_templates_for_each_framework_parse_with_their_plugins_pinned() {
+    for template in ["static", "laravel", "django", "alembic"] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("rewind.toml");
+        let run = |args: &[&str]| {
+            Command::new(env!("CARGO_BIN_EXE_rewind"))
+                .arg("--config")
+                .arg(&config)
+                .args(args)
+                .env("REWIND_CACHE_DIR", cache_dir())
+                .output()
+                .unwrap()
+        };
+        let out = run(&[
+            "init",
+            "--template",
+            template,
+            "--app",
+            "/srv/shop",
+            "--plugins",
+            crate::common::plugin_dir().to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{template}: {}", text(&out.stderr));
+        let out = run(&["plugins", "list", "--json"]);
+        assert!(out.status.success(), "{template}: {}", text(&out.stderr));
+        let instances: Value = serde_json::from_slice(&out.stdout).unwrap();
+        for instance in instances.as_array().unwrap() {
+            assert_eq!(
+                instance["sha256"].as_str().unwrap().len(),
+                64,
+                "{template}: every plugin is pinned"
+            );
+        }
+    }
+}
