@@ -670,6 +670,33 @@ retries = 0
     let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let summary = result["rollback"]["steps"][0]["summary"].as_str().unwrap();
     assert!(summary.contains("alembic current confirms"), "{summary}");
+
+    // Health with an expectation: r1 is what runs now, r2 is not.
+    let config = std::fs::read_to_string(project.root().join("rewind.toml")).unwrap();
+    let check = |rev: &str| {
+        std::fs::write(
+            project.root().join("rewind.toml"),
+            config.replace(
+                "env = [\"DATABASE_URL\"] }",
+                &format!("env = [\"DATABASE_URL\"], expect = [\"{rev}\"] }}"),
+            ),
+        )
+        .unwrap();
+        let out = project.rewind(&["hook", "schema", "health", "--json"]);
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let check = &json["result"]["checks"][0];
+        (
+            check["status"].as_str().unwrap().to_string(),
+            check["detail"].as_str().unwrap().to_string(),
+        )
+    };
+    assert_eq!(check("r1").0, "healthy");
+    let (status, detail) = check("r2");
+    assert_eq!(status, "unhealthy");
+    assert!(
+        detail.contains("alembic current is r1, expected r2"),
+        "{detail}"
+    );
 }
 
 // ---------------------------------------------------------------- django

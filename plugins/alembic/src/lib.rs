@@ -30,6 +30,9 @@ struct Params {
     /// Health: also require every head to be applied (`--check-heads`).
     #[serde(default)]
     check_heads: bool,
+    /// Health: the revisions `alembic current` must show.
+    #[serde(default)]
+    expect: Vec<String>,
 }
 
 fn default_alembic() -> String {
@@ -110,6 +113,11 @@ impl Plugin for Alembic {
                     "check_heads",
                     "Health: require every head to be applied",
                     "false",
+                ),
+                ParamSpec::optional(
+                    "expect",
+                    "Health: the revisions alembic current must show",
+                    "[]",
                 ),
             ],
         }
@@ -215,7 +223,16 @@ impl Health for Alembic {
             if params.check_heads {
                 params.alembic(["current", "--check-heads"]).run()?;
             }
-            params.current()
+            let current = params.current()?;
+            let expected: BTreeSet<String> = params.expect.iter().cloned().collect();
+            if !expected.is_empty() && current != expected {
+                return Err(HookError::failed(format!(
+                    "alembic current is {}, expected {}",
+                    list(&current),
+                    list(&expected)
+                )));
+            }
+            Ok(current)
         });
         let (status, detail) = match result {
             Ok(revisions) => (
