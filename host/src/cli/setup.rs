@@ -165,6 +165,20 @@ limits = {{ timeout_s = 30 }}
         files = pin("files"),
         health = pin("http-health"),
     );
+    if !matches!(template, Template::Static | Template::Demo) {
+        text.push_str(&format!(
+            r#"
+# The database: a pg_dump before every deploy (or plugins/mysql.wasm for MariaDB).
+[plugins.db]
+{postgres}
+grants.exec = ["pg_dump **", "pg_restore **", "psql **"]
+grants.env = ["PGPASSWORD"]
+params = {{ database = "shop", user = "shop", password_env = "PGPASSWORD" }}
+limits = {{ timeout_s = 1800 }}
+"#,
+            postgres = pin("postgres"),
+        ));
+    }
     let (backup, rollback, health) = match template {
         Template::Static | Template::Demo => {
             (r#""code", "config""#, r#""code", "config""#, r#""web""#)
@@ -172,14 +186,6 @@ limits = {{ timeout_s = 30 }}
         Template::Laravel => {
             text.push_str(&format!(
                 r#"
-# The database: a pg_dump before every deploy (or use plugins/mysql.wasm).
-[plugins.db]
-{postgres}
-grants.exec = ["pg_dump **", "pg_restore **", "psql **"]
-grants.env = ["PGPASSWORD"]
-params = {{ database = "shop", user = "shop", password_env = "PGPASSWORD" }}
-limits = {{ timeout_s = 1800 }}
-
 # Migrations: undone with the new release's code, before the code switch.
 [plugins.migrations]
 {laravel}
@@ -192,7 +198,6 @@ params = {{ app = "{app}/current", caches = [] }}
 grants.exec = ["php {app}/current/artisan **"]
 params = {{ app = "{app}/current", migrate = false, maintenance = false, caches = ["config", "route", "view"] }}
 "#,
-                postgres = pin("postgres"),
                 laravel = pin("laravel"),
             ));
             (
@@ -204,13 +209,6 @@ params = {{ app = "{app}/current", migrate = false, maintenance = false, caches 
         Template::Django => {
             text.push_str(&format!(
                 r#"
-[plugins.db]
-{postgres}
-grants.exec = ["pg_dump **", "pg_restore **", "psql **"]
-grants.env = ["PGPASSWORD"]
-params = {{ database = "shop", user = "shop", password_env = "PGPASSWORD" }}
-limits = {{ timeout_s = 1800 }}
-
 # Migrations: unapplied with the new release's code, before the code switch.
 [plugins.migrations]
 {django}
@@ -218,7 +216,6 @@ grants.exec = ["{app}/venv/bin/python {app}/current/manage.py **"]
 grants.env = ["DATABASE_URL"]
 params = {{ manage = "{app}/current/manage.py", python = "{app}/venv/bin/python", env = ["DATABASE_URL"], collectstatic = true }}
 "#,
-                postgres = pin("postgres"),
                 django = pin("django"),
             ));
             (
@@ -230,13 +227,6 @@ params = {{ manage = "{app}/current/manage.py", python = "{app}/venv/bin/python"
         Template::Alembic => {
             text.push_str(&format!(
                 r#"
-[plugins.db]
-{postgres}
-grants.exec = ["pg_dump **", "pg_restore **", "psql **"]
-grants.env = ["PGPASSWORD"]
-params = {{ database = "shop", user = "shop", password_env = "PGPASSWORD" }}
-limits = {{ timeout_s = 1800 }}
-
 # The schema: downgraded to exactly the revisions recorded before the deploy.
 [plugins.schema]
 {alembic}
@@ -244,7 +234,6 @@ grants.exec = ["{app}/venv/bin/alembic -c {app}/current/alembic.ini **"]
 grants.env = ["DATABASE_URL"]
 params = {{ config = "{app}/current/alembic.ini", alembic = "{app}/venv/bin/alembic", env = ["DATABASE_URL"] }}
 "#,
-                postgres = pin("postgres"),
                 alembic = pin("alembic"),
             ));
             (
