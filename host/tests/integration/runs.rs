@@ -147,6 +147,36 @@ rollback = [{rollback}]
             .unwrap_or_else(|err| panic!("{err}: {}", text(&out.stdout)))
     }
 
+    /// Run `rewind <args>` under `script`, which gives it a terminal, typing
+    /// `answers`; returns the exit code and what appeared on the terminal.
+    fn on_a_terminal(&self, args: &str, answers: &str) -> (Option<i32>, String) {
+        use std::io::Write;
+        let program = env!("CARGO_BIN_EXE_rewind");
+        let command = self.command(&[]);
+        let mut script = Command::new("script");
+        script
+            .args(["-qec", &format!("{program} {args}"), "/dev/null"])
+            .current_dir(self.root())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (key, value) in command.get_envs() {
+            match value {
+                Some(value) => script.env(key, value),
+                None => script.env_remove(key),
+            };
+        }
+        let mut child = script.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(answers.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (out.status.code(), text(&out.stdout))
+    }
+
     fn spawn(&self, args: &[&str]) -> Child {
         self.command(args)
             .stdout(Stdio::null())
@@ -859,4 +889,37 @@ fn init_templates_for_each_framework_parse_with_their_plugins_pinned() {
             );
         }
     }
+}
+
+/// On a terminal, `rewind rollback` with no arguments lists the backups,
+/// asks which, shows the plan and asks to confirm. (`script` gives it a
+/// pseudo-terminal; off a terminal it never prompts, as the other tests show.)
+#[test]
+fn on_a_terminal_rollback_offers_the_backups_and_asks_to_confirm() {
+    let app = App::new(&["code", "config"], &["code", "config"], "");
+    let first = app.json(&["backup", "--label", "first", "--json"], 0);
+    app.json(&["backup", "--label", "second", "--json"], 0);
+    app.break_it();
+    let on_a_terminal = |answers: &str| app.on_a_terminal("rollback", answers);
+
+    // Decline: nothing changes.
+    let (code, screen) = on_a_terminal("\nn\n");
+    assert!(screen.contains("Backups (newest first):"), "{screen}");
+    assert!(
+        screen.contains("second") && screen.contains("first"),
+        "{screen}"
+    );
+    assert!(screen.contains("Proceed? [y/N]"), "{screen}");
+    assert!(screen.contains("nothing was changed"), "{screen}");
+    assert_eq!(code, Some(2));
+    assert_eq!(app.current(), "releases/v2");
+
+    // Choose the older backup (number 2) and confirm.
+    let (code, screen) = on_a_terminal("2\ny\n");
+    assert_eq!(code, Some(0), "{screen}");
+    assert!(
+        screen.contains(&format!("rolled back to {}", first["id"].as_str().unwrap())),
+        "{screen}"
+    );
+    assert_eq!(app.current(), "releases/v1");
 }
