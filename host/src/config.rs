@@ -399,11 +399,12 @@ impl Config {
         };
         if let Some(url) = &raw.store.url {
             let value = url.get_ref();
-            if !(value.starts_with("file://") || value.starts_with('/')) {
+            let path = value.strip_prefix("file://").unwrap_or(value);
+            if !path.starts_with('/') {
                 return Err(loc.error(
                     Some(url.span()),
                     format!(
-                        "store.url `{value}` is not supported; use a local directory, \
+                        "store.url `{value}` is not supported; use an absolute local directory, \
                          e.g. \"file:///var/lib/rewind\""
                     ),
                 ));
@@ -673,6 +674,18 @@ rollback = ["code"]
             parse("[project]\nname = \"x\"\n[plugins.db]\nsource = \"a.wasm\"\n").unwrap_err();
         assert_eq!(err.location, Some((4, 10)), "{err}");
         assert!(err.message.contains("sha256 ="), "{err}");
+    }
+
+    #[test]
+    fn a_relative_or_remote_store_is_refused_at_its_value() {
+        for url in ["file://store", "store", "s3://bucket/prefix"] {
+            let err = parse(&format!(
+                "[project]\nname = \"x\"\n[store]\nurl = \"{url}\"\n"
+            ))
+            .unwrap_err();
+            assert_eq!(err.location, Some((4, 7)), "{err}");
+            assert!(err.message.contains("absolute local directory"), "{err}");
+        }
     }
 
     #[test]

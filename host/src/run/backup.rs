@@ -26,7 +26,7 @@ pub struct BackupOptions {
 impl Runner<'_> {
     /// `rewind backup`: take the lock and run the backup chain.
     pub fn backup(&self, label: Option<String>, chain: Option<String>) -> Result<RunManifest> {
-        let _lock = self.lock(false)?;
+        let _lock = self.lock(super::Interrupted::Keep)?;
         let run = self.backup_locked(BackupOptions {
             label,
             chain,

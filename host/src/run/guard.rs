@@ -73,7 +73,7 @@ impl Runner<'_> {
                 .chain(&chains.rollback)
                 .chain(&self.config.guard.health),
         )?;
-        let _lock = self.lock(false)?;
+        let _lock = self.lock(super::Interrupted::Keep)?;
         let mut run = self.begin(
             RunKind::Guard,
             format!("guarded deploy started: {}", command.join(" ")),

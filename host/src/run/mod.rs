@@ -38,6 +38,17 @@ pub use health::{HealthResult, human_duration};
 pub use observer::{Observer, Silent};
 pub use rollback::{RollbackOptions, RollbackPlan, RollbackResult};
 
+/// What taking the lock does with interrupted rollbacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Interrupted {
+    /// Leave them for `--resume`, and say so.
+    Keep,
+    /// This run resumes one: leave them, quietly.
+    Resume,
+    /// This run is a new rollback: record them as interrupted.
+    Close,
+}
+
 /// Executes runs for one config and store.
 pub struct Runner<'a> {
     pub config: &'a Config,
@@ -112,8 +123,9 @@ impl<'a> Runner<'a> {
 
     /// Take the store lock, reporting (and closing the journal of) any run
     /// whose process died while holding it. Interrupted rollbacks stay in
-    /// the journal for `rollback --resume` unless `close_rollbacks`.
-    fn lock(&self, close_rollbacks: bool) -> Result<StoreLock> {
+    /// the journal for `rollback --resume` unless `rollbacks` says to close
+    /// them (a new rollback supersedes them).
+    fn lock(&self, rollbacks: Interrupted) -> Result<StoreLock> {
         let lock = self.store.lock(&self.command)?;
         if let Some(holder) = &lock.took_over {
             self.observer.note(
@@ -124,7 +136,10 @@ impl<'a> Runner<'a> {
             );
         }
         for mut journal in self.store.journals()? {
-            if journal.kind == RunKind::Rollback && !close_rollbacks {
+            if journal.kind == RunKind::Rollback && rollbacks != Interrupted::Close {
+                if rollbacks == Interrupted::Resume {
+                    continue;
+                }
                 self.observer.note(
                     LogLevel::Warn,
                     &format!(

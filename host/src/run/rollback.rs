@@ -242,7 +242,11 @@ impl Runner<'_> {
         if options.dry_run {
             return self.rollback_dry_run(&options);
         }
-        let _lock = self.lock(!options.resume)?;
+        let _lock = self.lock(if options.resume {
+            super::Interrupted::Resume
+        } else {
+            super::Interrupted::Close
+        })?;
         self.rollback_locked(options)
     }
 
