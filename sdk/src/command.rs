@@ -61,6 +61,19 @@ impl Command {
         self
     }
 
+    /// Set the command's `name` from the granted host variable `source`:
+    /// passed through when the names match, else copied as a literal (then
+    /// `name` must be granted too). Nothing is set when `source` is unset.
+    pub fn env_from(self, name: &str, source: &str) -> Self {
+        if name == source {
+            return self.inherit_env(source);
+        }
+        match std::env::var(source) {
+            Ok(value) => self.env(name, value),
+            Err(_) => self,
+        }
+    }
+
     /// Working directory; must be inside a granted path.
     pub fn cwd(mut self, dir: impl Into<String>) -> Self {
         self.inner.cwd = Some(dir.into());

@@ -766,14 +766,27 @@ impl DjangoProject {
         names.join(", ")
     }
 
-    fn instance(&self, name: &str, manage: &Path, extra: &str) -> String {
+    /// A rewind project whose one instance, `migrations`, is this project.
+    fn rewind_project(&self) -> Project {
+        let mut project = Project::new("");
+        project.write(&format!(
+            "{}\n[chains]\nbackup = [\"migrations\"]\nrollback = [\"migrations\"]\n",
+            self.instance("migrations", &self.root.join("manage.py"))
+        ));
+        for (k, v) in &self.env {
+            project.set_env(k, v);
+        }
+        project
+    }
+
+    fn instance(&self, name: &str, manage: &Path) -> String {
         let python = venv_bin("python");
         format!(
             r#"[plugins.{name}]
 {pin}
 grants.exec = ["{python} {manage} **"]
 grants.env = [{grants}]
-params = {{ manage = "{manage}", python = "{python}", env = [{grants}]{extra} }}
+params = {{ manage = "{manage}", python = "{python}", env = [{grants}] }}
 "#,
             pin = pin("django"),
             python = python.display(),
@@ -821,14 +834,7 @@ fn django_on_postgres_and_sqlite_returns_every_app_to_the_recorded_migration() {
             _ => sqlite_fingerprint(&sqlite_path),
         };
         let before = fingerprint();
-        let mut project = Project::new("");
-        project.write(&format!(
-            "{}\n[chains]\nbackup = [\"migrations\"]\nrollback = [\"migrations\"]\n",
-            django.instance("migrations", &django.root.join("manage.py"), "")
-        ));
-        for (k, v) in &env {
-            project.set_env(k, v);
-        }
+        let project = django.rewind_project();
         project.json(&["backup", "--json"], 0);
 
         django.add_deploy_migrations();
@@ -859,14 +865,7 @@ fn django_an_irreversible_migration_is_named() {
     let env = vec![("SQLITE_PATH".to_string(), sqlite_path.display().to_string())];
     let django = DjangoProject::new(&dir.path().join("project"), env.clone());
     django.manage(&["migrate", "--noinput"]);
-    let mut project = Project::new("");
-    project.write(&format!(
-        "{}\n[chains]\nbackup = [\"migrations\"]\nrollback = [\"migrations\"]\n",
-        django.instance("migrations", &django.root.join("manage.py"), "")
-    ));
-    for (k, v) in &env {
-        project.set_env(k, v);
-    }
+    let project = django.rewind_project();
     project.json(&["backup", "--json"], 0);
     django.add_migration(
         "billing",
@@ -958,7 +957,7 @@ retries = 0
 [notify]
 sinks = ["ops"]
 "#,
-        migrations = v1.instance("migrations", &current.join("manage.py"), ""),
+        migrations = v1.instance("migrations", &current.join("manage.py")),
         symlink = pin("release-symlink"),
         postgres = pin("postgres"),
         command = pin("command"),

@@ -82,14 +82,7 @@ impl Params {
             format!("--user={}", self.user),
         ]);
         if let Some(var) = &self.password_env {
-            command = if var == "MYSQL_PWD" {
-                command.inherit_env(var.clone())
-            } else {
-                match std::env::var(var) {
-                    Ok(value) => command.env("MYSQL_PWD", value),
-                    Err(_) => command,
-                }
-            };
+            command = command.env_from("MYSQL_PWD", var);
         }
         command
     }

@@ -89,14 +89,7 @@ impl Params {
             format!("--dbname={database}"),
         ]);
         if let Some(var) = &self.password_env {
-            command = if var == "PGPASSWORD" {
-                command.inherit_env(var.clone())
-            } else {
-                match std::env::var(var) {
-                    Ok(value) => command.env("PGPASSWORD", value),
-                    Err(_) => command,
-                }
-            };
+            command = command.env_from("PGPASSWORD", var);
         }
         if let Some(file) = &self.passfile {
             command = command.env("PGPASSFILE", file.clone());
