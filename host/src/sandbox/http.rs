@@ -45,10 +45,7 @@ impl WasiHttpHooks for HttpGate {
             .port_u16()
             .unwrap_or(if scheme == "http" { 80 } else { 443 });
         if let Err(denial) = self.grants.check_http(&scheme, &host, port) {
-            self.log.warn(format!(
-                "denied: http `{}` is not granted; to allow it add {}",
-                denial.attempted, denial.grant
-            ));
+            self.log.warn(format!("denied: {denial}"));
             // The SDK turns this text back into a typed `denied` error.
             let text = format!("rewind-denied|http|{}|{}", denial.attempted, denial.grant);
             return Box::new(async move { Err(Error::InternalError(Some(text))) });

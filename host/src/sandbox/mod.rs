@@ -220,18 +220,33 @@ pub(crate) struct CallState {
     pub log: LogSink,
     /// Default working directory for commands: empty and private.
     pub workdir: tempfile::TempDir,
+    /// Refusals in this call, oldest first (at most [`MAX_DENIALS_KEPT`]).
+    pub denials: std::sync::Mutex<Vec<crate::grants::Denial>>,
 }
+
+/// Refusals kept per call; more are still logged (and the log is capped).
+const MAX_DENIALS_KEPT: usize = 64;
 
 impl CallState {
     pub fn remaining(&self) -> Duration {
         self.deadline.saturating_duration_since(Instant::now())
     }
 
+    /// Record and log a refusal. Every enforcement point calls this (or
+    /// [`CallState::denied`]), so the operator sees each refusal with the
+    /// grant line that would allow it, whatever the plugin does with the
+    /// error.
+    pub fn refuse(&self, denial: &crate::grants::Denial) {
+        self.log.warn(format!("denied: {denial}"));
+        let mut denials = self.denials.lock().expect("denials lock");
+        if denials.len() < MAX_DENIALS_KEPT {
+            denials.push(denial.clone());
+        }
+    }
+
+    /// [`CallState::refuse`], as the typed error a host import returns.
     pub fn denied(&self, denial: crate::grants::Denial) -> HookError {
-        self.log.warn(format!(
-            "denied: {} `{}` is not granted; to allow it add {}",
-            denial.kind, denial.attempted, denial.grant
-        ));
+        self.refuse(&denial);
         HookError::Denied(crate::bindings::rewind::hooks::types::Denial {
             kind: denial.kind.to_string(),
             attempted: denial.attempted,
@@ -480,11 +495,7 @@ fn new_store(
                     _ => false,
                 };
                 if !ok {
-                    let denial = Grants::tcp_denial(addr);
-                    log.warn(format!(
-                        "denied: {} `{}` is not granted; to allow it add {}",
-                        denial.kind, denial.attempted, denial.grant
-                    ));
+                    log.warn(format!("denied: {}", Grants::tcp_denial(addr)));
                 }
                 Box::pin(async move { ok })
             });
@@ -527,6 +538,7 @@ fn new_store(
         names: HashSet::new(),
         log: log.clone(),
         workdir: tempfile::Builder::new().prefix("rewind-cmd-").tempdir()?,
+        denials: Default::default(),
     };
     let state = HookState {
         wasi: wasi.build(),

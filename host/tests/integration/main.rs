@@ -16,3 +16,7 @@ mod notify;
 mod release_symlink;
 mod runs;
 mod sandbox;
+mod sandbox_exec;
+mod sandbox_fs;
+mod sandbox_limits;
+mod sandbox_meta;

@@ -5,6 +5,14 @@
 //! breach, which the tests treat as failure), `unhealthy` carries the error
 //! the sandbox produced. `loop`, `alloc` and `panic` never return: the host
 //! must stop them. The `backup` hook tries to abuse artifacts.
+//!
+//! Attacks live in one module per capability kind; each module's `attempt`
+//! returns `None` for an attack name it does not know.
+
+mod exec_attacks;
+mod flood_attacks;
+mod fs_attacks;
+mod meta_attacks;
 
 use rewind_sdk::http::Request;
 use rewind_sdk::{
@@ -13,14 +21,17 @@ use rewind_sdk::{
 };
 
 #[derive(serde::Deserialize)]
-struct Params {
-    attack: String,
+pub(crate) struct Params {
+    pub attack: String,
     #[serde(default)]
-    target: String,
+    pub target: String,
     #[serde(default)]
-    args: Vec<String>,
+    pub args: Vec<String>,
     #[serde(default)]
-    digest: String,
+    pub digest: String,
+    /// Free-form extra parameters for the attack modules.
+    #[serde(default)]
+    pub extra: serde_json::Value,
 }
 
 struct Hostile;
@@ -103,7 +114,11 @@ fn attempt(params: &Params) -> Result<String, String> {
             }
         }
         "panic" => panic!("hostile panic"),
-        other => Err(format!("unknown attack `{other}`")),
+        other => exec_attacks::attempt(params)
+            .or_else(|| fs_attacks::attempt(params))
+            .or_else(|| meta_attacks::attempt(params))
+            .or_else(|| flood_attacks::attempt(params))
+            .unwrap_or_else(|| Err(format!("unknown attack `{other}`"))),
     }
 }
 

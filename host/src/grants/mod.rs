@@ -1,0 +1,186 @@
+//! What an operator granted a plugin instance, and the one check per
+//! capability kind.
+//!
+//! Deny by default: an empty [`Grants`] allows nothing. Each capability kind
+//! has one module here with one check that every enforcement point calls
+//! (the WASI filesystem, the `fs` and `process` imports, the HTTP gate, the
+//! socket and name-lookup gates), and every refusal is a [`Denial`] that
+//! renders the exact line to add to rewind.toml, so the operator never has
+//! to guess which grant was missing.
+
+pub mod env;
+pub mod exec;
+pub mod http;
+pub mod owners;
+pub mod paths;
+pub mod tcp;
+
+use std::fmt;
+
+use serde::Serialize;
+
+pub use exec::ExecPattern;
+pub use http::OriginPattern;
+pub use owners::OwnerGrant;
+pub use paths::{Access, PathGrant, normalize};
+pub use tcp::TcpGrant;
+
+/// The grants of one plugin instance, as parsed from `grants.*` in rewind.toml.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Grants {
+    pub exec: Vec<ExecPattern>,
+    pub paths: Vec<PathGrant>,
+    pub env: Vec<String>,
+    pub http: Vec<OriginPattern>,
+    /// Plain TCP connections (SMTP): `host:port`.
+    pub tcp: Vec<TcpGrant>,
+    /// Users and groups the `fs` import may give files to (`grants.owners`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub owners: Vec<OwnerGrant>,
+    /// Whether the `fs` import may set setuid and setgid bits (`grants.setid`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub setid: bool,
+}
+
+/// The kind of capability a denial is about; also the `grants.<kind>` key
+/// that would allow it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Exec,
+    Path,
+    Env,
+    Http,
+    Tcp,
+    /// Resolving a host name (allowed only for names in `grants.tcp`).
+    Dns,
+    /// Giving a file to another user or group.
+    Owner,
+    /// Setting setuid or setgid bits.
+    Setid,
+    /// Something no grant can allow (a link that leaves the grants, a
+    /// program the plugin can write): the refusal explains why instead.
+    Never,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Exec => "exec",
+            Kind::Path => "path",
+            Kind::Env => "env",
+            Kind::Http => "http",
+            Kind::Tcp => "tcp",
+            Kind::Dns => "dns",
+            Kind::Owner => "owner",
+            Kind::Setid => "setid",
+            Kind::Never => "never",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A refused capability, with the grant that would allow it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Denial {
+    pub kind: Kind,
+    /// What the plugin tried.
+    pub attempted: String,
+    /// The line to add under `[plugins.<instance>]`; for [`Kind::Never`],
+    /// why no grant allows it.
+    pub grant: String,
+}
+
+impl Denial {
+    pub fn new(kind: Kind, attempted: impl Into<String>, grant: impl Into<String>) -> Self {
+        Denial {
+            kind,
+            attempted: attempted.into(),
+            grant: grant.into(),
+        }
+    }
+}
+
+/// The one sentence every refusal is rendered as, in logs, errors and the
+/// CLI alike.
+impl fmt::Display for Denial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            Kind::Never => write!(f, "`{}` is refused: {}", self.attempted, self.grant),
+            kind => write!(
+                f,
+                "{kind} `{}` is not granted; to allow it add {}",
+                self.attempted, self.grant
+            ),
+        }
+    }
+}
+
+/// Quote a string as a TOML basic string.
+pub(crate) fn toml_string(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+/// `grants.<key> = ["<value>"]`, quoted for TOML.
+pub(crate) fn grant_line(key: &str, value: &str) -> String {
+    format!("grants.{key} = [{}]", toml_string(value))
+}
+
+/// Concrete capabilities a plugin requests that `grants` does not cover,
+/// as the grant line that would. Requests written as placeholders
+/// (`<origin of params.url>`) depend on params and are skipped: the grants
+/// are the boundary, the requests are advice.
+pub fn ungranted(
+    requested: &crate::bindings::rewind::hooks::types::Capabilities,
+    grants: &Grants,
+) -> Vec<String> {
+    let concrete = |s: &str| !s.contains('<') && !s.trim().is_empty();
+    let mut out = Vec::new();
+    for text in requested.exec.iter().filter(|s| concrete(s)) {
+        let covered = ExecPattern::parse(text).is_ok_and(|want| {
+            grants
+                .exec
+                .iter()
+                .any(|g| g.to_string() == want.to_string())
+        });
+        if !covered {
+            out.push(grant_line("exec", text));
+        }
+    }
+    for request in requested.paths.iter().filter(|p| concrete(&p.path)) {
+        let path = normalize(std::path::Path::new(&request.path));
+        let wanted = if request.writable {
+            Access::ReadWrite
+        } else {
+            Access::ReadOnly
+        };
+        if !grants.access(&path).is_some_and(|a| a >= wanted) {
+            let prefix = if request.writable { "" } else { "ro:" };
+            out.push(grant_line("paths", &format!("{prefix}{}", path.display())));
+        }
+    }
+    for name in requested.env.iter().filter(|s| concrete(s)) {
+        if grants.check_env(name).is_err() {
+            out.push(grant_line("env", name));
+        }
+    }
+    for text in requested.http.iter().filter(|s| concrete(s)) {
+        let covered = OriginPattern::parse(text).is_ok_and(|want| {
+            grants.http.iter().any(|g| {
+                g.to_string() == want.to_string()
+                    || want
+                        .port
+                        .is_some_and(|port| g.matches(&want.scheme, &want.host, port))
+            })
+        });
+        if !covered {
+            out.push(grant_line("http", text));
+        }
+    }
+    out
+}

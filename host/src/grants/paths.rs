@@ -1,0 +1,215 @@
+//! Files: `grants.paths` and the one path check.
+//!
+//! Paths are normalised once, lexically (`.` and `..` resolved without
+//! touching the filesystem), and the **most specific** grant that contains a
+//! path decides: with `/srv/app` read-write and `ro:/srv/app/protected`,
+//! everything under `protected` is read-only however it is spelled. Callers
+//! that act on the filesystem resolve the path beneath the deciding grant by
+//! descriptor and check the resolved path again (see `sandbox::resolve`).
+//!
+//! A refusal never looks at the filesystem: its hint is built from the path
+//! as written, so it cannot tell a plugin whether a path outside its grants
+//! exists.
+
+use std::path::{Component, Path, PathBuf};
+
+use serde::Serialize;
+
+use super::{Denial, Grants, Kind, grant_line};
+
+/// What a grant allows under its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Access {
+    ReadOnly,
+    ReadWrite,
+}
+
+/// A granted directory, preopened at the same path in the guest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PathGrant {
+    pub path: PathBuf,
+    pub writable: bool,
+}
+
+impl PathGrant {
+    /// Parse "/srv/app" (read-write) or "ro:/etc/app" (read-only).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (writable, raw) = match text.strip_prefix("ro:") {
+            Some(rest) => (false, rest),
+            None => (true, text.strip_prefix("rw:").unwrap_or(text)),
+        };
+        let path = Path::new(raw);
+        if !path.is_absolute() {
+            return Err(format!(
+                "path grant `{text}` must be absolute (e.g. \"/srv/app\" or \"ro:/etc/app\")"
+            ));
+        }
+        Ok(PathGrant {
+            path: normalize(path),
+            writable,
+        })
+    }
+
+    pub fn access(&self) -> Access {
+        if self.writable {
+            Access::ReadWrite
+        } else {
+            Access::ReadOnly
+        }
+    }
+}
+
+/// Resolve `.` and `..` lexically, without touching the filesystem. `..` at
+/// the root stays at the root, as the kernel does.
+pub fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+impl Grants {
+    /// The most specific grant whose directory contains `path` (which is
+    /// normalised first). Two grants of the same directory: the read-only
+    /// one wins.
+    pub fn grant_for(&self, path: &Path) -> Option<&PathGrant> {
+        let path = normalize(path);
+        self.paths
+            .iter()
+            .filter(|g| path.starts_with(&g.path))
+            .max_by_key(|g| (g.path.components().count(), !g.writable))
+    }
+
+    /// What the plugin may do at `path`: decided by the most specific grant.
+    pub fn access(&self, path: &Path) -> Option<Access> {
+        self.grant_for(path).map(PathGrant::access)
+    }
+
+    /// The grants that are read-only and lie strictly inside a read-write
+    /// grant: the tree of such a grant is writable except below them.
+    pub fn nested_read_only(&self) -> impl Iterator<Item = &PathGrant> {
+        self.paths.iter().filter(|ro| {
+            !ro.writable
+                && self
+                    .paths
+                    .iter()
+                    .any(|rw| rw.writable && ro.path != rw.path && ro.path.starts_with(&rw.path))
+        })
+    }
+
+    /// May the plugin read (or, when `write`, change) `path`? The hint names
+    /// the path's directory as written.
+    pub fn check_path(&self, path: &Path, write: bool) -> Result<(), Denial> {
+        let path = normalize(path);
+        let needed = if write {
+            Access::ReadWrite
+        } else {
+            Access::ReadOnly
+        };
+        if self.access(&path).is_some_and(|a| a >= needed) {
+            return Ok(());
+        }
+        // The directory as written; never the root, which would grant
+        // everything.
+        let dir = match path.parent() {
+            Some(parent) if parent.parent().is_some() => parent,
+            _ => &path,
+        };
+        Err(path_denial(&path, dir, write))
+    }
+
+    /// May a command start in `dir`? Any grant containing it will do (a
+    /// read-only one keeps the command from writing there).
+    pub fn check_dir(&self, dir: &Path) -> Result<(), Denial> {
+        let dir = normalize(dir);
+        if self.access(&dir).is_some() {
+            return Ok(());
+        }
+        Err(Denial::new(
+            Kind::Path,
+            format!("working directory {}", dir.display()),
+            grant_line("paths", &format!("ro:{}", dir.display())),
+        ))
+    }
+}
+
+fn path_denial(path: &Path, dir: &Path, write: bool) -> Denial {
+    let (verb, prefix) = if write {
+        ("write", "")
+    } else {
+        ("read", "ro:")
+    };
+    Denial::new(
+        Kind::Path,
+        format!("{verb} {}", path.display()),
+        grant_line("paths", &format!("{prefix}{}", dir.display())),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grants(list: &[&str]) -> Grants {
+        Grants {
+            paths: list.iter().map(|p| PathGrant::parse(p).unwrap()).collect(),
+            ..Grants::default()
+        }
+    }
+
+    #[test]
+    fn parse_and_normalize() {
+        let g = PathGrant::parse("ro:/etc/app/../app2/").unwrap();
+        assert_eq!(g.path, PathBuf::from("/etc/app2"));
+        assert!(!g.writable);
+        assert!(PathGrant::parse("relative").is_err());
+        assert_eq!(normalize(Path::new("/../../etc")), PathBuf::from("/etc"));
+        let g = grants(&["/srv/app"]);
+        assert!(g.check_dir(Path::new("/srv/app/releases")).is_ok());
+        assert!(g.check_dir(Path::new("/srv/application")).is_err());
+    }
+
+    #[test]
+    fn the_most_specific_grant_decides_however_the_path_is_spelled() {
+        let g = grants(&["/srv/app", "ro:/srv/app/protected"]);
+        for spelled in [
+            "/srv/app/protected/x",
+            "/srv/app/./protected/x",
+            "/srv/app/sub/../protected/x",
+            "/srv/app//protected/./x",
+            "/srv/app/protected",
+        ] {
+            assert!(g.check_path(Path::new(spelled), true).is_err(), "{spelled}");
+            assert!(g.check_path(Path::new(spelled), false).is_ok(), "{spelled}");
+        }
+        assert!(g.check_path(Path::new("/srv/app/other/x"), true).is_ok());
+        assert!(g.check_path(Path::new("/srv/app/protectedx"), true).is_ok());
+        assert_eq!(g.nested_read_only().count(), 1);
+        // The same directory granted twice: read-only wins.
+        let g = grants(&["/srv/app", "ro:/srv/app"]);
+        assert!(g.check_path(Path::new("/srv/app/x"), true).is_err());
+    }
+
+    #[test]
+    fn a_refusal_does_not_reveal_whether_the_path_exists() {
+        let g = grants(&["/srv/app"]);
+        // `/etc` exists and `/nonexistent-dir` does not: the same shape of hint.
+        let a = g.check_path(Path::new("/etc"), false).unwrap_err();
+        let b = g
+            .check_path(Path::new("/nonexistent-dir"), false)
+            .unwrap_err();
+        assert_eq!(a.grant, r#"grants.paths = ["ro:/etc"]"#);
+        assert_eq!(b.grant, r#"grants.paths = ["ro:/nonexistent-dir"]"#);
+        let d = g.check_path(Path::new("/etc/shadow"), true).unwrap_err();
+        assert_eq!(d.grant, r#"grants.paths = ["/etc"]"#);
+        assert_eq!(d.attempted, "write /etc/shadow");
+    }
+}
