@@ -13,6 +13,7 @@ pub mod exec;
 pub mod http;
 pub mod owners;
 pub mod paths;
+pub mod risks;
 pub mod tcp;
 
 use std::fmt;

@@ -12,6 +12,7 @@ mod fs;
 mod http;
 mod log;
 mod process;
+pub(crate) mod resolve;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;

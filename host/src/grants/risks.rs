@@ -1,0 +1,2 @@
+//! Grant combinations that amount to running arbitrary code, which
+//! `rewind check` reports.
