@@ -219,6 +219,10 @@ fn discover_exports(
     Ok((version, hooks))
 }
 
+/// How long `describe` may take: it only returns constants, and `plugins
+/// inspect` or `check` must not hang on a plugin that sleeps instead.
+pub const DESCRIBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Call `describe` with no grants at all (it must need none) in a scratch
 /// store, returning what the plugin says about itself.
 pub fn describe(
@@ -232,7 +236,10 @@ pub fn describe(
     let spec = SandboxSpec {
         instance: instance.to_string(),
         grants: Default::default(),
-        limits: Default::default(),
+        limits: crate::sandbox::Limits {
+            timeout: DESCRIBE_TIMEOUT,
+            ..Default::default()
+        },
     };
     let ctx = HookContext {
         run_id: "describe".into(),

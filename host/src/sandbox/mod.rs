@@ -8,6 +8,7 @@
 //! [`CallError`] naming plugin and hook, and the host carries on.
 
 pub mod artifacts;
+pub mod bounded;
 mod fs;
 mod http;
 mod log;
@@ -310,6 +311,11 @@ impl ResourceLimiter for MemoryLimiter {
 const GUEST_OUTPUT_CAP: usize = 1 << 20;
 
 /// Run one hook (or `describe`) of a loaded plugin.
+///
+/// The call's wall-clock limit holds whatever the guest is doing: running
+/// code (the epoch deadline traps it), waiting in a WASI host call (the
+/// pending future is dropped at the deadline), or running a command (the
+/// `process` import kills it at the deadline).
 pub fn call_hook(
     plugin: &LoadedPlugin,
     spec: &SandboxSpec,
@@ -333,15 +339,45 @@ pub fn call_hook(
                 format!("{who}: cannot start the sandbox: {err:#}"),
             )
         })?;
-        let instance = plugin
-            .instance_pre
-            .instantiate(&mut wasm_store)
-            .map_err(|err| trap_to_error(&who, &wasm_store, err))?;
-        let output = invoke(&mut wasm_store, &instance, plugin, ctx, &input);
-        let output = match output {
-            Ok(Ok(output)) => output,
-            Ok(Err(hook_err)) => return Err(CallError::from_hook(&who, hook_err)),
-            Err(err) => return Err(trap_to_error(&who, &wasm_store, err)),
+        // One small runtime per call: WASI's async host calls run on it,
+        // and dropping it at the end leaves nothing of the call behind.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|err| {
+                CallError::new(
+                    ErrorKind::Host,
+                    format!("{who}: cannot start the sandbox's event loop: {err}"),
+                )
+            })?;
+        let limit = spec.limits.timeout;
+        let called = runtime.block_on(async {
+            let call = async {
+                let instance = plugin
+                    .instance_pre
+                    .instantiate_async(&mut wasm_store)
+                    .await?;
+                invoke(&mut wasm_store, &instance, plugin, ctx, &input).await
+            };
+            tokio::time::timeout(limit, call).await
+        });
+        // A blocking filesystem call (a read from a FIFO, say) may still sit
+        // on the runtime's blocking pool: do not wait for it.
+        runtime.shutdown_background();
+        let output = match called {
+            Err(_elapsed) => {
+                return Err(CallError::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "{who} exceeded its time limit of {} while waiting in a host call, and was stopped after {} (raise limits.timeout_s if it needs more)",
+                        seconds(limit),
+                        seconds(started.elapsed())
+                    ),
+                ));
+            }
+            Ok(Ok(Ok(output))) => output,
+            Ok(Ok(Err(hook_err))) => return Err(CallError::from_hook(&who, hook_err)),
+            Ok(Err(err)) => return Err(trap_to_error(&who, &wasm_store, err, started)),
         };
         finish_output(&who, output, &wasm_store.data().call)
     })();
@@ -360,6 +396,16 @@ pub fn call_hook(
     }
 }
 
+/// "2 s", "1.5 s": a duration as an operator reads it.
+fn seconds(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if (s - s.round()).abs() < 0.05 {
+        format!("{} s", s.round())
+    } else {
+        format!("{s:.1} s")
+    }
+}
+
 /// Raw results of the export call, before artifact references are resolved.
 enum RawOutput {
     Info(PluginInfo),
@@ -369,7 +415,7 @@ enum RawOutput {
     Notified,
 }
 
-fn invoke(
+async fn invoke(
     store: &mut WasmStore<HookState>,
     instance: &wasmtime::component::Instance,
     plugin: &LoadedPlugin,
@@ -389,21 +435,24 @@ fn invoke(
     Ok(match input {
         HookInput::Describe => {
             let g = guest::describe::GuestIndices::new(pre)?.load(&mut *store, instance)?;
-            Ok(RawOutput::Info(g.call_info(&mut *store)?))
+            Ok(RawOutput::Info(g.call_info(&mut *store).await?))
         }
         HookInput::Backup => {
             if !plugin.hooks.contains(&HookKind::Backup) {
                 return missing("backup");
             }
             let g = guest::backup::GuestIndices::new(pre)?.load(&mut *store, instance)?;
-            g.call_backup(&mut *store, &ctx)?.map(RawOutput::Artifacts)
+            g.call_backup(&mut *store, &ctx)
+                .await?
+                .map(RawOutput::Artifacts)
         }
         HookInput::Restore(given) => {
             if !plugin.hooks.contains(&HookKind::Restore) {
                 return missing("restore");
             }
             let g = guest::restore::GuestIndices::new(pre)?.load(&mut *store, instance)?;
-            g.call_restore(&mut *store, &ctx, &refs(given))?
+            g.call_restore(&mut *store, &ctx, &refs(given))
+                .await?
                 .map(RawOutput::Report)
         }
         HookInput::Revert(given) => {
@@ -411,7 +460,8 @@ fn invoke(
                 return missing("revert");
             }
             let g = guest::revert::GuestIndices::new(pre)?.load(&mut *store, instance)?;
-            g.call_revert(&mut *store, &ctx, &refs(given))?
+            g.call_revert(&mut *store, &ctx, &refs(given))
+                .await?
                 .map(RawOutput::Report)
         }
         HookInput::Health => {
@@ -419,14 +469,15 @@ fn invoke(
                 return missing("health");
             }
             let g = guest::health::GuestIndices::new(pre)?.load(&mut *store, instance)?;
-            Ok(RawOutput::Health(g.call_check(&mut *store, &ctx)?))
+            Ok(RawOutput::Health(g.call_check(&mut *store, &ctx).await?))
         }
         HookInput::Notify(event) => {
             if !plugin.hooks.contains(&HookKind::Notify) {
                 return missing("notify");
             }
             let g = guest::notify::GuestIndices::new(pre)?.load(&mut *store, instance)?;
-            g.call_notify(&mut *store, &ctx, event)?
+            g.call_notify(&mut *store, &ctx, event)
+                .await?
                 .map(|()| RawOutput::Notified)
         }
     })
@@ -579,7 +630,12 @@ fn resolve_tcp_grants(
 }
 
 /// Explain a trap in the operator's terms.
-fn trap_to_error(who: &str, store: &WasmStore<HookState>, err: wasmtime::Error) -> CallError {
+fn trap_to_error(
+    who: &str,
+    store: &WasmStore<HookState>,
+    err: wasmtime::Error,
+    started: Instant,
+) -> CallError {
     let state = store.data();
     if state.limiter.hit {
         return CallError::new(
@@ -594,8 +650,9 @@ fn trap_to_error(who: &str, store: &WasmStore<HookState>, err: wasmtime::Error) 
         return CallError::new(
             ErrorKind::Timeout,
             format!(
-                "{who} exceeded its time limit of {} s and was stopped (raise limits.timeout_s if it needs more)",
-                state.call.limits.timeout.as_secs_f64()
+                "{who} exceeded its time limit of {} and was stopped after {} (raise limits.timeout_s if it needs more)",
+                seconds(state.call.limits.timeout),
+                seconds(started.elapsed())
             ),
         );
     }
