@@ -71,10 +71,30 @@ impl HookError {
     }
 }
 
+/// The newest refusal of this hook call that nobody has taken yet: the
+/// typed form of a WASI error that only says "not permitted".
+pub fn take_denial() -> Option<Denial> {
+    #[cfg(target_arch = "wasm32")]
+    {
+        crate::bindings::rewind::hooks::sandbox::take_denial()
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        None
+    }
+}
+
 impl From<std::io::Error> for HookError {
     fn from(err: std::io::Error) -> Self {
-        // The sandbox reports paths outside the preopens as "not found" or
-        // "permission denied"; say so, since the cause is usually a grant.
+        // A refused file or socket reaches the guest as a plain OS error;
+        // the sandbox kept the refusal, with the grant that would allow it.
+        if matches!(
+            err.kind(),
+            std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::NotFound
+        ) && let Some(denial) = take_denial()
+        {
+            return HookError::Denied(denial);
+        }
         match err.kind() {
             std::io::ErrorKind::PermissionDenied => HookError::failed(format!(
                 "{err} (is the path granted, and writable if it is written to?)"

@@ -16,11 +16,7 @@
 
 use std::time::Duration;
 
-use crate::{Denial, HookError};
-
-/// The prefix the host puts on a refusal carried in `error-code.internal-error`,
-/// followed by `kind|attempted|grant`.
-const DENIAL_PREFIX: &str = "rewind-denied|";
+use crate::HookError;
 
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -114,23 +110,6 @@ fn split_url(url: &str) -> Result<(&str, &str, &str), HookError> {
         return Err(HookError::invalid_input(format!("`{url}` has no host")));
     }
     Ok((scheme, authority, path))
-}
-
-/// Turn the host's error text back into a typed error.
-fn error_from_host(url: &str, text: &str) -> HookError {
-    if let Some(rest) = text.strip_prefix(DENIAL_PREFIX) {
-        let mut parts = rest.splitn(3, '|');
-        if let (Some(kind), Some(attempted), Some(grant)) =
-            (parts.next(), parts.next(), parts.next())
-        {
-            return HookError::Denied(Denial {
-                kind: kind.into(),
-                attempted: attempted.into(),
-                grant: grant.into(),
-            });
-        }
-    }
-    HookError::failed(format!("HTTP request to {url} failed: {text}"))
 }
 
 #[cfg(target_arch = "wasm32")]
@@ -237,7 +216,13 @@ mod wasi_impl {
 
     fn map_code(url: &str, code: ErrorCode) -> HookError {
         match code {
-            ErrorCode::InternalError(Some(text)) => error_from_host(url, &text),
+            // The host refused the origin; it kept the refusal, typed.
+            ErrorCode::HttpRequestDenied => crate::error::take_denial()
+                .map(HookError::Denied)
+                .unwrap_or_else(|| HookError::failed(format!("HTTP request to {url} was denied"))),
+            ErrorCode::InternalError(Some(text)) => {
+                HookError::failed(format!("HTTP request to {url} failed: {text}"))
+            }
             ErrorCode::ConnectionTimeout | ErrorCode::ConnectionReadTimeout => {
                 HookError::Timeout(format!("HTTP request to {url} timed out"))
             }
@@ -261,16 +246,5 @@ mod tests {
             ("https", "example.com", "/")
         );
         assert!(split_url("example.com/x").is_err());
-    }
-
-    #[test]
-    fn denial_is_typed() {
-        match error_from_host(
-            "u",
-            "rewind-denied|http|http://x:1|grants.http = [\"http://x:1\"]",
-        ) {
-            HookError::Denied(d) => assert_eq!(d.grant, "grants.http = [\"http://x:1\"]"),
-            other => panic!("{other:?}"),
-        }
     }
 }

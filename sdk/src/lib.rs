@@ -74,7 +74,7 @@ mod bindings {
 /// Generated types of the `rewind:hooks` WIT package, for what the
 /// re-exports at the crate root do not cover.
 pub mod wit {
-    pub use crate::bindings::rewind::hooks::{artifacts, fs, log, process, types};
+    pub use crate::bindings::rewind::hooks::{artifacts, fs, log, process, sandbox, types};
 }
 
 pub use bindings::rewind::hooks::types::{

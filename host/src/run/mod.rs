@@ -342,9 +342,20 @@ impl<'a> Runner<'a> {
         let (result, logs) = match result {
             Ok(plugin) => {
                 let ctx = self.context(spec, &run.id, dry_run, target);
+                let mut sandbox = spec.sandbox_spec();
+                // What is left of the instance's artifact quota for this run.
+                let stored: u64 = run
+                    .steps
+                    .iter()
+                    .filter(|s| s.instance == instance && s.hook == "backup")
+                    .flat_map(|s| &s.artifacts)
+                    .map(|a| a.blob.size)
+                    .sum();
+                let left = sandbox.limits.run_artifact_bytes.saturating_sub(stored);
+                sandbox.limits.artifact_bytes = sandbox.limits.artifact_bytes.min(left);
                 let outcome = call_hook(
                     &plugin,
-                    &spec.sandbox_spec(),
+                    &sandbox,
                     &self.store,
                     ctx,
                     input,

@@ -56,6 +56,12 @@ impl HookState {
                 "artifact name `{name}` must be 1-200 characters of [A-Za-z0-9._-]"
             )));
         }
+        if self.call.names.len() >= super::bounded::MAX_ARTIFACTS_PER_CALL {
+            return Err(HookError::InvalidInput(format!(
+                "a hook call may create at most {} artifacts",
+                super::bounded::MAX_ARTIFACTS_PER_CALL
+            )));
+        }
         if !self.call.names.insert(name.to_string()) {
             return Err(HookError::InvalidInput(format!(
                 "artifact name `{name}` is already used in this hook call"
@@ -96,6 +102,7 @@ impl HookState {
         self.call
             .store
             .create_blob()
+            .map(|blob| blob.with_quota(self.call.artifact_quota.clone()))
             .map_err(|err| host_failure("creating an artifact in the store", err))
     }
 }
@@ -115,7 +122,7 @@ impl Host for HookState {
         };
         let handle = WriterHandle {
             name,
-            media_type,
+            media_type: super::bounded::line(&media_type, super::bounded::MAX_NAME),
             labels: Vec::new(),
             blob: Some(blob),
         };
@@ -157,9 +164,12 @@ impl HostWriter for HookState {
         key: String,
         value: String,
     ) -> wasmtime::Result<()> {
+        use super::bounded::{MAX_NAME, MAX_VALUE, line};
         let handle = self.table.get_mut(&this)?;
         if handle.labels.len() < 64 {
-            handle.labels.push((key, value));
+            handle
+                .labels
+                .push((line(&key, MAX_NAME), line(&value, MAX_VALUE)));
         }
         Ok(())
     }

@@ -5,17 +5,17 @@ use std::sync::Arc;
 
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
-use super::LogSink;
+use super::refusals::Refusals;
 use crate::grants::Grants;
 
 pub(super) struct HttpGate {
     grants: Arc<Grants>,
-    log: LogSink,
+    refusals: Refusals,
 }
 
 impl HttpGate {
-    pub fn new(grants: Arc<Grants>, log: LogSink) -> Self {
-        HttpGate { grants, log }
+    pub fn new(grants: Arc<Grants>, refusals: Refusals) -> Self {
+        HttpGate { grants, refusals }
     }
 }
 
@@ -45,10 +45,10 @@ impl WasiHttpHooks for HttpGate {
             .port_u16()
             .unwrap_or(if scheme == "http" { 80 } else { 443 });
         if let Err(denial) = self.grants.check_http(&scheme, &host, port) {
-            self.log.warn(format!("denied: {denial}"));
-            // The SDK turns this text back into a typed `denied` error.
-            let text = format!("rewind-denied|http|{}|{}", denial.attempted, denial.grant);
-            return Box::new(async move { Err(Error::InternalError(Some(text))) });
+            // The guest sees `HTTP-request-denied` and takes the typed
+            // refusal through `sandbox.take-denial`.
+            self.refusals.refuse(&denial);
+            return Box::new(async move { Err(Error::HttpRequestDenied) });
         }
         Box::new(async move {
             use http_body_util::BodyExt;

@@ -13,6 +13,7 @@ mod fs;
 mod http;
 mod log;
 mod process;
+mod refusals;
 pub(crate) mod resolve;
 
 use std::collections::{HashMap, HashSet};
@@ -46,6 +47,12 @@ pub struct Limits {
     pub timeout: Duration,
     /// Cap on each captured output stream of a command (stdout, stderr).
     pub output_bytes: usize,
+    /// Bytes of artifact content one hook call may write (`limits.artifacts_mb`).
+    pub artifact_bytes: u64,
+    /// Bytes of artifact content one instance may write in one run
+    /// (`limits.run_artifacts_mb`); the runner lowers a call's
+    /// `artifact_bytes` to what is left of it.
+    pub run_artifact_bytes: u64,
 }
 
 impl Default for Limits {
@@ -54,6 +61,8 @@ impl Default for Limits {
             memory_bytes: 128 << 20,
             timeout: Duration::from_secs(300),
             output_bytes: 1 << 20,
+            artifact_bytes: 64 << 30,
+            run_artifact_bytes: 256 << 30,
         }
     }
 }
@@ -159,30 +168,51 @@ impl CallError {
         }
     }
 
-    fn from_hook(who: &str, err: HookError) -> Self {
+    /// The error a hook returned, cleaned and bounded (a guest wrote it).
+    /// A `denied` the sandbox did not record in this call is the plugin's
+    /// claim, not a refusal: it is reported as such, so that a plugin
+    /// cannot talk an operator into a grant.
+    fn from_hook(who: &str, err: HookError, refused: &[crate::grants::Denial]) -> Self {
+        let text = |m: &str| bounded::line(m, bounded::MAX_MESSAGE);
         match err {
-            HookError::Unsupported(m) => {
-                Self::new(ErrorKind::Unsupported, format!("{who}: unsupported: {m}"))
+            HookError::Unsupported(m) => Self::new(
+                ErrorKind::Unsupported,
+                format!("{who}: unsupported: {}", text(&m)),
+            ),
+            HookError::Denied(d) => {
+                let recorded = refused
+                    .iter()
+                    .find(|r| r.attempted == d.attempted && r.grant == d.grant);
+                match recorded {
+                    Some(denial) => CallError {
+                        kind: ErrorKind::Denied,
+                        message: format!("{who} was denied: {denial}"),
+                        grant: Some(denial.grant.clone()),
+                        stderr_tail: None,
+                    },
+                    None => Self::new(
+                        ErrorKind::Failed,
+                        format!(
+                            "{who} failed, saying it was denied `{}` (the sandbox refused nothing like it in this call; its suggested grant is not shown)",
+                            bounded::line(&d.attempted, bounded::MAX_VALUE)
+                        ),
+                    ),
+                }
             }
-            HookError::Denied(d) => CallError {
-                kind: ErrorKind::Denied,
-                message: format!(
-                    "{who} was denied: {} `{}` is not granted; to allow it add {}",
-                    d.kind, d.attempted, d.grant
-                ),
-                grant: Some(d.grant),
-                stderr_tail: None,
-            },
             HookError::Failed(f) => CallError {
                 kind: ErrorKind::Failed,
-                message: format!("{who} failed: {}", f.message),
+                message: format!("{who} failed: {}", text(&f.message)),
                 grant: None,
-                stderr_tail: f.stderr_tail,
+                stderr_tail: f
+                    .stderr_tail
+                    .map(|t| bounded::lines(&t, bounded::MAX_MESSAGE)),
             },
-            HookError::Timeout(m) => Self::new(ErrorKind::Timeout, format!("{who} timed out: {m}")),
+            HookError::Timeout(m) => {
+                Self::new(ErrorKind::Timeout, format!("{who} timed out: {}", text(&m)))
+            }
             HookError::InvalidInput(m) => Self::new(
                 ErrorKind::InvalidInput,
-                format!("{who}: invalid input: {m}"),
+                format!("{who}: invalid input: {}", text(&m)),
             ),
         }
     }
@@ -222,12 +252,11 @@ pub(crate) struct CallState {
     pub log: LogSink,
     /// Default working directory for commands: empty and private.
     pub workdir: tempfile::TempDir,
-    /// Refusals in this call, oldest first (at most [`MAX_DENIALS_KEPT`]).
-    pub denials: std::sync::Mutex<Vec<crate::grants::Denial>>,
+    /// Every refusal of this call, shared with the WASI gates.
+    pub(crate) refusals: refusals::Refusals,
+    /// What is left of `limits.artifact_bytes`, shared by the call's writers.
+    pub artifact_quota: crate::store::Quota,
 }
-
-/// Refusals kept per call; more are still logged (and the log is capped).
-const MAX_DENIALS_KEPT: usize = 64;
 
 impl CallState {
     pub fn remaining(&self) -> Duration {
@@ -239,21 +268,13 @@ impl CallState {
     /// grant line that would allow it, whatever the plugin does with the
     /// error.
     pub fn refuse(&self, denial: &crate::grants::Denial) {
-        self.log.warn(format!("denied: {denial}"));
-        let mut denials = self.denials.lock().expect("denials lock");
-        if denials.len() < MAX_DENIALS_KEPT {
-            denials.push(denial.clone());
-        }
+        self.refusals.refuse(denial);
     }
 
     /// [`CallState::refuse`], as the typed error a host import returns.
     pub fn denied(&self, denial: crate::grants::Denial) -> HookError {
         self.refuse(&denial);
-        HookError::Denied(crate::bindings::rewind::hooks::types::Denial {
-            kind: denial.kind.to_string(),
-            attempted: denial.attempted,
-            grant: denial.grant,
-        })
+        HookError::Denied(refusals::to_wit(denial))
     }
 }
 
@@ -330,10 +351,13 @@ pub fn call_hook(
     let log = log.scoped(&spec.instance, hook);
     let stdout = MemoryOutputPipe::new(GUEST_OUTPUT_CAP);
     let stderr = MemoryOutputPipe::new(GUEST_OUTPUT_CAP);
+    let refusals = refusals::Refusals::new(log.clone());
 
     let result = (|| {
-        let mut wasm_store = new_store(plugin, spec, store, hook, &input, &log, &stdout, &stderr)
-            .map_err(|err| {
+        let mut wasm_store = new_store(
+            plugin, spec, store, hook, &input, &log, &refusals, &stdout, &stderr,
+        )
+        .map_err(|err| {
             CallError::new(
                 ErrorKind::Host,
                 format!("{who}: cannot start the sandbox: {err:#}"),
@@ -376,7 +400,9 @@ pub fn call_hook(
                 ));
             }
             Ok(Ok(Ok(output))) => output,
-            Ok(Ok(Err(hook_err))) => return Err(CallError::from_hook(&who, hook_err)),
+            Ok(Ok(Err(hook_err))) => {
+                return Err(CallError::from_hook(&who, hook_err, &refusals.all()));
+            }
             Ok(Err(err)) => return Err(trap_to_error(&who, &wasm_store, err, started)),
         };
         finish_output(&who, output, &wasm_store.data().call)
@@ -387,12 +413,35 @@ pub fn call_hook(
         if err.kind == ErrorKind::Crashed && err.stderr_tail.is_none() {
             err.stderr_tail = tail(&stderr.contents());
         }
+        explain_refusals(&mut err, &refusals.all());
         err
     });
     CallOutcome {
         result,
         logs: log.take(),
         duration: started.elapsed(),
+    }
+}
+
+/// A failed call names what the sandbox refused during it, whatever the
+/// plugin made of the refusal: the operator sees the grant line to add.
+fn explain_refusals(err: &mut CallError, refused: &[crate::grants::Denial]) {
+    let Some(last) = refused.last() else {
+        return;
+    };
+    if err.grant.is_none() && last.kind != crate::grants::Kind::Never {
+        err.grant = Some(last.grant.clone());
+    }
+    let mut shown: Vec<String> = Vec::new();
+    for denial in refused.iter().rev() {
+        let line = denial.to_string();
+        if !err.message.contains(&line) && !shown.contains(&line) && shown.len() < 3 {
+            shown.push(line);
+        }
+    }
+    for line in shown.iter().rev() {
+        err.message
+            .push_str(&format!("\n  the sandbox refused: {line}"));
     }
 }
 
@@ -487,9 +536,9 @@ async fn invoke(
 /// plugin cannot claim an artifact it did not produce in this call.
 fn finish_output(who: &str, output: RawOutput, call: &CallState) -> Result<HookOutput, CallError> {
     Ok(match output {
-        RawOutput::Info(info) => HookOutput::Info(info),
-        RawOutput::Report(r) => HookOutput::Report(r),
-        RawOutput::Health(h) => HookOutput::Health(h),
+        RawOutput::Info(info) => HookOutput::Info(bound_info(info)),
+        RawOutput::Report(r) => HookOutput::Report(bound_report(r)),
+        RawOutput::Health(h) => HookOutput::Health(bound_health(h)),
         RawOutput::Notified => HookOutput::Notified,
         RawOutput::Artifacts(refs) => {
             let mut records = Vec::with_capacity(refs.len());
@@ -514,6 +563,66 @@ fn finish_output(who: &str, output: RawOutput, call: &CallState) -> Result<HookO
     })
 }
 
+/// A report as the host keeps it: bounded, cleaned, drops counted.
+fn bound_report(mut report: Report) -> Report {
+    use bounded::*;
+    report.summary = line(&report.summary, MAX_VALUE);
+    let dropped = list(&mut report.details, MAX_ENTRIES, |(k, v)| {
+        in_place(k, MAX_NAME);
+        in_place(v, MAX_VALUE);
+    });
+    if dropped > 0 {
+        report
+            .details
+            .push(("rewind.dropped_details".into(), dropped.to_string()));
+    }
+    report
+}
+
+fn bound_health(mut health: HealthReport) -> HealthReport {
+    use bounded::*;
+    let dropped = list(&mut health.checks, MAX_ENTRIES, |c| {
+        in_place(&mut c.name, MAX_NAME);
+        in_place(&mut c.detail, MAX_VALUE);
+    });
+    if dropped > 0 {
+        health
+            .checks
+            .push(crate::bindings::rewind::hooks::types::HealthCheck {
+                name: "rewind.dropped_checks".into(),
+                status: crate::bindings::rewind::hooks::types::HealthStatus::Degraded,
+                detail: format!(
+                    "{dropped} more checks were dropped (at most {MAX_ENTRIES} are kept)"
+                ),
+                latency_ms: 0,
+            });
+    }
+    health
+}
+
+fn bound_info(mut info: PluginInfo) -> PluginInfo {
+    use bounded::*;
+    in_place(&mut info.name, MAX_NAME);
+    in_place(&mut info.version, MAX_NAME);
+    in_place(&mut info.summary, MAX_VALUE);
+    let caps = &mut info.capabilities;
+    for texts in [&mut caps.exec, &mut caps.env, &mut caps.http] {
+        list(texts, MAX_ENTRIES, |t| in_place(t, MAX_VALUE));
+    }
+    list(&mut caps.paths, MAX_ENTRIES, |p| {
+        in_place(&mut p.path, MAX_VALUE);
+        in_place(&mut p.reason, MAX_VALUE);
+    });
+    list(&mut info.params, MAX_ENTRIES, |p| {
+        in_place(&mut p.name, MAX_NAME);
+        in_place(&mut p.description, MAX_VALUE);
+        if let Some(d) = p.default_value.as_mut() {
+            in_place(d, MAX_VALUE);
+        }
+    });
+    info
+}
+
 #[allow(clippy::too_many_arguments)]
 fn new_store(
     plugin: &LoadedPlugin,
@@ -522,6 +631,7 @@ fn new_store(
     hook: &'static str,
     input: &HookInput<'_>,
     log: &LogSink,
+    refusals: &refusals::Refusals,
     stdout: &MemoryOutputPipe,
     stderr: &MemoryOutputPipe,
 ) -> anyhow::Result<WasmStore<HookState>> {
@@ -534,7 +644,7 @@ fn new_store(
         wasi.allow_tcp(false).allow_ip_name_lookup(false);
     } else {
         let allowed = resolve_tcp_grants(&spec.grants.tcp, log);
-        let log = log.clone();
+        let refusals = refusals.clone();
         wasi.allow_tcp(true)
             .allow_ip_name_lookup(true)
             .socket_addr_check(move |addr, usage| {
@@ -547,7 +657,7 @@ fn new_store(
                     _ => false,
                 };
                 if !ok {
-                    log.warn(format!("denied: {}", Grants::tcp_denial(addr)));
+                    refusals.refuse(&Grants::tcp_denial(addr));
                 }
                 Box::pin(async move { ok })
             });
@@ -590,13 +700,23 @@ fn new_store(
         names: HashSet::new(),
         log: log.clone(),
         workdir: tempfile::Builder::new().prefix("rewind-cmd-").tempdir()?,
-        denials: Default::default(),
+        refusals: refusals.clone(),
+        artifact_quota: crate::store::Quota::new(
+            spec.limits.artifact_bytes,
+            format!(
+                "this call may store at most {} MiB of artifacts (limits.artifacts_mb per call, limits.run_artifacts_mb per run); nothing partial was kept",
+                spec.limits.artifact_bytes >> 20
+            ),
+        ),
     };
+    // Every handle a guest holds is host memory: cap how many.
+    let mut table = ResourceTable::new();
+    table.set_max_capacity(bounded::MAX_RESOURCES);
     let state = HookState {
         wasi: wasi.build(),
-        table: ResourceTable::new(),
+        table,
         http_ctx: WasiHttpCtx::new(),
-        http_gate: http::HttpGate::new(spec.grants.clone(), log.clone()),
+        http_gate: http::HttpGate::new(spec.grants.clone(), refusals.clone()),
         limiter: MemoryLimiter {
             limit: spec.limits.memory_bytes,
             hit: false,

@@ -117,6 +117,40 @@ pub struct BlobWriter {
     tmp: PathBuf,
     blobs_dir: PathBuf,
     meter: Option<Arc<AtomicU64>>,
+    quota: Option<Quota>,
+}
+
+/// A number of bytes that several writers draw from (the artifacts of one
+/// hook call), and what to say when it runs out.
+#[derive(Debug, Clone)]
+pub struct Quota {
+    remaining: Arc<AtomicU64>,
+    exhausted: Arc<str>,
+}
+
+impl Quota {
+    /// `bytes` to share; `exhausted` is the error text once they are used
+    /// up (it should name the limit to raise).
+    pub fn new(bytes: u64, exhausted: impl Into<String>) -> Self {
+        Quota {
+            remaining: Arc::new(AtomicU64::new(bytes)),
+            exhausted: exhausted.into().into(),
+        }
+    }
+
+    /// Take `n` bytes, or fail without taking any.
+    fn take(&self, n: u64) -> io::Result<()> {
+        self.remaining
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                left.checked_sub(n)
+            })
+            .map(drop)
+            .map_err(|_| io::Error::new(io::ErrorKind::QuotaExceeded, self.exhausted.to_string()))
+    }
+
+    fn give_back(&self, n: u64) {
+        self.remaining.fetch_add(n, Ordering::Relaxed);
+    }
 }
 
 impl BlobWriter {
@@ -139,7 +173,14 @@ impl BlobWriter {
             tmp,
             blobs_dir: blobs_dir.to_path_buf(),
             meter: None,
+            quota: None,
         })
+    }
+
+    /// Draw the bytes written from `quota`; a write past it fails.
+    pub fn with_quota(mut self, quota: Quota) -> Self {
+        self.quota = Some(quota);
+        self
     }
 
     /// Count the bytes written into `meter` too.
@@ -189,8 +230,16 @@ impl BlobWriter {
 
 impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if let Some(quota) = &self.quota {
+            quota.take(buf.len() as u64)?;
+        }
         let encoder = self.encoder.as_mut().expect("not finished");
-        let n = encoder.write(buf)?;
+        let written = encoder.write(buf);
+        if let Some(quota) = &self.quota {
+            let used = written.as_ref().map_or(0, |n| *n);
+            quota.give_back((buf.len() - used) as u64);
+        }
+        let n = written?;
         self.hasher.update(&buf[..n]);
         self.size += n as u64;
         if let Some(meter) = &self.meter {

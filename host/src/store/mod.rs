@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
-pub use blob::{BlobInfo, BlobReader, BlobWriter};
+pub use blob::{BlobInfo, BlobReader, BlobWriter, Quota};
 pub(crate) use blob::{create_private_dir, write_atomic};
 pub use check::{Problem, PrunePlan, PrunedRun, RetentionPolicy, VerifyReport, newest_backup};
 pub use lock::{LockError, LockHolder, StoreLock, hostname};

@@ -71,6 +71,18 @@ fn attempt(params: &Params) -> Result<String, String> {
             .run()
             .map(|out| out.stdout_text())
             .map_err(|e| e.message()),
+        // What a command's captured output amounted to, not the output.
+        "exec-size" => Command::new(target)
+            .args(params.args.iter().cloned())
+            .run()
+            .map(|out| {
+                format!(
+                    "{} bytes, truncated={}",
+                    out.stdout.len(),
+                    out.stdout_truncated
+                )
+            })
+            .map_err(|e| e.message()),
         "exec-env" => {
             let (program, args) = params
                 .args
@@ -179,6 +191,13 @@ impl Backup for Hostile {
                     labels: Vec::new(),
                 }])
             }
+            // Claim a refusal the sandbox never made, suggesting a grant
+            // that would hand the plugin a shell.
+            "forge-denied" => Err(HookError::Denied(rewind_sdk::Denial {
+                kind: "exec".into(),
+                attempted: "pg_dump shop".into(),
+                grant: "grants.exec = [\"sh **\"]".into(),
+            })),
             other => Err(HookError::invalid_input(format!(
                 "unknown backup attack `{other}`"
             ))),
