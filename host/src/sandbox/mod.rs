@@ -794,12 +794,17 @@ fn flush_guest_output(log: &LogSink, stdout: &MemoryOutputPipe, stderr: &MemoryO
     }
 }
 
-/// The last 20 non-empty lines of some output.
+/// The last 20 non-empty lines of some output (a command's or a guest's
+/// stderr), bounded and escaped for a terminal.
 pub(crate) fn tail(bytes: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(bytes);
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     if lines.is_empty() {
         return None;
     }
-    Some(lines[lines.len().saturating_sub(20)..].join("\n"))
+    let kept: Vec<String> = lines[lines.len().saturating_sub(20)..]
+        .iter()
+        .map(|l| bounded::line(l, bounded::MAX_VALUE))
+        .collect();
+    Some(kept.join("\n"))
 }
