@@ -14,6 +14,7 @@ mod http;
 mod log;
 mod process;
 pub(crate) mod resolve;
+pub(crate) mod wasi;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -203,6 +204,8 @@ pub struct HookState {
     http_ctx: WasiHttpCtx,
     http_gate: http::HttpGate,
     limiter: MemoryLimiter,
+    /// The filesystem policy's per-call state (`wasi::filesystem`).
+    fs_policy: wasi::FsPolicy,
     pub(crate) call: CallState,
 }
 
@@ -567,6 +570,12 @@ fn new_store(
         let guest_path = grant.path.to_string_lossy();
         wasi.preopened_dir(&grant.path, &guest_path, perms)?;
     }
+    // Every path outside the grants lands on this empty directory, where
+    // the filesystem policy refuses it naming the grant that is missing.
+    let fs_policy = wasi::FsPolicy::new(&spec.grants)?;
+    if let Some(empty) = fs_policy.catch_all_dir() {
+        wasi.preopened_dir(empty, wasi::filesystem::CATCH_ALL, FsPerms::ReadOnly)?;
+    }
     for name in &spec.grants.env {
         if let Ok(value) = std::env::var(name) {
             wasi.env(name, value);
@@ -601,6 +610,7 @@ fn new_store(
             limit: spec.limits.memory_bytes,
             hit: false,
         },
+        fs_policy,
         call,
     };
     let mut wasm_store = WasmStore::new(plugin.instance_pre.engine(), state);
