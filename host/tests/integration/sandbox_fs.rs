@@ -546,3 +546,31 @@ fn links_that_stay_inside_the_grant_still_work() {
     );
     assert_eq!(a.status, HealthStatus::Healthy, "{}", a.detail);
 }
+
+#[test]
+fn a_directory_holding_the_read_only_grant_is_not_moved() {
+    let t = tree();
+    let deep = t.app.join("a/locked");
+    fs::create_dir_all(&deep).unwrap();
+    fs::write(deep.join("x"), "keep").unwrap();
+    let call = Call::new(
+        "hostile",
+        json!({ "attack": "rename", "target": "",
+                "extra": { "from": t.app.join("a").display().to_string(),
+                           "to": t.app.join("b").display().to_string() } }),
+    )
+    .path(&t.app)
+    .read_only(&deep);
+    let a = t.run(&call);
+    assert_eq!(a.status, HealthStatus::Unhealthy, "{}", a.detail);
+    assert!(
+        a.denials
+            .iter()
+            .any(|d| d.contains("holds the read-only grant")),
+        "{:?}",
+        a.denials
+    );
+    assert_eq!(fs::read_to_string(deep.join("x")).unwrap(), "keep");
+    assert!(!t.app.join("b").exists());
+    t.next_call_works();
+}

@@ -370,6 +370,27 @@ impl FsView<'_> {
         Ok(())
     }
 
+    /// Moving a directory that holds a read-only grant would carry the
+    /// grant's files to where they are writable.
+    fn check_no_grant_inside(&self, source: &Path, real: &Path) -> Result<(), Stop> {
+        let inside = self.grants().paths.iter().find(|g| {
+            !g.writable
+                && ((g.path.starts_with(source) && g.path != source)
+                    || (g.path.starts_with(real) && g.path != real))
+        });
+        match inside {
+            Some(grant) => Err(Stop::Deny(Denial::new(
+                Kind::Never,
+                format!("move {}", source.display()),
+                format!(
+                    "it holds the read-only grant {}, whose files would become writable",
+                    grant.path.display()
+                ),
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// The checks of a mutating operation on a descriptor itself.
     fn check_descriptor_write(&self, fd: &Resource<Descriptor>) -> Result<(), Stop> {
         let path = match self.place(fd)? {
@@ -662,7 +683,8 @@ impl HostDescriptor for FsView<'_> {
     ) -> FsResult<()> {
         let check = (|| {
             let source = self.target(&fd, &old_path, true)?;
-            self.check_write(&source, false)?;
+            let source_real = self.check_write(&source, false)?;
+            self.check_no_grant_inside(&source, &source_real)?;
             let dest = self.target(&new_fd, &new_path, true)?;
             let dest_real = self.check_write(&dest, false)?;
             // Moving a relative link changes what it points to.
