@@ -63,7 +63,7 @@ impl Runtime {
         // The async WASI bindings: a guest waiting in a host call (sleep,
         // poll, socket, HTTP) is then a pending future that the call's
         // deadline can drop, not a blocked thread that nothing can stop.
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        crate::sandbox::wasi::add_to_linker(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         Plugin::add_to_linker::<HookState, HasSelf<HookState>>(&mut linker, |state| state)?;
 

@@ -15,6 +15,7 @@ mod log;
 mod process;
 mod refusals;
 pub(crate) mod resolve;
+pub(crate) mod wasi;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -233,6 +234,8 @@ pub struct HookState {
     http_ctx: WasiHttpCtx,
     http_gate: http::HttpGate,
     limiter: MemoryLimiter,
+    /// The filesystem policy's per-call state (`wasi::filesystem`).
+    fs_policy: wasi::FsPolicy,
     pub(crate) call: CallState,
 }
 
@@ -677,6 +680,12 @@ fn new_store(
         let guest_path = grant.path.to_string_lossy();
         wasi.preopened_dir(&grant.path, &guest_path, perms)?;
     }
+    // Every path outside the grants lands on this empty directory, where
+    // the filesystem policy refuses it naming the grant that is missing.
+    let fs_policy = wasi::FsPolicy::new(&spec.grants)?;
+    if let Some(empty) = fs_policy.catch_all_dir() {
+        wasi.preopened_dir(empty, wasi::filesystem::CATCH_ALL, FsPerms::ReadOnly)?;
+    }
     for name in &spec.grants.env {
         if let Ok(value) = std::env::var(name) {
             wasi.env(name, value);
@@ -721,6 +730,7 @@ fn new_store(
             limit: spec.limits.memory_bytes,
             hit: false,
         },
+        fs_policy,
         call,
     };
     let mut wasm_store = WasmStore::new(plugin.instance_pre.engine(), state);
