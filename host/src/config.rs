@@ -467,6 +467,16 @@ fn known(instances: &BTreeMap<String, Instance>) -> String {
     }
 }
 
+/// Is `name` usable as an environment variable name (`grants.env`,
+/// `--grant-env`)? Not empty, no `=`, no NUL.
+pub fn check_env_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.contains('=') || name.contains('\0') {
+        Err(format!("`{name}` is not an environment variable name"))
+    } else {
+        Ok(())
+    }
+}
+
 fn valid_instance_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
@@ -532,14 +542,9 @@ fn validate_instance(
         grants.paths.push(grant);
     }
     for entry in &raw.grants.env {
-        let var = entry.get_ref();
-        if var.is_empty() || var.contains('=') || var.contains('\0') {
-            return Err(loc.error(
-                Some(entry.span()),
-                format!("grants.env: `{var}` is not an environment variable name"),
-            ));
-        }
-        grants.env.push(var.clone());
+        check_env_name(entry.get_ref())
+            .map_err(|msg| loc.error(Some(entry.span()), format!("grants.env: {msg}")))?;
+        grants.env.push(entry.get_ref().clone());
     }
     for entry in &raw.grants.http {
         let origin = OriginPattern::parse(entry.get_ref())
