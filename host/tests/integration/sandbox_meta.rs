@@ -681,3 +681,96 @@ fn a_cache_dir_inside_a_grant_is_a_config_error_naming_instance_and_grant() {
     let err = parsed.unwrap_err();
     assert_eq!(err.location.map(|l| l.0), Some(line), "{err}");
 }
+
+// ------------------------------------------------------------ ad-hoc flags
+
+fn rewind_in(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rewind"))
+        .args(args)
+        .current_dir(dir)
+        .env("REWIND_CACHE_DIR", dir.join("cache"))
+        .env("REWIND_STORE", dir.join("store"))
+        .env_remove("REWIND_CONFIG")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn ad_hoc_grant_flags_for_owners_setid_and_env_are_parsed_and_checked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().canonicalize().unwrap();
+    let app = dir.join("app");
+    fs::create_dir_all(&app).unwrap();
+    let file = app.join("file");
+    fs::write(&file, "x").unwrap();
+    chmod(&file, 0o755);
+    let wasm = plugin_path("hostile");
+    let wasm = wasm.to_str().unwrap();
+    let app_s = app.display().to_string();
+    let params = json!({ "attack": "fs-set-mode", "target": file.display().to_string(),
+                         "extra": { "mode": 0o4755 } })
+    .to_string();
+    let base = [
+        "hook",
+        wasm,
+        "health",
+        "--params",
+        &params,
+        "--grant-path",
+        &app_s,
+    ];
+
+    // Without --grant-setid: refused, and the refusal names the grant.
+    let (_, out, err) = rewind_in(&dir, &base);
+    assert!(
+        format!("{out}{err}").contains("grants.setid = true"),
+        "{out}{err}"
+    );
+    assert_eq!(mode(&file), 0o755);
+    // With it: set.
+    let mut args = base.to_vec();
+    args.push("--grant-setid");
+    let (code, out, err) = rewind_in(&dir, &args);
+    assert_eq!(mode(&file), 0o4755, "{code:?} {out}{err}");
+
+    // --grant-owner is parsed like grants.owners.
+    let mut args = base.to_vec();
+    args.extend(["--grant-owner", "no-such-user-here:0"]);
+    let (code, out, err) = rewind_in(&dir, &args);
+    assert_ne!(code, Some(0), "{out}");
+    assert!(
+        err.contains("--grant-owner") && err.contains("no-such-user-here"),
+        "{err}"
+    );
+    // --grant-env names are validated now.
+    let mut args = base.to_vec();
+    args.extend(["--grant-env", "LD_PRELOAD=/tmp/evil.so"]);
+    let (code, out, err) = rewind_in(&dir, &args);
+    assert_ne!(code, Some(0), "{out}");
+    assert!(
+        err.contains("--grant-env") && err.contains("not an environment variable name"),
+        "{err}"
+    );
+    // A --grant-path containing the compile cache is refused.
+    let dir_s = dir.display().to_string();
+    let args = [
+        "hook",
+        wasm,
+        "health",
+        "--params",
+        &params,
+        "--grant-path",
+        &dir_s,
+    ];
+    let (code, out, err) = rewind_in(&dir, &args);
+    assert_ne!(code, Some(0), "{out}");
+    assert!(
+        err.contains("compile cache") && err.contains("REWIND_CACHE_DIR"),
+        "{err}"
+    );
+}
