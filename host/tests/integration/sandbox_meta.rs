@@ -414,6 +414,9 @@ fn a_directory_swapped_for_a_symlink_while_set_mode_runs_never_reaches_the_victi
     still_works(&s, &l);
 }
 
+/// Builds one attack call on a path.
+type MakeCall = dyn Fn(&Path) -> Call;
+
 #[test]
 fn refusals_read_the_same_whether_an_outside_path_exists_or_not() {
     let s = scratch();
@@ -423,7 +426,7 @@ fn refusals_read_the_same_whether_an_outside_path_exists_or_not() {
     symlink(l.outside.join("nothing"), l.app.join("to-missing")).unwrap();
     symlink(&l.outside, l.app.join("dir-existing")).unwrap();
     symlink(l.root.join("no-dir"), l.app.join("dir-missing")).unwrap();
-    let same = |make: &dyn Fn(&Path) -> Call, a: &Path, b: &Path, what: &str| {
+    let same = |make: &MakeCall, a: &Path, b: &Path, what: &str| {
         let one = refused(&make(a).path(&l.app), &s);
         let two = refused(&make(b).path(&l.app), &s);
         let a_name = a.file_name().unwrap().to_str().unwrap();
@@ -438,7 +441,7 @@ fn refusals_read_the_same_whether_an_outside_path_exists_or_not() {
     };
     let set_mode = |p: &Path| set_mode_call(p, 0o777);
     let set_owner = |p: &Path| set_owner_call(p, 65534, 65534);
-    let calls: [(&dyn Fn(&Path) -> Call, &str); 3] = [
+    let calls: [(&MakeCall, &str); 3] = [
         (&set_mode, "set-mode"),
         (&set_owner, "set-owner"),
         (&metadata_call, "metadata"),
@@ -457,8 +460,7 @@ fn refusals_read_the_same_whether_an_outside_path_exists_or_not() {
             "{what} through a symlink"
         );
     }
-    let changes: [(&dyn Fn(&Path) -> Call, &str); 2] =
-        [(&set_mode, "set-mode"), (&set_owner, "set-owner")];
+    let changes: [(&MakeCall, &str); 2] = [(&set_mode, "set-mode"), (&set_owner, "set-owner")];
     for (make, what) in changes {
         same(
             make,
