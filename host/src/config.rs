@@ -155,6 +155,12 @@ struct RawGrants {
     http: Vec<Spanned<String>>,
     #[serde(default)]
     tcp: Vec<Spanned<String>>,
+    /// `user:group` the `fs` import may give files to.
+    #[serde(default)]
+    owners: Vec<Spanned<String>>,
+    /// Whether the `fs` import may set setuid and setgid bits.
+    #[serde(default)]
+    setid: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -331,8 +337,22 @@ impl Config {
     }
 
     /// Validate config text; `path` is used for messages and to resolve
-    /// relative plugin sources.
+    /// relative plugin sources. No instance may be granted a path that
+    /// contains the compile cache ([`Runtime::default_cache_dir`]).
+    ///
+    /// [`Runtime::default_cache_dir`]: crate::engine::Runtime::default_cache_dir
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let cache_dir = crate::engine::Runtime::default_cache_dir();
+        Config::parse_with_cache(path, text, cache_dir.as_deref())
+    }
+
+    /// [`Config::parse`] against the compile cache `cache_dir` (`None`: no
+    /// cache).
+    pub fn parse_with_cache(
+        path: &Path,
+        text: &str,
+        cache_dir: Option<&Path>,
+    ) -> Result<Config, ConfigError> {
         let loc = Locator { path, text };
         let raw: RawConfig =
             toml::from_str(text).map_err(|err| loc.error(err.span(), err.message().trim_end()))?;
@@ -343,7 +363,7 @@ impl Config {
 
         let mut instances = BTreeMap::new();
         for (name, raw_instance) in raw.plugins {
-            let instance = validate_instance(&loc, base_dir, &name, raw_instance)?;
+            let instance = validate_instance(&loc, base_dir, cache_dir, &name, raw_instance)?;
             instances.insert(name.into_inner(), instance);
         }
 
@@ -447,6 +467,16 @@ fn known(instances: &BTreeMap<String, Instance>) -> String {
     }
 }
 
+/// Is `name` usable as an environment variable name (`grants.env`,
+/// `--grant-env`)? Not empty, no `=`, no NUL.
+pub fn check_env_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.contains('=') || name.contains('\0') {
+        Err(format!("`{name}` is not an environment variable name"))
+    } else {
+        Ok(())
+    }
+}
+
 fn valid_instance_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
@@ -458,6 +488,7 @@ fn valid_instance_name(name: &str) -> bool {
 fn validate_instance(
     loc: &Locator<'_>,
     base_dir: &Path,
+    cache_dir: Option<&Path>,
     name: &Spanned<String>,
     raw: RawInstance,
 ) -> Result<Instance, ConfigError> {
@@ -511,14 +542,9 @@ fn validate_instance(
         grants.paths.push(grant);
     }
     for entry in &raw.grants.env {
-        let var = entry.get_ref();
-        if var.is_empty() || var.contains('=') || var.contains('\0') {
-            return Err(loc.error(
-                Some(entry.span()),
-                format!("grants.env: `{var}` is not an environment variable name"),
-            ));
-        }
-        grants.env.push(var.clone());
+        check_env_name(entry.get_ref())
+            .map_err(|msg| loc.error(Some(entry.span()), format!("grants.env: {msg}")))?;
+        grants.env.push(entry.get_ref().clone());
     }
     for entry in &raw.grants.http {
         let origin = OriginPattern::parse(entry.get_ref())
@@ -529,6 +555,34 @@ fn validate_instance(
         let target = crate::grants::TcpGrant::parse(entry.get_ref())
             .map_err(|msg| loc.error(Some(entry.span()), format!("grants.tcp: {msg}")))?;
         grants.tcp.push(target);
+    }
+    for entry in &raw.grants.owners {
+        let owner = crate::grants::OwnerGrant::parse(entry.get_ref())
+            .map_err(|msg| loc.error(Some(entry.span()), format!("grants.owners: {msg}")))?;
+        grants.owners.push(owner);
+    }
+    grants.setid = raw.grants.setid.as_ref().is_some_and(|s| *s.get_ref());
+    if let Some(cache) = cache_dir
+        && let Some(grant) = crate::compile_cache::inside_a_grant(cache, &grants)
+    {
+        let index = grants
+            .paths
+            .iter()
+            .position(|g| std::ptr::eq(g, grant))
+            .expect("the grant is one of these");
+        let entry = &raw.grants.paths[index];
+        return Err(loc.error(
+            Some(entry.span()),
+            format!(
+                "grants.paths: `{}` of plugin instance `{}` contains the compile cache {} \
+                 (compiled plugins, run as native code outside the sandbox), so this plugin \
+                 could read or replace another plugin's code; grant a narrower directory, or \
+                 set REWIND_CACHE_DIR to a directory outside every grant",
+                entry.get_ref(),
+                name.get_ref(),
+                cache.display()
+            ),
+        ));
     }
 
     let mut limits = Limits::default();
@@ -695,5 +749,57 @@ rollback = ["code"]
         );
         let err = parse(&text).unwrap_err();
         assert!(err.message.contains("must be absolute"), "{err}");
+    }
+
+    #[test]
+    fn owner_and_setid_grants_are_parsed_and_a_bad_owner_points_at_itself() {
+        let base = format!(
+            "[project]\nname = \"x\"\n[plugins.files]\nsource = \"a.wasm\"\nsha256 = \"{PIN}\"\n"
+        );
+        let config = parse(&format!(
+            "{base}grants.owners = [\"root:root\", \"33:33\"]\ngrants.setid = true\n"
+        ))
+        .unwrap();
+        let grants = &config.instance("files").unwrap().grants;
+        assert_eq!(grants.owners.len(), 2);
+        assert_eq!(grants.owners[0].uid, Some(0));
+        assert_eq!(grants.owners[1].gid, Some(33));
+        assert!(grants.setid);
+        let config = parse(&base).unwrap();
+        let grants = &config.instance("files").unwrap().grants;
+        assert!(grants.owners.is_empty() && !grants.setid);
+        let err = parse(&format!(
+            "{base}grants.owners = [\"0:0\", \"no-such-user-here:0\"]\n"
+        ))
+        .unwrap_err();
+        assert_eq!(err.location, Some((6, 25)), "{err}");
+        assert!(err.message.starts_with("grants.owners:"), "{err}");
+        assert!(err.message.contains("no-such-user-here"), "{err}");
+        let err = parse(&format!("{base}grants.setid = \"yes\"\n")).unwrap_err();
+        assert_eq!(err.location.map(|l| l.0), Some(6), "{err}");
+    }
+
+    #[test]
+    fn a_grant_containing_the_compile_cache_is_refused_at_the_grant() {
+        let text = format!(
+            "[project]\nname = \"x\"\n[plugins.web]\nsource = \"a.wasm\"\nsha256 = \"{PIN}\"\n\
+             grants.paths = [\"/srv/app\", \"ro:/var/cache\"]\n"
+        );
+        let at = |cache: &str| {
+            Config::parse_with_cache(
+                Path::new("/etc/app/rewind.toml"),
+                &text,
+                Some(Path::new(cache)),
+            )
+        };
+        let err = at("/var/cache/rewind/components").unwrap_err();
+        assert_eq!(err.location, Some((6, 29)), "{err}");
+        assert!(err.message.contains("`ro:/var/cache`"), "{err}");
+        assert!(err.message.contains("instance `web`"), "{err}");
+        assert!(err.message.contains("REWIND_CACHE_DIR"), "{err}");
+        let err = at("/srv/app/../app/.cache").unwrap_err();
+        assert_eq!(err.location, Some((6, 17)), "{err}");
+        assert!(at("/var/lib/rewind/cache").is_ok());
+        assert!(at("/srv/application").is_ok());
     }
 }

@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine};
 
 use crate::bindings::Plugin;
+use crate::compile_cache::{self, CacheDir};
 use crate::sandbox::HookState;
-use crate::store::{create_private_dir, write_atomic};
 
 /// How often the epoch advances. Deadlines are whole ticks, so this is the
 /// resolution of a hook's wall-clock limit; checking an epoch costs a load
@@ -29,7 +29,7 @@ pub struct Runtime {
 struct RuntimeInner {
     engine: Engine,
     linker: Linker<HookState>,
-    cache_dir: Option<PathBuf>,
+    cache: Option<CacheDir>,
     ticker_stop: Arc<AtomicBool>,
 }
 
@@ -41,8 +41,14 @@ impl Drop for RuntimeInner {
 
 impl Runtime {
     /// Build the engine. `cache_dir` holds compiled components; `None`
-    /// disables the cache (every load compiles).
+    /// disables the cache (every load compiles). A cache directory that
+    /// others could write is refused (see [`compile_cache::open_dir`]).
     pub fn new(cache_dir: Option<PathBuf>) -> Result<Self> {
+        // Checked first: a refused cache fails before any thread starts.
+        let cache = cache_dir
+            .as_deref()
+            .map(compile_cache::open_dir)
+            .transpose()?;
         let mut config = Config::new();
         // Plugins are components; core modules are never loaded.
         config.wasm_component_model(true);
@@ -81,15 +87,11 @@ impl Runtime {
                 })?;
         }
 
-        if let Some(dir) = &cache_dir {
-            create_private_dir(dir)
-                .with_context(|| format!("creating the compile cache {}", dir.display()))?;
-        }
         Ok(Runtime {
             inner: Arc::new(RuntimeInner {
                 engine,
                 linker,
-                cache_dir,
+                cache,
                 ticker_stop,
             }),
         })
@@ -120,33 +122,33 @@ impl Runtime {
     /// Returns the component and whether it came from the cache.
     pub fn component(&self, wasm: &[u8], digest: &str) -> Result<(Component, bool)> {
         let engine = &self.inner.engine;
-        let Some(dir) = &self.inner.cache_dir else {
+        let Some(cache) = &self.inner.cache else {
             return Ok((Component::new(engine, wasm)?, false));
         };
-        let path = dir.join(format!("{digest}-{}.cwasm", compatibility_key(engine)));
-        if path.exists() {
-            // SAFETY: the file was written by `serialize` of this engine
-            // configuration (the name carries its compatibility hash) into a
-            // 0700 directory of ours, keyed by the digest of the wasm that
-            // was checked against its pin before we got here.
-            match unsafe { Component::deserialize_file(engine, &path) } {
+        let key = compatibility_key(engine);
+        if let Some(bytes) = cache.read(digest, &key) {
+            // SAFETY: `bytes` are in memory (nothing can change them after
+            // the check), were read from a file owned by us with no group
+            // or other permissions, in a directory only we can write and
+            // that no plugin is granted, and carry the sha256 of the wasm
+            // they were compiled from, which is `digest`, checked against
+            // the pin before we got here. wasmtime checks the engine
+            // compatibility of the bytes itself.
+            match unsafe { Component::deserialize(engine, &bytes) } {
                 Ok(component) => return Ok((component, true)),
-                Err(err) => {
-                    tracing::warn!(
-                        "discarding unusable compiled cache {}: {err:#}",
-                        path.display()
-                    );
-                    let _ = std::fs::remove_file(&path);
-                }
+                Err(err) => tracing::warn!(
+                    "discarding unusable compiled cache entry for {digest} in {}: {err:#}",
+                    cache.path().display()
+                ),
             }
         }
         let component = Component::new(engine, wasm)?;
         match component.serialize() {
             Ok(bytes) => {
-                if let Err(err) = write_atomic(&path, &bytes) {
+                if let Err(err) = cache.write(digest, &key, &bytes) {
                     tracing::warn!(
                         "could not cache compiled plugin in {}: {err}",
-                        path.display()
+                        cache.path().display()
                     );
                 }
             }

@@ -15,6 +15,7 @@
 //! guard runs over them.
 
 pub mod bindings;
+pub mod compile_cache;
 pub mod config;
 pub mod engine;
 pub mod grants;

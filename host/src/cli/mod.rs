@@ -208,6 +208,12 @@ pub struct AdHocArgs {
     /// Grant a TCP connection, like grants.tcp ("127.0.0.1:25").
     #[arg(long = "grant-tcp", value_name = "HOST:PORT")]
     pub grant_tcp: Vec<String>,
+    /// Let the fs import give files to this owner, like grants.owners ("www-data:www-data").
+    #[arg(long = "grant-owner", value_name = "USER:GROUP")]
+    pub grant_owner: Vec<String>,
+    /// Let the fs import set setuid and setgid bits, like grants.setid = true.
+    #[arg(long = "grant-setid")]
+    pub grant_setid: bool,
     /// Memory cap in MiB.
     #[arg(long, value_name = "MIB")]
     pub memory_mb: Option<u64>,

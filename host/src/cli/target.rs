@@ -63,6 +63,8 @@ impl AdHocArgs {
             || !self.grant_env.is_empty()
             || !self.grant_http.is_empty()
             || !self.grant_tcp.is_empty()
+            || !self.grant_owner.is_empty()
+            || self.grant_setid
             || self.memory_mb.is_some()
             || self.timeout_s.is_some()
     }
@@ -87,7 +89,10 @@ fn from_file(arg: &str, adhoc: &AdHocArgs) -> Result<PluginTarget> {
             .paths
             .push(PathGrant::parse(&absolute).map_err(|e| anyhow::anyhow!("--grant-path: {e}"))?);
     }
-    grants.env = adhoc.grant_env.clone();
+    for name in &adhoc.grant_env {
+        rewind::config::check_env_name(name).map_err(|e| anyhow::anyhow!("--grant-env: {e}"))?;
+        grants.env.push(name.clone());
+    }
     for text in &adhoc.grant_http {
         grants
             .http
@@ -98,6 +103,26 @@ fn from_file(arg: &str, adhoc: &AdHocArgs) -> Result<PluginTarget> {
         grants.tcp.push(
             rewind::grants::TcpGrant::parse(text)
                 .map_err(|e| anyhow::anyhow!("--grant-tcp: {e}"))?,
+        );
+    }
+
+    for text in &adhoc.grant_owner {
+        grants.owners.push(
+            rewind::grants::OwnerGrant::parse(text)
+                .map_err(|e| anyhow::anyhow!("--grant-owner: {e}"))?,
+        );
+    }
+    grants.setid = adhoc.grant_setid;
+    if let Some(cache) = rewind::engine::Runtime::default_cache_dir()
+        && let Some(grant) = rewind::compile_cache::inside_a_grant(&cache, &grants)
+    {
+        bail!(
+            "--grant-path {}{} contains the compile cache {} (compiled plugins, run as native \
+             code outside the sandbox); grant a narrower directory, or set REWIND_CACHE_DIR to \
+             a directory outside every grant",
+            if grant.writable { "" } else { "ro:" },
+            grant.path.display(),
+            cache.display()
         );
     }
 

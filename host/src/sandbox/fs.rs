@@ -1,19 +1,31 @@
 //! The `fs` import: metadata, permission bits and owners of granted paths.
 //!
 //! WASI p2 has no notion of modes or owners, so a plugin that must restore
-//! them (config files, storage directories) asks the host. Every path is
-//! checked against the grants twice, as written and as resolved, and the
-//! final component is opened with `O_NOFOLLOW`, so neither `..` nor a
-//! symlink reaches outside a grant.
+//! them (config files, storage directories) asks the host.
+//!
+//! Every call resolves the path **once**, with [`resolve`]: the path is
+//! checked against the grants as written (before the filesystem is touched,
+//! so a refusal cannot reveal whether a path outside the grants exists),
+//! opened with `openat2(RESOLVE_BENEATH)` below the grant that decides it,
+//! and checked again where the kernel landed (a symlink inside a read-write
+//! tree may lead into a nested read-only grant). From then on the host acts
+//! only on that descriptor: `fstat` for metadata, `chmod` of its
+//! `/proc/self/fd` path, `fchownat(AT_EMPTY_PATH)`. Nothing is looked up by
+//! name a second time, so swapping a symlink in between (a
+//! `renameat2(RENAME_EXCHANGE)` loop) changes nothing. A final symlink is
+//! never followed: its metadata is reported, its mode and owner are never
+//! changed.
+//!
+//! Special bits and owners have grants of their own: setuid and setgid need
+//! `grants.setid = true`, giving a file to another user or group needs
+//! `grants.owners` (see `grants::owners`).
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use rustix::fs::{AtFlags, FileType, Mode, Stat};
 
 use super::HookState;
+use super::resolve::{ResolveError, Resolved, proc_path, resolve};
 use crate::bindings::rewind::hooks::fs::{FileKind, FileMeta, Host};
 use crate::bindings::rewind::hooks::types::{Failure, HookError};
-use crate::grants::normalize;
 
 fn failed(message: String) -> HookError {
     HookError::Failed(Failure {
@@ -22,77 +34,69 @@ fn failed(message: String) -> HookError {
     })
 }
 
-impl HookState {
-    /// The real path of `path` if it lies inside a grant (a writable one
-    /// when `write`), else the denial naming the grant to add.
-    fn granted_path(&self, path: &str, write: bool) -> Result<PathBuf, HookError> {
-        let raw = Path::new(path);
-        if !raw.is_absolute() {
-            return Err(HookError::InvalidInput(format!(
-                "path `{path}` must be absolute"
-            )));
-        }
-        let lexical = normalize(raw);
-        let check = |p: &Path| {
-            self.call
-                .grants
-                .check_path(p, write)
-                .map_err(|d| self.call.denied(d))
-        };
-        check(&lexical)?;
-        // Resolve the parent (symlinks in it are followed), keep the last
-        // component as is: it is opened without following.
-        let real = match (lexical.parent(), lexical.file_name()) {
-            (Some(parent), Some(name)) => parent
-                .canonicalize()
-                .map_err(|err| failed(format!("{}: {err}", parent.display())))?
-                .join(name),
-            _ => lexical.clone(),
-        };
-        check(&real)?;
-        Ok(real)
+/// An error of the filesystem itself, on a path that is inside a grant (a
+/// path outside every grant is refused before the filesystem is touched).
+fn io_failure(path: &str, err: &std::io::Error) -> HookError {
+    match err.raw_os_error() {
+        // RESOLVE_BENEATH refused a `..` or an absolute symlink that leaves
+        // the grant the path was opened under.
+        Some(libc::EXDEV) => failed(format!(
+            "{path}: a symlink or `..` on the way leads outside the grant; it is not followed"
+        )),
+        _ => failed(format!("{path}: {err}")),
     }
 }
 
-fn open_no_follow(path: &Path) -> Result<File, HookError> {
-    OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(|err| {
-            if err.raw_os_error() == Some(libc::ELOOP) {
-                failed(format!(
-                    "{} is a symlink; its mode and owner are not changed",
-                    path.display()
-                ))
-            } else {
-                failed(format!("{}: {err}", path.display()))
+fn kind_of(stat: &Stat) -> FileKind {
+    match FileType::from_raw_mode(stat.st_mode) {
+        FileType::Symlink => FileKind::Symlink,
+        FileType::Directory => FileKind::Directory,
+        FileType::RegularFile => FileKind::File,
+        _ => FileKind::Other,
+    }
+}
+
+impl HookState {
+    /// Open `path` beneath its grant (a writable one when `write`), not
+    /// following a final symlink; a refusal is logged and names the grant.
+    fn open_granted(&self, path: &str, write: bool) -> Result<Resolved, HookError> {
+        resolve(&self.call.grants, path, write, false).map_err(|err| match err {
+            ResolveError::Denied(denial) => self.call.denied(denial),
+            ResolveError::NotAbsolute(p) => {
+                HookError::InvalidInput(format!("path `{p}` must be absolute"))
             }
+            ResolveError::Io(_, err) => io_failure(path, &err),
         })
+    }
+
+    /// Open `path` for a change of mode or owner: writable, and not a
+    /// symlink (whose target would be changed on some systems, and whose own
+    /// mode means nothing).
+    fn open_for_change(&self, path: &str, what: &str) -> Result<(Resolved, Stat), HookError> {
+        let resolved = self.open_granted(path, true)?;
+        let stat = rustix::fs::fstat(&resolved.fd).map_err(|err| io_failure(path, &err.into()))?;
+        if FileType::from_raw_mode(stat.st_mode) == FileType::Symlink {
+            return Err(failed(format!(
+                "{path} is a symlink; its {what} is not changed (name the file it points to)"
+            )));
+        }
+        Ok((resolved, stat))
+    }
 }
 
 impl Host for HookState {
     fn metadata(&mut self, path: String) -> wasmtime::Result<Result<FileMeta, HookError>> {
         Ok((|| {
-            let real = self.granted_path(&path, false)?;
-            let meta =
-                std::fs::symlink_metadata(&real).map_err(|err| failed(format!("{path}: {err}")))?;
-            let kind = if meta.file_type().is_symlink() {
-                FileKind::Symlink
-            } else if meta.is_dir() {
-                FileKind::Directory
-            } else if meta.is_file() {
-                FileKind::File
-            } else {
-                FileKind::Other
-            };
+            let resolved = self.open_granted(&path, false)?;
+            let stat =
+                rustix::fs::fstat(&resolved.fd).map_err(|err| io_failure(&path, &err.into()))?;
             Ok(FileMeta {
-                kind,
-                mode: meta.mode() & 0o7777,
-                uid: meta.uid(),
-                gid: meta.gid(),
-                size: meta.len(),
-                mtime: meta.mtime(),
+                kind: kind_of(&stat),
+                mode: stat.st_mode & 0o7777,
+                uid: stat.st_uid,
+                gid: stat.st_gid,
+                size: u64::try_from(stat.st_size).unwrap_or(0),
+                mtime: stat.st_mtime,
             })
         })())
     }
@@ -104,9 +108,14 @@ impl Host for HookState {
                     "mode {mode:o} is not a permission mode"
                 )));
             }
-            let real = self.granted_path(&path, true)?;
-            let file = open_no_follow(&real)?;
-            file.set_permissions(std::fs::Permissions::from_mode(mode))
+            let (resolved, _) = self.open_for_change(&path, "mode")?;
+            self.call
+                .grants
+                .check_mode(&path, mode)
+                .map_err(|denial| self.call.denied(denial))?;
+            // chmod of an O_PATH descriptor: through its /proc/self/fd magic
+            // link, which names this very inode whatever happens to `path`.
+            rustix::fs::chmod(proc_path(&resolved.fd), Mode::from_raw_mode(mode))
                 .map_err(|err| failed(format!("chmod {mode:o} {path}: {err}")))
         })())
     }
@@ -118,10 +127,24 @@ impl Host for HookState {
         gid: u32,
     ) -> wasmtime::Result<Result<(), HookError>> {
         Ok((|| {
-            let real = self.granted_path(&path, true)?;
-            let file = open_no_follow(&real)?;
-            std::os::unix::fs::fchown(&file, Some(uid), Some(gid))
-                .map_err(|err| failed(format!("chown {uid}:{gid} {path}: {err}")))
+            if uid == u32::MAX || gid == u32::MAX {
+                return Err(HookError::InvalidInput(format!(
+                    "{uid}:{gid} is not an owner (-1 is not a user or group id)"
+                )));
+            }
+            let (resolved, stat) = self.open_for_change(&path, "owner")?;
+            self.call
+                .grants
+                .check_owner(&path, (stat.st_uid, stat.st_gid), uid, gid)
+                .map_err(|denial| self.call.denied(denial))?;
+            rustix::fs::chownat(
+                &resolved.fd,
+                "",
+                Some(rustix::fs::Uid::from_raw(uid)),
+                Some(rustix::fs::Gid::from_raw(gid)),
+                AtFlags::EMPTY_PATH,
+            )
+            .map_err(|err| failed(format!("chown {uid}:{gid} {path}: {err}")))
         })())
     }
 }
