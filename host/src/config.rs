@@ -169,6 +169,8 @@ struct RawLimits {
     memory_mb: Option<Spanned<u64>>,
     timeout_s: Option<Spanned<u64>>,
     output_mb: Option<Spanned<u64>>,
+    artifacts_mb: Option<Spanned<u64>>,
+    run_artifacts_mb: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -604,6 +606,12 @@ fn validate_instance(
     }
     if let Some(mb) = &raw.limits.output_mb {
         limits.output_bytes = (positive(mb, "output_mb")? << 20) as usize;
+    }
+    if let Some(mb) = &raw.limits.artifacts_mb {
+        limits.artifact_bytes = positive(mb, "artifacts_mb")?.saturating_mul(1 << 20);
+    }
+    if let Some(mb) = &raw.limits.run_artifacts_mb {
+        limits.run_artifact_bytes = positive(mb, "run_artifacts_mb")?.saturating_mul(1 << 20);
     }
 
     let params = serde_json::to_value(&raw.params).map_err(|err| {

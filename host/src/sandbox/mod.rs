@@ -643,26 +643,34 @@ fn new_store(
     // No sockets but outgoing TCP to granted host:port pairs (SMTP); HTTP
     // goes through wasi:http and its gate, never through sockets.
     wasi.allow_udp(false);
-    if spec.grants.tcp.is_empty() {
-        wasi.allow_tcp(false).allow_ip_name_lookup(false);
-    } else {
-        let allowed = resolve_tcp_grants(&spec.grants.tcp, log);
+    // Sockets always go through the gate, so that every refusal (with or
+    // without tcp grants) is recorded and names the grant; name lookups
+    // go through their own gate (only granted names resolve).
+    let allowed = resolve_tcp_grants(&spec.grants.tcp, log);
+    {
         let refusals = refusals.clone();
         wasi.allow_tcp(true)
             .allow_ip_name_lookup(true)
             .socket_addr_check(move |addr, usage| {
                 use wasmtime_wasi::sockets::SocketAddrUse;
-                let ok = match usage {
-                    SocketAddrUse::TcpConnect => allowed.contains(&addr),
+                let refusal = match usage {
+                    SocketAddrUse::TcpConnect if allowed.contains(&addr) => None,
+                    SocketAddrUse::TcpConnect => Some(Grants::tcp_denial(addr)),
                     // The implicit bind to an ephemeral port that every
-                    // connect performs; listening is refused below.
-                    SocketAddrUse::TcpBind => addr.ip().is_unspecified() && addr.port() == 0,
-                    _ => false,
+                    // connect performs.
+                    SocketAddrUse::TcpBind if addr.ip().is_unspecified() && addr.port() == 0 => {
+                        None
+                    }
+                    _ => Some(crate::grants::Denial::new(
+                        crate::grants::Kind::Never,
+                        format!("{usage:?} {addr}"),
+                        "a plugin may only connect out to its grants.tcp endpoints; listening, accepting, binding and UDP are never allowed",
+                    )),
                 };
-                if !ok {
-                    refusals.refuse(&Grants::tcp_denial(addr));
+                if let Some(denial) = &refusal {
+                    refusals.refuse(denial);
                 }
-                Box::pin(async move { ok })
+                Box::pin(async move { refusal.is_none() })
             });
     }
     for grant in &spec.grants.paths {
