@@ -35,15 +35,81 @@ pub const COMMAND_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 /// `*` here match any suffix (`python3.12`, `php8.3`, `lua5.4`).
 pub const INTERPRETERS: &[&str] = &[
     // Shells.
-    "sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "csh", "tcsh", "fish", "busybox",
+    "sh",
+    "bash",
+    "dash",
+    "zsh",
+    "ksh",
+    "mksh",
+    "ash",
+    "csh",
+    "tcsh",
+    "fish",
+    "busybox",
     // Scripting languages.
-    "python*", "php*", "perl*", "ruby*", "node", "nodejs", "deno", "bun", "lua*", "luajit",
-    "tclsh*", "wish*", "Rscript", "java", "jshell", "awk", "gawk", "mawk", "nawk", "sed",
+    "python*",
+    "php*",
+    "perl*",
+    "ruby*",
+    "node",
+    "nodejs",
+    "deno",
+    "bun",
+    "lua*",
+    "luajit",
+    "tclsh*",
+    "wish*",
+    "Rscript",
+    "java",
+    "jshell",
+    "awk",
+    "gawk",
+    "mawk",
+    "nawk",
+    "sed",
     // Programs that run other programs or configurable hooks.
-    "env", "xargs", "find", "nice", "nohup", "timeout", "time", "stdbuf", "setsid", "sudo", "su",
-    "doas", "runuser", "chroot", "unshare", "nsenter", "strace", "ltrace", "gdb", "watch",
-    "flock", "git", "make", "tar", "rsync", "ssh", "scp", "vim", "vi", "ex", "ed", "less",
-    "man", "npm", "npx", "pip", "pip3", "composer", "bundle", "cargo", "docker", "podman",
+    "env",
+    "xargs",
+    "find",
+    "nice",
+    "nohup",
+    "timeout",
+    "time",
+    "stdbuf",
+    "setsid",
+    "sudo",
+    "su",
+    "doas",
+    "runuser",
+    "chroot",
+    "unshare",
+    "nsenter",
+    "strace",
+    "ltrace",
+    "gdb",
+    "watch",
+    "flock",
+    "git",
+    "make",
+    "tar",
+    "rsync",
+    "ssh",
+    "scp",
+    "vim",
+    "vi",
+    "ex",
+    "ed",
+    "less",
+    "man",
+    "npm",
+    "npx",
+    "pip",
+    "pip3",
+    "composer",
+    "bundle",
+    "cargo",
+    "docker",
+    "podman",
     "systemd-run",
 ];
 
@@ -53,10 +119,12 @@ pub fn is_interpreter(program: &str) -> bool {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    INTERPRETERS.iter().any(|entry| match entry.strip_suffix('*') {
-        Some(prefix) => name.starts_with(prefix),
-        None => name == *entry,
-    })
+    INTERPRETERS
+        .iter()
+        .any(|entry| match entry.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None => name == *entry,
+        })
 }
 
 /// The grant combinations in `grants` that let a plugin run code of its
@@ -127,7 +195,10 @@ mod tests {
 
     fn grants(exec: &[&str], paths: &[&str]) -> Grants {
         Grants {
-            exec: exec.iter().map(|p| ExecPattern::parse(p).unwrap()).collect(),
+            exec: exec
+                .iter()
+                .map(|p| ExecPattern::parse(p).unwrap())
+                .collect(),
             paths: paths.iter().map(|p| PathGrant::parse(p).unwrap()).collect(),
             ..Grants::default()
         }
@@ -170,7 +241,11 @@ mod tests {
     fn a_program_inside_a_writable_grant_is_a_risk() {
         let risks = code_execution_risks(&grants(&["/srv/app/bin/migrate"], &["/srv/app"]));
         assert_eq!(risks.len(), 1, "{risks:?}");
-        assert!(risks[0].contains("read-write grant /srv/app"), "{}", risks[0]);
+        assert!(
+            risks[0].contains("read-write grant /srv/app"),
+            "{}",
+            risks[0]
+        );
         // Under a nested read-only grant it is not writable.
         let risks = code_execution_risks(&grants(
             &["/srv/app/bin/migrate"],

@@ -33,7 +33,11 @@ fn outcome(call: &Call, s: &Scratch) -> (HealthStatus, String) {
 /// The attack did not get through: the detail is the refusal.
 fn refused(call: &Call, s: &Scratch) -> String {
     let (status, detail) = outcome(call, s);
-    assert_eq!(status, HealthStatus::Unhealthy, "attack succeeded: {detail}");
+    assert_eq!(
+        status,
+        HealthStatus::Unhealthy,
+        "attack succeeded: {detail}"
+    );
     detail
 }
 
@@ -45,8 +49,11 @@ fn succeeded(call: &Call, s: &Scratch) -> String {
 
 /// The host keeps running commands after a refused or killed one.
 fn assert_host_still_works(s: &Scratch) {
-    let call = hostile("exec-in", json!({ "program": "echo", "args": ["still here"] }))
-        .exec("echo 'still here'");
+    let call = hostile(
+        "exec-in",
+        json!({ "program": "echo", "args": ["still here"] }),
+    )
+    .exec("echo 'still here'");
     assert_eq!(succeeded(&call, s).trim(), "still here");
 }
 
@@ -93,7 +100,10 @@ fn gone(pid: i32) -> bool {
 
 fn pids(text: &str) -> Vec<i32> {
     text.split_whitespace()
-        .map(|w| w.parse().unwrap_or_else(|_| panic!("not a pid: {w:?} in {text:?}")))
+        .map(|w| {
+            w.parse()
+                .unwrap_or_else(|_| panic!("not a pid: {w:?} in {text:?}"))
+        })
         .collect()
 }
 
@@ -241,7 +251,9 @@ fn a_bare_name_that_resolves_into_a_writable_path_directory_is_refused() {
     );
     // And `rewind check` would have said so.
     let mut grants = Grants::default();
-    grants.paths.push(PathGrant::parse("/usr/local/bin").unwrap());
+    grants
+        .paths
+        .push(PathGrant::parse("/usr/local/bin").unwrap());
     let risks = code_execution_risks(&grants);
     assert!(
         risks.iter().any(|r| r.contains("/usr/local/bin")),
@@ -262,7 +274,10 @@ fn a_program_in_a_world_writable_directory_is_refused() {
     let detail = refused(&call, &s);
     assert!(!outside.join("pwned").exists(), "{detail}");
     assert!(
-        detail.contains(&format!("lies in {}, a directory every user can write", p(&open))),
+        detail.contains(&format!(
+            "lies in {}, a directory every user can write",
+            p(&open)
+        )),
         "{detail}"
     );
 }
@@ -376,7 +391,10 @@ fn a_working_directory_swapped_while_commands_start_never_lets_a_write_out() {
         .and_then(|r| r.split(',').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("{detail}"));
-    assert!(ran > 0, "no command ran at all, so the race proved nothing: {detail}");
+    assert!(
+        ran > 0,
+        "no command ran at all, so the race proved nothing: {detail}"
+    );
     assert_host_still_works(&s);
 }
 
@@ -397,10 +415,22 @@ fn leftovers_end_with_the_command(s: &Scratch) {
     let out = succeeded(&call, s);
     let list = pids(&out);
     let (background, grandchild, session) = (list[0], list[1], list[2]);
-    assert_eq!(session, grandchild, "the grandchild did not start its own session");
-    assert!(started.elapsed() < Duration::from_secs(10), "waited for leftovers");
-    assert!(gone(background), "background child {background} survived its command");
-    assert!(gone(grandchild), "setsid grandchild {grandchild} survived its command");
+    assert_eq!(
+        session, grandchild,
+        "the grandchild did not start its own session"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "waited for leftovers"
+    );
+    assert!(
+        gone(background),
+        "background child {background} survived its command"
+    );
+    assert!(
+        gone(grandchild),
+        "setsid grandchild {grandchild} survived its command"
+    );
 }
 
 fn a_timeout_ends_everything(s: &Scratch) {
@@ -498,8 +528,11 @@ fn forced_subreaper_containment_ends_every_descendant_too() {
     leftovers_end_with_the_command(&s);
     a_timeout_ends_everything(&s);
     // Exit codes pass through the supervisor.
-    let call = hostile("exec-in", json!({ "program": "sh", "args": ["-c", "exit 7"] }))
-        .exec("sh -c *");
+    let call = hostile(
+        "exec-in",
+        json!({ "program": "sh", "args": ["-c", "exit 7"] }),
+    )
+    .exec("sh -c *");
     let detail = refused(&call, &s);
     assert!(detail.contains("exited with code 7"), "{detail}");
     assert_host_still_works(&s);
@@ -532,7 +565,10 @@ fn a_read_only_grant_binds_a_commands_writes() {
     .read_only(&config)
     .exec("sh -c *");
     refused(&call, &s);
-    assert_eq!(fs::read_to_string(config.join("app.ini")).unwrap(), "original");
+    assert_eq!(
+        fs::read_to_string(config.join("app.ini")).unwrap(),
+        "original"
+    );
     assert_host_still_works(&s);
 }
 
@@ -557,7 +593,10 @@ fn a_read_only_grant_nested_in_a_read_write_grant_binds_commands() {
     };
     refused(&write(&app, "protected/app.ini"), &s);
     refused(&write(&protected, "new-file"), &s);
-    assert_eq!(fs::read_to_string(protected.join("app.ini")).unwrap(), "original");
+    assert_eq!(
+        fs::read_to_string(protected.join("app.ini")).unwrap(),
+        "original"
+    );
     assert!(!protected.join("new-file").exists());
     // The rest of the read-write grant stays writable.
     succeeded(&write(&app, "ok.txt"), &s);
@@ -611,7 +650,11 @@ fn check_warns_that_an_interpreter_with_wildcards_and_a_writable_grant_run_any_c
     ));
     let out = project.rewind(&["check", "--json"]);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|err| {
-        panic!("{err}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+        panic!(
+            "{err}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
     });
     let findings = report["findings"].as_array().unwrap();
     assert!(

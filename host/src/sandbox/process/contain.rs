@@ -397,7 +397,9 @@ unsafe fn kill_children() {
             }
             for &b in &buf[..n as usize] {
                 if b.is_ascii_digit() {
-                    pid = pid.saturating_mul(10).saturating_add((b - b'0') as libc::pid_t);
+                    pid = pid
+                        .saturating_mul(10)
+                        .saturating_add((b - b'0') as libc::pid_t);
                     digits = true;
                 } else {
                     if digits && pid > 0 {

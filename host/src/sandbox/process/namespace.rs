@@ -267,5 +267,6 @@ struct MountAttr {
 
 /// Whether the mount holding `path` is read-only already.
 fn mounted_read_only(path: &Path) -> bool {
-    rustix::fs::statvfs(path).is_ok_and(|s| s.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
+    rustix::fs::statvfs(path)
+        .is_ok_and(|s| s.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
 }

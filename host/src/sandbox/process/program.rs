@@ -66,7 +66,11 @@ pub(super) fn resolve_program(grants: &Grants, program: &str) -> Result<PathBuf,
         if path == lexical {
             format!("program {}", lexical.display())
         } else {
-            format!("program {} (which is {})", lexical.display(), path.display())
+            format!(
+                "program {} (which is {})",
+                lexical.display(),
+                path.display()
+            )
         }
     };
     for path in [&lexical, &canonical] {
