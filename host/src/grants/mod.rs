@@ -160,7 +160,7 @@ pub fn ungranted(
         } else {
             Access::ReadOnly
         };
-        if !grants.access(&path).is_some_and(|a| a >= wanted) {
+        if grants.access(&path).is_none_or(|a| a < wanted) {
             let prefix = if request.writable { "" } else { "ro:" };
             out.push(grant_line("paths", &format!("{prefix}{}", path.display())));
         }
