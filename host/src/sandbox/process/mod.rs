@@ -198,7 +198,16 @@ impl HookState {
         }
         let workdir = match &cmd.cwd {
             // Opened once beneath its grant; the child enters the descriptor.
-            Some(dir) => match resolve(&call.grants, dir, false, true) {
+            Some(dir) => match call
+                .grants
+                // The refusal a plugin sees names the working directory.
+                .check_dir(&crate::grants::normalize(std::path::Path::new(dir)))
+                .or_else(|d| match std::path::Path::new(dir).is_absolute() {
+                    true => Err(ResolveError::Denied(d)),
+                    false => Ok(()), // `resolve` says it must be absolute
+                })
+                .and_then(|()| resolve(&call.grants, dir, false, true))
+            {
                 Ok(resolved) => Workdir::new(resolved.fd, &resolved.real),
                 Err(ResolveError::Denied(denial)) => return Err(call.denied(denial)),
                 Err(ResolveError::NotAbsolute(dir)) => {

@@ -67,7 +67,9 @@ impl Workdir {
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
-        Workdir::new(fd, path)
+        // By its real path: the child may open it again by name.
+        let real = crate::sandbox::resolve::real_path(&fd).unwrap_or_else(|_| path.to_path_buf());
+        Workdir::new(fd, &real)
     }
 
     /// Enter it.
