@@ -387,6 +387,9 @@ fn check_config(config: &Config) -> Result<Vec<Finding>> {
                 ),
             );
         }
+        for risk in rewind::grants::risks::code_execution_risks(&instance.grants) {
+            add("warning", &subject, risk);
+        }
         hooks_of.insert(name.clone(), plugin.hooks.clone());
     }
 

@@ -1,27 +1,80 @@
 //! The `process` import: run a granted command on the host.
 //!
-//! A command runs only if its program and arguments match an exec grant. It
-//! gets an empty environment plus `PATH` and the variables the plugin names
-//! (each of which must be granted), a working directory inside a granted
-//! path (or an empty private one), a timeout that kills its whole process
-//! group, and output capped per stream. Streaming variants connect its
-//! stdout to a new blob or a verified blob to its stdin, so large dumps never
-//! pass through the guest's memory.
+//! A command runs only if its program and arguments match an exec grant,
+//! and only a program no plugin can write ([`program`]: bare names come
+//! from [`COMMAND_PATH`], never the host's `PATH`; the canonical file runs).
+//! It gets an empty environment plus `PATH=COMMAND_PATH` and the variables
+//! the plugin names (each of which must be granted), a working directory
+//! opened beneath its grant and entered by descriptor (or an empty private
+//! one), read-only grants mounted read-only when the host may
+//! ([`namespace`]), a timeout, and output capped per stream. Every process
+//! it starts, however it detaches, ends when it ends ([`contain`]).
+//! Streaming variants connect its stdout to a new blob or a verified blob
+//! to its stdin, so large dumps never pass through the guest's memory.
+
+mod contain;
+mod namespace;
+mod program;
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command as OsCommand, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use super::HookState;
+use super::resolve::{ResolveError, resolve};
 use crate::bindings::rewind::hooks::process::{Command, Host, Output};
 use crate::bindings::rewind::hooks::types::{ArtifactRef, Failure, HookError};
-use crate::grants::normalize;
+use crate::grants::risks::COMMAND_PATH;
+use crate::grants::{Denial, Kind};
 use crate::store::{ArtifactRecord, BlobInfo, BlobReader, BlobWriter};
+use contain::{ChildContainment, Containment};
+use namespace::{MountPlan, Workdir};
+use program::{ProgramError, resolve_program};
+
+/// How long a stopped command's supervisor gets to kill what it started
+/// before the host kills the whole process group itself.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// How long to wait for a command's output to end once it and everything it
+/// started are gone (only a process that escaped containment, such as a
+/// root command that moved itself to another cgroup, can hold it open).
+const PIPE_WAIT: Duration = Duration::from_secs(10);
+
+/// A checked command, ready to spawn.
+struct Prepared {
+    os: OsCommand,
+    timeout: Duration,
+    containment: Containment,
+    namespaced: bool,
+}
+
+/// What the child does between `fork` and `execve`, in this order: join the
+/// cgroup (so everything after is inside it), enter the mount namespace and
+/// mount the read-only grants, enter the working directory, and (subreaper
+/// containment) fork the command under a supervisor.
+struct ChildSetup {
+    workdir: Workdir,
+    mounts: Option<MountPlan>,
+    child: ChildContainment,
+}
+
+impl ChildSetup {
+    fn run(&self) -> io::Result<()> {
+        // SAFETY: called by std between fork and execve only.
+        unsafe {
+            self.child.enter()?;
+            if let Some(mounts) = &self.mounts {
+                mounts.apply()?;
+            }
+            self.workdir.enter(self.mounts.is_some())?;
+            self.child.supervise()
+        }
+    }
+}
 
 /// Where the command's stdin comes from.
 enum Input {
@@ -120,77 +173,86 @@ fn exit_text(code: Option<i32>) -> String {
     }
 }
 
-/// Find `program` in the host's PATH (never in a path the plugin chose).
-fn resolve_program(program: &str) -> Result<PathBuf, HookError> {
-    if program.contains('/') {
-        let path = Path::new(program);
-        if !path.is_absolute() {
-            return Err(HookError::InvalidInput(format!(
-                "program `{program}` must be a bare name (looked up in PATH) or an absolute path"
-            )));
-        }
-        return Ok(path.to_path_buf());
-    }
-    let path_var = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path_var)
-        .map(|dir| dir.join(program))
-        .find(|candidate| is_executable(candidate))
-        .ok_or_else(|| failed(format!("program `{program}` was not found in PATH")))
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    path.metadata()
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
-}
-
 impl HookState {
-    /// Check a command against the grants and build it.
-    fn prepare(&mut self, cmd: &Command) -> Result<(OsCommand, Duration), HookError> {
+    /// Check a command against the grants and build it, with everything
+    /// its child needs computed before the fork.
+    fn prepare(&mut self, cmd: &Command) -> Result<Prepared, HookError> {
         let call = &self.call;
         if let Err(denial) = call.grants.check_exec(&cmd.program, &cmd.args) {
             return Err(call.denied(denial));
         }
         for name in cmd.env.iter().map(|(k, _)| k).chain(&cmd.inherit_env) {
+            if name == "PATH" {
+                return Err(call.denied(Denial::new(
+                    Kind::Never,
+                    "set PATH for a command",
+                    format!(
+                        "every command gets PATH={COMMAND_PATH}, so that a plugin cannot choose \
+                         what a program name means; grant absolute program paths instead"
+                    ),
+                )));
+            }
             if let Err(denial) = call.grants.check_env(name) {
                 return Err(call.denied(denial));
             }
         }
-        let cwd = match &cmd.cwd {
-            Some(dir) => {
-                let dir = Path::new(dir);
-                if !dir.is_absolute() {
+        let workdir = match &cmd.cwd {
+            // Opened once beneath its grant; the child enters the descriptor.
+            Some(dir) => match call
+                .grants
+                // The refusal a plugin sees names the working directory.
+                .check_dir(&crate::grants::normalize(std::path::Path::new(dir)))
+                .or_else(|d| match std::path::Path::new(dir).is_absolute() {
+                    true => Err(ResolveError::Denied(d)),
+                    false => Ok(()), // `resolve` says it must be absolute
+                })
+                .and_then(|()| resolve(&call.grants, dir, false, true))
+            {
+                Ok(resolved) => Workdir::new(resolved.fd, &resolved.real),
+                Err(ResolveError::Denied(denial)) => return Err(call.denied(denial)),
+                Err(ResolveError::NotAbsolute(dir)) => {
                     return Err(HookError::InvalidInput(format!(
-                        "working directory `{}` must be absolute",
-                        dir.display()
+                        "working directory `{dir}` must be absolute"
                     )));
                 }
-                // Check the path as written and as the filesystem resolves
-                // it, so that neither `..` nor a symlink leaves the grants.
-                let lexical = normalize(dir);
-                call.grants
-                    .check_dir(&lexical)
-                    .map_err(|d| call.denied(d))?;
-                let real = lexical.canonicalize().map_err(|err| {
-                    failed(format!("working directory {}: {err}", lexical.display()))
-                })?;
-                call.grants.check_dir(&real).map_err(|d| call.denied(d))?;
-                real
-            }
-            None => call.workdir.path().to_path_buf(),
+                Err(err) => return Err(failed(format!("working directory {err}"))),
+            },
+            None => Workdir::open(call.workdir.path()),
+        }
+        .map_err(|err| failed(format!("working directory: {err}")))?;
+        let program = match resolve_program(&call.grants, &cmd.program) {
+            Ok(path) => path,
+            Err(ProgramError::Invalid(message)) => return Err(HookError::InvalidInput(message)),
+            Err(ProgramError::Missing(message)) => return Err(failed(message)),
+            Err(ProgramError::Refused(denial)) => return Err(call.denied(denial)),
         };
-        let program = resolve_program(&cmd.program)?;
+        let mounts = if namespace::can_mount() {
+            MountPlan::new(&call.grants).map_err(|err| {
+                failed(format!(
+                    "cannot prepare the read-only grants for `{}`: {err}",
+                    display(cmd)
+                ))
+            })?
+        } else {
+            None
+        };
+        let want = contain::wanted().map_err(failed)?;
+        let containment = Containment::new(want).map_err(|err| {
+            failed(format!(
+                "cannot contain `{}` in a cgroup ({}=cgroup): {err}",
+                display(cmd),
+                contain::CONTAINMENT_ENV
+            ))
+        })?;
 
         let mut os = OsCommand::new(&program);
-        os.args(&cmd.args)
+        // argv[0] as the plugin wrote it (multi-call programs read it).
+        os.arg0(&cmd.program)
+            .args(&cmd.args)
             .env_clear()
-            .current_dir(&cwd)
+            .env("PATH", COMMAND_PATH)
             // Its own process group, so that a timeout kills its children too.
             .process_group(0);
-        if let Some(path) = std::env::var_os("PATH") {
-            os.env("PATH", path);
-        }
         for name in &cmd.inherit_env {
             if let Some(value) = std::env::var_os(name) {
                 os.env(name, value);
@@ -199,12 +261,29 @@ impl HookState {
         for (key, value) in &cmd.env {
             os.env(key, value);
         }
+        let child = containment.child();
+        let namespaced = mounts.is_some();
+        let setup = ChildSetup {
+            workdir,
+            mounts,
+            child,
+        };
+        // SAFETY: the closure makes only async-signal-safe syscalls on data
+        // computed above, and allocates nothing.
+        unsafe {
+            os.pre_exec(move || setup.run());
+        }
         let limit = call.remaining();
         let timeout = cmd
             .timeout_ms
             .map(Duration::from_millis)
             .map_or(limit, |t| t.min(limit));
-        Ok((os, timeout))
+        Ok(Prepared {
+            os,
+            timeout,
+            containment,
+            namespaced,
+        })
     }
 
     fn run_command(
@@ -213,12 +292,25 @@ impl HookState {
         input: Input,
         sink: Sink,
     ) -> Result<(Output, Option<BlobInfo>), HookError> {
-        let (mut os, timeout) = self.prepare(cmd)?;
+        let Prepared {
+            mut os,
+            timeout,
+            containment,
+            namespaced,
+        } = self.prepare(cmd)?;
         let cap = self.call.limits.output_bytes;
         let line = display(cmd);
         self.call.log.line(
             super::LogLevel::Debug,
-            format!("running `{line}`"),
+            format!(
+                "running `{line}` (contained by {}{})",
+                containment.name(),
+                if namespaced {
+                    ", read-only grants mounted read-only"
+                } else {
+                    ""
+                }
+            ),
             Vec::new(),
         );
         os.stdin(match input {
@@ -228,9 +320,18 @@ impl HookState {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
         let started = Instant::now();
-        let mut child = os
-            .spawn()
-            .map_err(|err| failed(format!("cannot start `{line}`: {err}")))?;
+        let mut child = os.spawn().map_err(|err| {
+            if err.raw_os_error() == Some(namespace::WORKDIR_MOVED) {
+                failed(format!(
+                    "cannot start `{line}`: its working directory was replaced while it started"
+                ))
+            } else {
+                failed(format!("cannot start `{line}`: {err}"))
+            }
+        })?;
+        // The command (or its supervisor) holds what it needs; the
+        // descriptors the closure kept close with `os`.
+        drop(os);
 
         let stdin_done = feed_stdin(&mut child, input);
         let stdout = child.stdout.take().expect("piped");
@@ -253,48 +354,63 @@ impl HookState {
         // Wait for exit, the deadline, or a stdin stream that failed its
         // checksum, whichever comes first.
         let mut stdin_error = None;
-        let mut timed_out = false;
+        let mut timed_out: Option<Duration> = None;
+        let mut stopped_at: Option<Instant> = None;
         let mut nap = Duration::from_millis(1);
         let status = loop {
-            if let Some(rx) = &stdin_done
-                && let Ok(Err(err)) = rx.try_recv()
-            {
-                stdin_error = Some(err);
-                kill_group(&child);
-            }
             match child.try_wait() {
                 Ok(Some(status)) => break status,
                 Ok(None) => {}
-                Err(err) => return Err(failed(format!("waiting for `{line}`: {err}"))),
+                Err(err) => {
+                    containment.stop(child.id());
+                    return Err(failed(format!("waiting for `{line}`: {err}")));
+                }
             }
-            if started.elapsed() >= timeout && !timed_out {
-                timed_out = true;
-                kill_group(&child);
+            if stopped_at.is_none() {
+                if let Some(rx) = &stdin_done
+                    && let Ok(Err(err)) = rx.try_recv()
+                {
+                    stdin_error = Some(err);
+                    containment.stop(child.id());
+                    stopped_at = Some(Instant::now());
+                } else if started.elapsed() >= timeout {
+                    timed_out = Some(started.elapsed());
+                    containment.stop(child.id());
+                    stopped_at = Some(Instant::now());
+                }
+            } else if stopped_at.is_some_and(|at| at.elapsed() >= STOP_GRACE) {
+                // A supervisor that did not finish in time: the whole
+                // group, now (it is not reaped yet, so the id is still ours).
+                contain::kill_group(child.id() as libc::pid_t);
             }
             thread::sleep(nap);
             nap = (nap * 2).min(Duration::from_millis(20));
         };
-        // A grandchild that left the process group can hold the pipes open;
-        // do not wait for it forever.
-        let grace = Duration::from_secs(2);
-        let stdout_result = stdout_rx.recv_timeout(grace);
+        // Whatever the command left behind ends now, so its pipes close.
+        if let Err(err) = containment.finish() {
+            self.call.log.warn(format!(
+                "after `{line}`: {err}; its remaining processes may still run"
+            ));
+        }
+        let stdout_result = stdout_rx.recv_timeout(PIPE_WAIT);
         let stderr_result = stderr_rx
-            .recv_timeout(grace)
+            .recv_timeout(PIPE_WAIT)
             .ok()
             .and_then(Result::ok)
             .unwrap_or_default();
         if let Some(rx) = stdin_done
             && stdin_error.is_none()
-            && let Ok(Err(err)) = rx.recv_timeout(grace)
+            && let Ok(Err(err)) = rx.recv_timeout(PIPE_WAIT)
         {
             stdin_error = Some(err);
         }
         let duration_ms = started.elapsed().as_millis() as u64;
 
-        if timed_out {
+        if let Some(ran) = timed_out {
             return Err(HookError::Timeout(format!(
-                "`{line}` did not finish within {:.1} s and was killed",
-                timeout.as_secs_f64()
+                "`{line}` ran for {:.1} s, its time limit, and was killed with every process it \
+                 started",
+                ran.as_secs_f64()
             )));
         }
         if let Some(err) = stdin_error.filter(|e| e.kind() == io::ErrorKind::InvalidData) {
@@ -308,7 +424,9 @@ impl HookState {
             Ok(Err(err)) => return Err(failed(format!("reading the output of `{line}`: {err}"))),
             Err(_) => {
                 return Err(failed(format!(
-                    "the output of `{line}` did not end after it exited"
+                    "the output of `{line}` was still open {} s after it exited and every \
+                     process it started was killed",
+                    PIPE_WAIT.as_secs()
                 )));
             }
         };
@@ -355,13 +473,6 @@ fn feed_stdin(child: &mut Child, input: Input) -> Option<mpsc::Receiver<io::Resu
         let _ = tx.send(result);
     });
     Some(rx)
-}
-
-fn kill_group(child: &Child) {
-    // SAFETY: plain syscall on the process group we created for this child.
-    unsafe {
-        libc::killpg(child.id() as libc::pid_t, libc::SIGKILL);
-    }
 }
 
 #[derive(Default)]
