@@ -54,6 +54,11 @@ impl HookError {
                 kind,
                 attempted,
                 grant,
+            }) if kind == "never" => write!(f, "denied: `{attempted}` is refused: {grant}"),
+            HookError::Denied(Denial {
+                kind,
+                attempted,
+                grant,
             }) => write!(
                 f,
                 "denied: {kind} `{attempted}` is not granted; add {grant}"
