@@ -343,11 +343,13 @@ impl<'a> Runner<'a> {
             Ok(plugin) => {
                 let ctx = self.context(spec, &run.id, dry_run, target);
                 let mut sandbox = spec.sandbox_spec();
-                // What is left of the instance's artifact quota for this run.
+                // What the run has stored so far counts against this
+                // instance's per-run quota: a run cannot fill the disk by
+                // spreading its bytes over instances.
                 let stored: u64 = run
                     .steps
                     .iter()
-                    .filter(|s| s.instance == instance && s.hook == "backup")
+                    .filter(|s| s.hook == "backup")
                     .flat_map(|s| &s.artifacts)
                     .map(|a| a.blob.size)
                     .sum();

@@ -50,9 +50,9 @@ pub struct Limits {
     pub output_bytes: usize,
     /// Bytes of artifact content one hook call may write (`limits.artifacts_mb`).
     pub artifact_bytes: u64,
-    /// Bytes of artifact content one instance may write in one run
-    /// (`limits.run_artifacts_mb`); the runner lowers a call's
-    /// `artifact_bytes` to what is left of it.
+    /// Bytes of artifact content a run may hold when this instance writes
+    /// (`limits.run_artifacts_mb`, counted over every instance's backup in
+    /// the run); the runner lowers a call's `artifact_bytes` to what is left.
     pub run_artifact_bytes: u64,
 }
 
@@ -721,8 +721,8 @@ fn new_store(
         artifact_quota: crate::store::Quota::new(
             spec.limits.artifact_bytes,
             format!(
-                "this call may store at most {} MiB of artifacts (limits.artifacts_mb per call, limits.run_artifacts_mb per run); nothing partial was kept",
-                spec.limits.artifact_bytes >> 20
+                "this call may store at most {} of artifacts (limits.artifacts_mb per call, limits.run_artifacts_mb per run); nothing partial was kept",
+                indicatif::HumanBytes(spec.limits.artifact_bytes)
             ),
         ),
     };

@@ -923,3 +923,29 @@ fn on_a_terminal_rollback_offers_the_backups_and_asks_to_confirm() {
     );
     assert_eq!(app.current(), "releases/v1");
 }
+
+#[test]
+fn a_run_cannot_store_more_than_its_artifact_quota() {
+    let command = plugin_path("command");
+    let extra = format!(
+        r#"[plugins.big]
+source = "{}"
+sha256 = "{}"
+grants.exec = ["head -c 3000000 /dev/zero"]
+params = {{ backup = ["head", "-c", "3000000", "/dev/zero"] }}
+limits = {{ run_artifacts_mb = 1 }}
+"#,
+        command.display(),
+        rewind::plugin::sha256_hex(&fs::read(&command).unwrap())
+    );
+    // `config` stores ~300 kB first; `big` then may add only what is left
+    // of the run's 1 MiB.
+    let app = App::new(&["config", "big"], &["config"], &extra);
+    let out = app.rewind(&["backup"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(said.contains("limits.run_artifacts_mb"), "{said}");
+    // Nothing partial is left behind: the store verifies.
+    let out = app.rewind(&["artifacts", "verify"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}

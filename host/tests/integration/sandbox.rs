@@ -403,3 +403,65 @@ fn command_output_is_capped() {
         "stdout must stop at the cap"
     );
 }
+
+/// A backup that turns an io::Error into its hook error with `?`, as any
+/// plugin does: the refusal arrives as a typed `denied` naming the grant.
+fn typed_refusal(call: Call, s: &crate::common::Scratch) -> rewind::sandbox::CallError {
+    let outcome = call.run(&load("hostile"), &s.store, HookInput::Backup);
+    let err = outcome.result.expect_err("the attack is refused");
+    assert_eq!(err.kind, ErrorKind::Denied, "{err}");
+    err
+}
+
+#[test]
+fn a_refused_file_reaches_the_plugin_as_a_typed_denial_naming_the_grant() {
+    let s = scratch();
+    let (granted, secret) = secret_beside_grant(&s);
+    let call = Call::new(
+        "hostile",
+        json!({ "attack": "write-artifact", "target": secret }),
+    )
+    .path(&granted);
+    let err = typed_refusal(call, &s);
+    let dir = secret.parent().unwrap().display().to_string();
+    assert_eq!(
+        err.grant.as_deref(),
+        Some(format!("grants.paths = [\"ro:{dir}\"]").as_str()),
+        "{err}"
+    );
+    assert!(!err.message.contains(SECRET), "{err}");
+    assert_host_still_works(&s);
+}
+
+#[test]
+fn a_refused_socket_and_a_refused_lookup_reach_the_plugin_typed() {
+    let s = scratch();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = listener.local_addr().unwrap().to_string();
+    // No tcp grant at all: still a typed refusal naming the line to add.
+    let err = typed_refusal(
+        Call::new(
+            "hostile",
+            json!({ "attack": "tcp-typed", "target": target }),
+        ),
+        &s,
+    );
+    assert_eq!(
+        err.grant.as_deref(),
+        Some(format!("grants.tcp = [\"{target}\"]").as_str()),
+        "{err}"
+    );
+    let err = typed_refusal(
+        Call::new(
+            "hostile",
+            json!({ "attack": "lookup-typed", "target": "leak-c2VjcmV0.example.invalid" }),
+        ),
+        &s,
+    );
+    assert!(err.message.contains("dns"), "{err}");
+    assert_eq!(
+        err.grant.as_deref(),
+        Some("grants.tcp = [\"leak-c2VjcmV0.example.invalid:PORT\"]"),
+        "{err}"
+    );
+}

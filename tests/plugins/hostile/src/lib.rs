@@ -191,6 +191,17 @@ impl Backup for Hostile {
                     labels: Vec::new(),
                 }])
             }
+            // Refused socket and name lookup, turned into hook errors the
+            // way any plugin would (`?` on an io::Error).
+            "tcp-typed" => {
+                std::net::TcpStream::connect(&params.target)?;
+                Err(HookError::failed("connected"))
+            }
+            "lookup-typed" => {
+                use std::net::ToSocketAddrs;
+                (params.target.as_str(), 25).to_socket_addrs()?;
+                Err(HookError::failed("resolved"))
+            }
             // Claim a refusal the sandbox never made, suggesting a grant
             // that would hand the plugin a shell.
             "forge-denied" => Err(HookError::Denied(rewind_sdk::Denial {
