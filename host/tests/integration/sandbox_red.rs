@@ -221,6 +221,23 @@ fn red_a_directory_opened_through_dotdot_is_where_the_kernel_put_it() {
         json!({ "path": "current/..", "then": "planted", "mkdir": true }),
     );
     t.refused("mkdir inside the directory current/..", &a);
+    // A directory opened through the link, then `..` from it: cap-std
+    // keeps every descriptor its own root.
+    let a = t.raw(
+        "red-open-dir",
+        json!({ "path": "current", "then": "../planted" }),
+    );
+    t.refused("create ../planted inside the directory current", &a);
+    let a = t.raw(
+        "red-open-dir",
+        json!({ "path": "sub", "then": "../protected/planted" }),
+    );
+    t.refused("create ../protected/planted inside sub", &a);
+    // Reading through `name/..` still works: only changes are refused.
+    let through = format!("{}/current/../x", p(&t.app));
+    let a = t.run(&t.call("read-file", &through, json!({})));
+    assert_eq!(a.status, HealthStatus::Healthy, "{}", a.detail);
+    assert_eq!(a.detail, "keep");
     t.protected_untouched();
 }
 
