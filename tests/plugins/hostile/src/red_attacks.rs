@@ -123,6 +123,23 @@ pub(crate) fn attempt(params: &Params) -> Option<Result<String, String>> {
             d.symlink_at(text, at).map_err(err)?;
             Ok(format!("linked {at} -> {text}"))
         })(),
+        // Store artifacts from a hook that returns none (health): `count`
+        // distinct blobs of `size` bytes each. `Ok` says how many landed.
+        "red-artifacts-from-health" => {
+            let count = params.extra.get("count").and_then(|v| v.as_u64()).unwrap_or(1);
+            let size = params.extra.get("size").and_then(|v| v.as_u64()).unwrap_or(1024);
+            let mut stored = 0;
+            for i in 0..count {
+                let mut bytes = vec![0u8; size as usize];
+                bytes[..8].copy_from_slice(&i.to_le_bytes());
+                match rewind_sdk::artifacts::write_bytes(&format!("junk{i}"), "x/y", &bytes) {
+                    Ok(_) => stored += 1,
+                    Err(e) if stored == 0 => return Some(Err(e.message())),
+                    Err(_) => break,
+                }
+            }
+            Ok(format!("stored {stored}"))
+        }
         _ => return None,
     })
 }
