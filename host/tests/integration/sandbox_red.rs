@@ -182,7 +182,10 @@ fn red_dotdot_after_a_symlink_cannot_move_or_link_a_read_only_file_out() {
         json!({ "path": "current/../x", "to": "stolen" }),
     );
     t.refused("rename current/../x", &a);
-    let a = t.raw("red-link", json!({ "path": "current/../x", "to": "linked" }));
+    let a = t.raw(
+        "red-link",
+        json!({ "path": "current/../x", "to": "linked" }),
+    );
     t.refused("hard link current/../x", &a);
     // Nor move a file of ours in.
     fs::write(t.app.join("mine"), "mine").unwrap();
@@ -311,10 +314,7 @@ fn red_symlink_text_cannot_reach_outside_through_slashes_or_dots() {
 #[test]
 fn red_hard_link_of_a_read_only_file_is_refused() {
     let t = tree();
-    let a = t.raw(
-        "red-link",
-        json!({ "path": "protected/x", "to": "linked" }),
-    );
+    let a = t.raw("red-link", json!({ "path": "protected/x", "to": "linked" }));
     t.refused("hard link protected/x", &a);
     let a = t.raw(
         "red-link",
@@ -434,8 +434,9 @@ fn red_a_command_does_not_inherit_the_hosts_environment() {
     call.params["args"] = json!([]);
     let a = t.run(&call);
     assert_eq!(a.status, HealthStatus::Healthy, "{}", a.detail);
-    let names: Vec<&str> = a
-        .detail
+    // Health details reach the host with control characters escaped.
+    let detail = a.detail.replace("\\n", "\n");
+    let names: Vec<&str> = detail
         .lines()
         .filter_map(|l| l.split_once('=').map(|(k, _)| k))
         .collect();

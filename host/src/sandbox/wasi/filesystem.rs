@@ -248,6 +248,8 @@ impl FsView<'_> {
             Place::Path(dir) => {
                 let target = join(&dir, relative);
                 if write && climbs_after_name(relative) {
+                    // Not writable even as written: that refusal names the grant.
+                    self.grants().check_path(&target, true)?;
                     // The policy reads `current/../x` as `x`; the kernel
                     // climbs out of whatever `current` resolves to (a
                     // read-only grant, say). Refuse what cannot be checked.

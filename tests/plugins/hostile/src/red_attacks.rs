@@ -126,8 +126,16 @@ pub(crate) fn attempt(params: &Params) -> Option<Result<String, String>> {
         // Store artifacts from a hook that returns none (health): `count`
         // distinct blobs of `size` bytes each. `Ok` says how many landed.
         "red-artifacts-from-health" => {
-            let count = params.extra.get("count").and_then(|v| v.as_u64()).unwrap_or(1);
-            let size = params.extra.get("size").and_then(|v| v.as_u64()).unwrap_or(1024);
+            let count = params
+                .extra
+                .get("count")
+                .and_then(|v| v.as_u64())
+                .unwrap_or(1);
+            let size = params
+                .extra
+                .get("size")
+                .and_then(|v| v.as_u64())
+                .unwrap_or(1024);
             let mut stored = 0;
             for i in 0..count {
                 let mut bytes = vec![0u8; size as usize];
