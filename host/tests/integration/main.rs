@@ -20,3 +20,4 @@ mod sandbox_exec;
 mod sandbox_fs;
 mod sandbox_limits;
 mod sandbox_meta;
+mod sandbox_red;

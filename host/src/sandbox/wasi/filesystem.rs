@@ -159,6 +159,21 @@ fn join(base: &Path, relative: &str) -> PathBuf {
     normalize(&base.join(relative.trim_start_matches('/')))
 }
 
+/// Does `relative` climb with `..` after a name (`a/../b`)? The kernel
+/// resolves `a` first, so where that lands depends on what `a` is (a
+/// symbolic link climbs out of its target), not on the text.
+fn climbs_after_name(relative: &str) -> bool {
+    let mut named = false;
+    for part in Path::new(relative).components() {
+        match part {
+            Component::Normal(_) => named = true,
+            Component::ParentDir if named => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
 /// Does opening with these flags change anything?
 fn mutating_open(oflags: OpenFlags, flags: DescriptorFlags) -> bool {
     oflags.intersects(OpenFlags::CREATE | OpenFlags::TRUNCATE | OpenFlags::EXCLUSIVE)
@@ -230,7 +245,26 @@ impl FsView<'_> {
     ) -> Result<PathBuf, Stop> {
         match self.place(fd)? {
             Place::CatchAll => Err(self.outside(relative, write)),
-            Place::Path(dir) => Ok(join(&dir, relative)),
+            Place::Path(dir) => {
+                let target = join(&dir, relative);
+                if write && climbs_after_name(relative) {
+                    // Not writable even as written: that refusal names the grant.
+                    self.grants().check_path(&target, true)?;
+                    // The policy reads `current/../x` as `x`; the kernel
+                    // climbs out of whatever `current` resolves to (a
+                    // read-only grant, say). Refuse what cannot be checked.
+                    return Err(Stop::Deny(Denial::new(
+                        Kind::Never,
+                        format!("write {}", Path::new(&dir).join(relative).display()),
+                        format!(
+                            "a path that changes something may use `..` only at its start \
+                             (`name/..` climbs out of whatever `name` resolves to); write it as {}",
+                            target.display()
+                        ),
+                    )));
+                }
+                Ok(target)
+            }
         }
     }
 
@@ -624,6 +658,7 @@ impl HostDescriptor for FsView<'_> {
     ) -> FsResult<Resource<Descriptor>> {
         let write = mutating_open(oflags, flags);
         let follow = path_flags.contains(PathFlags::SYMLINK_FOLLOW);
+        let climbs = climbs_after_name(&path);
         let target = match self.target(&fd, &path, write) {
             Ok(t) => t,
             Err(stop) => return Err(self.stop(stop)),
@@ -649,6 +684,26 @@ impl HostDescriptor for FsView<'_> {
                 return Err(self.stop(stop));
             }
         }
+        // A descriptor reached through `name/..` is wherever the kernel
+        // put it (`current/..` may be a read-only grant while its text says
+        // otherwise): later checks on it start from its real path.
+        let target = if climbs {
+            match self
+                .inner
+                .table
+                .get(&opened)
+                .map_err(|_| Stop::Code(ErrorCode::BadDescriptor))
+                .and_then(|d| resolve::real_path(&descriptor_fd(d)).map_err(io_code))
+            {
+                Ok(real) => real,
+                Err(stop) => {
+                    let _ = self.inner.table.delete(opened);
+                    return Err(self.stop(stop));
+                }
+            }
+        } else {
+            target
+        };
         self.policy.paths.insert(opened.rep(), target);
         Ok(opened)
     }

@@ -13,6 +13,7 @@ mod exec_attacks;
 mod flood_attacks;
 mod fs_attacks;
 mod meta_attacks;
+mod red_attacks;
 
 use rewind_sdk::http::Request;
 use rewind_sdk::{
@@ -130,6 +131,7 @@ fn attempt(params: &Params) -> Result<String, String> {
             .or_else(|| fs_attacks::attempt(params))
             .or_else(|| meta_attacks::attempt(params))
             .or_else(|| flood_attacks::attempt(params))
+            .or_else(|| red_attacks::attempt(params))
             .unwrap_or_else(|| Err(format!("unknown attack `{other}`"))),
     }
 }
