@@ -363,9 +363,15 @@ impl Config {
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
 
+        // The store holds every instance's dumps: no plugin may see it.
+        let store_dir = match &raw.store.url {
+            Some(url) => crate::store::root_from_url(url.get_ref()),
+            None => crate::store::default_root(),
+        };
         let mut instances = BTreeMap::new();
         for (name, raw_instance) in raw.plugins {
-            let instance = validate_instance(&loc, base_dir, cache_dir, &name, raw_instance)?;
+            let instance =
+                validate_instance(&loc, base_dir, cache_dir, &store_dir, &name, raw_instance)?;
             instances.insert(name.into_inner(), instance);
         }
 
@@ -491,6 +497,7 @@ fn validate_instance(
     loc: &Locator<'_>,
     base_dir: &Path,
     cache_dir: Option<&Path>,
+    store_dir: &Path,
     name: &Spanned<String>,
     raw: RawInstance,
 ) -> Result<Instance, ConfigError> {
@@ -583,6 +590,27 @@ fn validate_instance(
                 entry.get_ref(),
                 name.get_ref(),
                 cache.display()
+            ),
+        ));
+    }
+
+    if let Some(grant) = crate::compile_cache::inside_a_grant(store_dir, &grants) {
+        let index = grants
+            .paths
+            .iter()
+            .position(|g| std::ptr::eq(g, grant))
+            .expect("the grant is one of these");
+        let entry = &raw.grants.paths[index];
+        return Err(loc.error(
+            Some(entry.span()),
+            format!(
+                "grants.paths: `{}` of plugin instance `{}` contains the store {} (every \
+                 instance's backups, database dumps included), so this plugin could read them \
+                 or delete the backups a rollback needs; grant a narrower directory, or move \
+                 the store outside every grant (store.url)",
+                entry.get_ref(),
+                name.get_ref(),
+                store_dir.display()
             ),
         ));
     }

@@ -49,7 +49,7 @@ pub fn run(cli: &Cli, args: &DemoArgs) -> Result<i32> {
     let plugins = plugin_dir(args.plugins.as_deref()).context(
         "cannot find the plugin .wasm files: build them with ./build, or pass --plugins DIR",
     )?;
-    let (_temp, app) = match &args.dir {
+    let (_temp, root) = match &args.dir {
         Some(dir) => {
             if dir.exists() {
                 bail!("{} exists; give --dir a new directory", dir.display());
@@ -64,10 +64,15 @@ pub fn run(cli: &Cli, args: &DemoArgs) -> Result<i32> {
         }
     };
 
+    // The app and, beside it, the store and the config: a plugin granted
+    // the app reaches neither.
+    let app = root.join("app");
+    std::fs::create_dir_all(&app)?;
+
     say("1. a sample app");
     build_app(&app)?;
     let port = serve_health(&app)?;
-    let config_path = app.join("rewind.toml");
+    let config_path = root.join("rewind.toml");
     let text =
         template_text(Template::Demo, &app, Some(&plugins)).replace("{port}", &port.to_string());
     std::fs::write(&config_path, text)?;

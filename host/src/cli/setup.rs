@@ -117,9 +117,12 @@ fn unpinned(name: &str) -> String {
 
 /// The config text of a template.
 pub fn template_text(template: Template, app: &Path, plugins: Option<&Path>) -> String {
+    // The demo's store lies beside the app, outside every grant: a plugin
+    // granted the app must not reach the backups.
+    let beside = app.parent().unwrap_or(app).join("store");
     let app = app.display();
     let (project, environment, store) = match template {
-        Template::Demo => ("demo", "demo", format!("file://{app}/store")),
+        Template::Demo => ("demo", "demo", format!("file://{}", beside.display())),
         _ => ("shop", "production", "file:///var/lib/rewind".to_string()),
     };
     let pin = |name: &str| pin_lines(plugins, name);

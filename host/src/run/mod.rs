@@ -343,17 +343,13 @@ impl<'a> Runner<'a> {
             Ok(plugin) => {
                 let ctx = self.context(spec, &run.id, dry_run, target);
                 let mut sandbox = spec.sandbox_spec();
-                // What the run has stored so far counts against this
-                // instance's per-run quota: a run cannot fill the disk by
-                // spreading its bytes over instances.
-                let stored: u64 = run
-                    .steps
-                    .iter()
-                    .filter(|s| s.hook == "backup")
-                    .flat_map(|s| &s.artifacts)
-                    .map(|a| a.blob.size)
-                    .sum();
-                let left = sandbox.limits.run_artifact_bytes.saturating_sub(stored);
+                // Everything the run's calls stored so far (returned or not)
+                // counts against this instance's per-run quota: a run cannot
+                // fill the disk by spreading its bytes over calls.
+                let left = sandbox
+                    .limits
+                    .run_artifact_bytes
+                    .saturating_sub(run.stored_bytes);
                 sandbox.limits.artifact_bytes = sandbox.limits.artifact_bytes.min(left);
                 let outcome = call_hook(
                     &plugin,
@@ -363,6 +359,7 @@ impl<'a> Runner<'a> {
                     input,
                     LogSink::new(None),
                 );
+                run.stored_bytes += outcome.stored_bytes;
                 (outcome.result, outcome.logs)
             }
             Err(err) => (Err(err), Vec::new()),

@@ -46,6 +46,15 @@ fn host_failure(what: &str, err: impl std::fmt::Display) -> HookError {
 impl HookState {
     /// Check a new artifact's name, reserving it for this call.
     pub(crate) fn reserve_artifact_name(&mut self, name: &str) -> Result<(), HookError> {
+        // Deny by default: these hooks have no artifacts to return, so what
+        // they stored would only fill the store.
+        if matches!(self.call.hook, "describe" | "health" | "notify") {
+            return Err(self.call.denied(crate::grants::Denial::new(
+                crate::grants::Kind::Never,
+                format!("store artifact `{name}` in a {} hook", self.call.hook),
+                "only backup, restore and revert hooks may store artifacts",
+            )));
+        }
         if name.is_empty()
             || name.len() > 200
             || !name

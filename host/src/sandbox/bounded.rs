@@ -48,7 +48,9 @@ pub fn cut(text: &str, max: usize) -> String {
 /// differently than it is, become visible escapes (`\n`, `\x1b`,
 /// `\u{202e}`). Bounded to `max` bytes first.
 pub fn line(text: &str, max: usize) -> String {
-    escape(&cut(text, max), false)
+    // A trailing line break (a command's output, a `println!`) ends the
+    // text; it is not part of it.
+    escape(&cut(text.trim_end_matches(['\n', '\r']), max), false)
 }
 
 /// Like [`line`], but newlines are kept (a command's stderr tail); every
@@ -126,6 +128,7 @@ mod tests {
         assert_eq!(line("\u{202e}txt.exe", 100), "\\u{202e}txt.exe");
         assert_eq!(lines("a\nb\x1b", 100), "a\nb\\x1b");
         assert_eq!(line("plain é", 100), "plain é");
+        assert_eq!(line("HTTP 200\r\n", 100), "HTTP 200");
     }
 
     #[test]

@@ -44,6 +44,21 @@ impl WasiHttpHooks for HttpGate {
         let port = uri
             .port_u16()
             .unwrap_or(if scheme == "http" { 80 } else { 443 });
+        // Userinfo in the authority (`user@host`) is not part of the origin
+        // the gate checks, but the connection would be made to the whole
+        // authority (a name lookup of `user@host` leaks `user`).
+        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+            let denial = crate::grants::Denial::new(
+                crate::grants::Kind::Never,
+                format!(
+                    "{scheme}://{}",
+                    uri.authority().map(|a| a.as_str()).unwrap_or_default()
+                ),
+                "credentials in a URL's authority are never sent; use an Authorization header",
+            );
+            self.refusals.refuse(&denial);
+            return Box::new(async move { Err(Error::HttpRequestDenied) });
+        }
         if let Err(denial) = self.grants.check_http(&scheme, &host, port) {
             // The guest sees `HTTP-request-denied` and takes the typed
             // refusal through `sandbox.take-denial`.

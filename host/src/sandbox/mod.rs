@@ -225,6 +225,9 @@ pub struct CallOutcome {
     pub result: Result<HookOutput, CallError>,
     pub logs: Vec<LogLine>,
     pub duration: Duration,
+    /// Bytes of artifact content the call stored, returned or not (the
+    /// run's quota counts all of it).
+    pub stored_bytes: u64,
 }
 
 /// Per-call store data.
@@ -355,6 +358,7 @@ pub fn call_hook(
     let stdout = MemoryOutputPipe::new(GUEST_OUTPUT_CAP);
     let stderr = MemoryOutputPipe::new(GUEST_OUTPUT_CAP);
     let refusals = refusals::Refusals::new(log.clone());
+    let stored_bytes = std::cell::Cell::new(0u64);
 
     let result = (|| {
         let mut wasm_store = new_store(
@@ -391,6 +395,7 @@ pub fn call_hook(
         // A blocking filesystem call (a read from a FIFO, say) may still sit
         // on the runtime's blocking pool: do not wait for it.
         runtime.shutdown_background();
+        stored_bytes.set(stored(&wasm_store));
         let output = match called {
             Err(_elapsed) => {
                 return Err(CallError::new(
@@ -423,6 +428,7 @@ pub fn call_hook(
         result,
         logs: log.take(),
         duration: started.elapsed(),
+        stored_bytes: stored_bytes.get(),
     }
 }
 
@@ -446,6 +452,10 @@ fn explain_refusals(err: &mut CallError, refused: &[crate::grants::Denial]) {
         err.message
             .push_str(&format!("\n  the sandbox refused: {line}"));
     }
+}
+
+fn stored(store: &WasmStore<HookState>) -> u64 {
+    store.data().call.produced.iter().map(|a| a.blob.size).sum()
 }
 
 /// "2 s", "1.5 s": a duration as an operator reads it.

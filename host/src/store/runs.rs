@@ -160,6 +160,10 @@ pub struct PlannedStep {
 /// Everything recorded about one run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunManifest {
+    /// Artifact bytes this run's calls stored so far, returned or not; for
+    /// the per-run quota while the run lasts (not recorded).
+    #[serde(skip)]
+    pub stored_bytes: u64,
     pub format: String,
     pub id: String,
     pub kind: RunKind,
@@ -209,6 +213,7 @@ impl RunManifest {
     /// A run starting now.
     pub fn start(kind: RunKind, project: &str, environment: &str) -> Self {
         RunManifest {
+            stored_bytes: 0,
             format: MANIFEST_FORMAT.to_string(),
             id: new_run_id(),
             kind,

@@ -45,17 +45,22 @@ impl App {
         app
     }
 
+    /// The app; the store lies beside it, outside every grant.
     fn root(&self) -> PathBuf {
-        self.dir.path().canonicalize().unwrap()
+        let app = self.dir.path().join("app");
+        fs::create_dir_all(&app).unwrap();
+        app.canonicalize().unwrap()
     }
 
     fn store(&self) -> PathBuf {
-        self.root().join("store")
+        self.dir.path().canonicalize().unwrap().join("store")
     }
 
     fn write_config(&self, backup: &[&str], rollback: &[&str], extra: &str) {
         let root = self.root();
         let r = root.display();
+        let store = self.store();
+        let s = store.display();
         let pin = |name: &str| {
             let path = plugin_path(name);
             format!(
@@ -77,7 +82,7 @@ name = "shop"
 environment = "test"
 
 [store]
-url = "file://{r}/store"
+url = "file://{s}"
 
 [plugins.code]
 {code}

@@ -237,6 +237,16 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// An attack run in a backup hook (the hook that may store artifacts):
+/// its outcome comes back as the error text.
+fn in_backup(call: &Call, s: &crate::common::Scratch) -> String {
+    let outcome = call.run(&load("hostile"), &s.store, HookInput::Backup);
+    outcome
+        .result
+        .expect_err("the hostile backup reports through its error")
+        .message
+}
+
 #[test]
 fn an_artifact_over_the_quota_is_refused_and_nothing_partial_is_kept() {
     let s = scratch();
@@ -244,10 +254,9 @@ fn an_artifact_over_the_quota_is_refused_and_nothing_partial_is_kept() {
     let before = blob_files(&store_dir);
     let mut call = attack("artifact-quota", json!({ "mb": 16 }));
     call.limits.artifact_bytes = 1 << 20;
-    let outcome = call.run(&load("hostile"), &s.store, HookInput::Health);
-    let (status, detail) = health_of(&outcome);
-    assert_eq!(status, HealthStatus::Unhealthy, "{detail}");
-    assert!(detail.contains("limits.artifacts_mb"), "{detail}");
+    let message = in_backup(&call, &s);
+    assert!(message.contains("refused: "), "{message}");
+    assert!(message.contains("limits.artifacts_mb"), "{message}");
     assert_eq!(
         blob_files(&store_dir),
         before,
@@ -256,19 +265,36 @@ fn an_artifact_over_the_quota_is_refused_and_nothing_partial_is_kept() {
     // Within the quota the same write succeeds.
     let mut call = attack("artifact-quota", json!({ "mb": 2 }));
     call.limits.artifact_bytes = 4 << 20;
-    let (status, detail) = health_of(&call.run(&load("hostile"), &s.store, HookInput::Health));
-    assert_eq!(status, HealthStatus::Healthy, "{detail}");
+    let message = in_backup(&call, &s);
+    assert!(message.contains("succeeded: stored"), "{message}");
 }
 
 #[test]
 fn a_call_creates_a_bounded_number_of_artifacts() {
     let s = scratch();
-    let outcome = attack("artifact-count", json!({ "count": 1500 })).run(
+    let message = in_backup(&attack("artifact-count", json!({ "count": 1500 })), &s);
+    assert!(message.contains("refused: after 1000:"), "{message}");
+}
+
+#[test]
+fn hooks_that_return_no_artifacts_cannot_store_any() {
+    let s = scratch();
+    let outcome = attack("artifact-count", json!({ "count": 3 })).run(
         &load("hostile"),
         &s.store,
         HookInput::Health,
     );
     let (status, detail) = health_of(&outcome);
     assert_eq!(status, HealthStatus::Unhealthy, "{detail}");
-    assert!(detail.starts_with("after 1000:"), "{detail}");
+    assert!(
+        detail.contains("only backup, restore and revert hooks"),
+        "{detail}"
+    );
+    assert!(
+        outcome
+            .logs
+            .iter()
+            .any(|l| l.message.contains("store artifact `a0` in a health hook")),
+        "the refusal is logged"
+    );
 }

@@ -521,6 +521,14 @@ fn red_http_origin_is_the_host_connected_to_not_the_userinfo() {
         let call = t.call("http", &url, json!({})).http(&server.origin());
         let a = t.run(&call);
         assert_eq!(a.status, HealthStatus::Unhealthy, "{url}: {}", a.detail);
+        if url.contains('@') {
+            // Refused before any lookup of `user@host` could leak `user`.
+            assert!(
+                a.detail.contains("credentials in a URL"),
+                "{url}: {}",
+                a.detail
+            );
+        }
     }
     assert_eq!(server.hits(), 0);
     // The granted origin itself works (so the refusals above mean something).
@@ -532,11 +540,9 @@ fn red_http_origin_is_the_host_connected_to_not_the_userinfo() {
 }
 
 // ---------------------------------------------------------------------------
-// Class: what a guest makes the host hold on disk. `limits.run_artifacts_mb`
-// is charged only with the artifacts a *backup* step *returned*
-// (`run/mod.rs`, `stored`); a health, notify, restore or revert call, or a
-// backup that writes and then fails or returns fewer, leaves finished blobs
-// in the store that no run counts and no manifest names.
+// Class: what a guest makes the host hold on disk. Hooks that return no
+// artifacts (describe, health, notify) cannot store any; every byte a run's
+// calls store, returned or not, counts against `limits.run_artifacts_mb`.
 // ---------------------------------------------------------------------------
 
 fn blob_files(root: &Path) -> usize {
@@ -555,8 +561,7 @@ fn blob_files(root: &Path) -> usize {
 }
 
 #[test]
-#[ignore = "escape: a hook that returns no artifacts (health) stores blobs no run quota counts"]
-fn red_a_health_call_leaves_no_blobs_in_the_store() {
+fn red_a_health_call_cannot_store_blobs() {
     let t = tree();
     let store_root = t.s.path().join("store");
     let before = blob_files(&store_root);
@@ -565,13 +570,24 @@ fn red_a_health_call_leaves_no_blobs_in_the_store() {
         "",
         json!({ "count": 5, "size": 4096 }),
     ));
-    // Either the write is refused, or nothing of it stays behind.
-    assert_eq!(
-        blob_files(&store_root),
-        before,
-        "health stored blobs: {}",
+    assert_eq!(a.status, HealthStatus::Unhealthy, "{}", a.detail);
+    assert!(
+        a.detail
+            .contains("only backup, restore and revert hooks may store artifacts"),
+        "{}",
         a.detail
     );
+    assert_eq!(blob_files(&store_root), before, "health stored blobs");
+}
+
+/// The same attack in a backup hook, where storing is allowed: its outcome
+/// comes back as the error text.
+fn in_backup(t: &Tree, call: &Call) -> String {
+    let outcome = call.run(&t.plugin, &t.s.store, HookInput::Backup);
+    outcome
+        .result
+        .expect_err("the hostile backup reports through its error")
+        .message
 }
 
 #[test]
@@ -583,7 +599,6 @@ fn red_the_per_call_artifact_quota_is_shared_by_every_writer_of_the_call() {
         json!({ "count": 10, "size": 100_000 }),
     );
     call.limits.artifact_bytes = 250_000;
-    let a = t.run(&call);
-    assert_eq!(a.status, HealthStatus::Healthy, "{}", a.detail);
-    assert_eq!(a.detail, "stored 2");
+    let message = in_backup(&t, &call);
+    assert!(message.ends_with("succeeded: stored 2"), "{message}");
 }

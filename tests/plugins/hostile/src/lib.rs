@@ -211,9 +211,15 @@ impl Backup for Hostile {
                 attempted: "pg_dump shop".into(),
                 grant: "grants.exec = [\"sh **\"]".into(),
             })),
-            other => Err(HookError::invalid_input(format!(
-                "unknown backup attack `{other}`"
-            ))),
+            // Any other attack, run in a backup hook (the hook that may
+            // store artifacts); its outcome comes back as the error text.
+            other => match attempt(&params) {
+                Ok(loot) => Err(HookError::failed(format!("succeeded: {loot}"))),
+                Err(refusal) if refusal.starts_with("unknown attack") => Err(
+                    HookError::invalid_input(format!("unknown backup attack `{other}`")),
+                ),
+                Err(refusal) => Err(HookError::failed(format!("refused: {refusal}"))),
+            },
         }
     }
 }
