@@ -779,6 +779,25 @@ rollback = ["code"]
     }
 
     #[test]
+    fn a_grant_containing_the_store_is_refused_at_the_grant() {
+        // Read-write or read-only, directly or as a parent: a plugin that
+        // sees the store can read every dump and delete the backups.
+        for grant in ["/srv", "ro:/srv/rewind", "/srv/rewind/store/blobs/.."] {
+            let text = format!(
+                "[project]\nname = \"x\"\n[store]\nurl = \"file:///srv/rewind/store\"\n[plugins.db]\nsource = \"a.wasm\"\nsha256 = \"{PIN}\"\ngrants.paths = [\"/opt/x\", \"{grant}\"]\n"
+            );
+            let err = parse(&text).unwrap_err();
+            assert_eq!(err.location, Some((8, 27)), "{grant}: {err}");
+            assert!(err.message.contains("contains the store"), "{err}");
+        }
+        // A sibling of the store is fine.
+        let text = format!(
+            "[project]\nname = \"x\"\n[store]\nurl = \"file:///srv/rewind/store\"\n[plugins.db]\nsource = \"a.wasm\"\nsha256 = \"{PIN}\"\ngrants.paths = [\"/srv/app\"]\n"
+        );
+        assert!(parse(&text).is_ok());
+    }
+
+    #[test]
     fn a_relative_path_grant_is_refused() {
         let text = format!(
             "[project]\nname = \"x\"\n[plugins.db]\nsource = \"a.wasm\"\nsha256 = \"{PIN}\"\ngrants.paths = [\"srv/app\"]\n"
