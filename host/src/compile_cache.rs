@@ -9,8 +9,8 @@
 //!   every ancestor of its real path must be owned by root or by that user
 //!   and not writable by group or others, unless it has the sticky bit (as
 //!   `/tmp`), where nobody else can rename or remove the entries of ours;
-//! * no plugin may be granted a path containing it (config validation calls
-//!   [`inside_a_grant`]);
+//! * no plugin may be granted a path containing it (config validation
+//!   checks [`crate::grants::paths::host_private`]);
 //! * an entry is opened with `O_NOFOLLOW` beneath the directory's
 //!   descriptor, must be a regular file owned by that user with no group or
 //!   other permissions, and is read whole into memory, where its header is
@@ -33,7 +33,6 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{FileType, Mode, OFlags};
 use sha2::{Digest as _, Sha256};
 
-use crate::grants::{Grants, PathGrant, normalize};
 use crate::store::{create_private_dir, write_atomic};
 
 /// The first bytes of every entry.
@@ -248,48 +247,6 @@ impl CacheDir {
     }
 }
 
-/// The first path grant of `grants` that contains `cache_dir`, compared
-/// lexically and by real path (either side may be reached through a
-/// symlink). A plugin with such a grant could read or replace compiled code.
-pub fn inside_a_grant<'g>(cache_dir: &Path, grants: &'g Grants) -> Option<&'g PathGrant> {
-    let cache = forms(cache_dir);
-    grants.paths.iter().find(|grant| {
-        let granted = forms(&grant.path);
-        cache
-            .iter()
-            .any(|c| granted.iter().any(|g| c.starts_with(g)))
-    })
-}
-
-/// A path lexically normalised, and its real path (of the longest existing
-/// prefix, with the rest appended).
-fn forms(path: &Path) -> Vec<PathBuf> {
-    let lexical = normalize(path);
-    let mut out = vec![lexical.clone()];
-    let mut rest = Vec::new();
-    let mut existing = lexical.as_path();
-    loop {
-        if let Ok(real) = existing.canonicalize() {
-            let mut real = real;
-            for part in rest.iter().rev() {
-                real.push(part);
-            }
-            if real != lexical {
-                out.push(real);
-            }
-            break;
-        }
-        match (existing.parent(), existing.file_name()) {
-            (Some(parent), Some(name)) => {
-                rest.push(name.to_os_string());
-                existing = parent;
-            }
-            _ => break,
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,26 +308,5 @@ mod tests {
         let err = open_dir(&open.join("c")).unwrap_err().to_string();
         assert!(err.contains("its parent"), "{err}");
         assert!(open_dir(&dir).is_ok());
-    }
-
-    #[test]
-    fn a_cache_inside_a_grant_is_found_lexically_and_through_links() {
-        let tmp = tempfile::tempdir().unwrap();
-        let real = tmp.path().canonicalize().unwrap();
-        std::fs::create_dir(real.join("data")).unwrap();
-        std::os::unix::fs::symlink(real.join("data"), real.join("app")).unwrap();
-        let grants = |p: &Path| Grants {
-            paths: vec![PathGrant::parse(&format!("ro:{}", p.display())).unwrap()],
-            ..Grants::default()
-        };
-        // Lexically.
-        let g = grants(&real.join("data"));
-        assert!(inside_a_grant(&real.join("data/./x/../cache"), &g).is_some());
-        // The grant is a symlink to the cache's parent.
-        assert!(inside_a_grant(&real.join("data/cache"), &grants(&real.join("app"))).is_some());
-        // The cache is named through the symlink.
-        assert!(inside_a_grant(&real.join("app/cache"), &g).is_some());
-        assert!(inside_a_grant(&real.join("other/cache"), &g).is_none());
-        assert!(inside_a_grant(&real.join("database"), &g).is_none());
     }
 }

@@ -571,9 +571,10 @@ fn validate_instance(
         grants.owners.push(owner);
     }
     grants.setid = raw.grants.setid.as_ref().is_some_and(|s| *s.get_ref());
-    if let Some(cache) = cache_dir
-        && let Some(grant) = crate::compile_cache::inside_a_grant(cache, &grants)
-    {
+    for private in crate::grants::paths::host_private(store_dir, cache_dir) {
+        let Some(grant) = grants.grant_containing(&private.path) else {
+            continue;
+        };
         let index = grants
             .paths
             .iter()
@@ -583,34 +584,12 @@ fn validate_instance(
         return Err(loc.error(
             Some(entry.span()),
             format!(
-                "grants.paths: `{}` of plugin instance `{}` contains the compile cache {} \
-                 (compiled plugins, run as native code outside the sandbox), so this plugin \
-                 could read or replace another plugin's code; grant a narrower directory, or \
-                 set REWIND_CACHE_DIR to a directory outside every grant",
+                "grants.paths: `{}` of plugin instance `{}` contains {} {} ({})",
                 entry.get_ref(),
                 name.get_ref(),
-                cache.display()
-            ),
-        ));
-    }
-
-    if let Some(grant) = crate::compile_cache::inside_a_grant(store_dir, &grants) {
-        let index = grants
-            .paths
-            .iter()
-            .position(|g| std::ptr::eq(g, grant))
-            .expect("the grant is one of these");
-        let entry = &raw.grants.paths[index];
-        return Err(loc.error(
-            Some(entry.span()),
-            format!(
-                "grants.paths: `{}` of plugin instance `{}` contains the store {} (every \
-                 instance's backups, database dumps included), so this plugin could read them \
-                 or delete the backups a rollback needs; grant a narrower directory, or move \
-                 the store outside every grant (store.url)",
-                entry.get_ref(),
-                name.get_ref(),
-                store_dir.display()
+                private.what,
+                private.path.display(),
+                private.why
             ),
         ));
     }

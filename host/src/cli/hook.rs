@@ -39,6 +39,21 @@ pub fn run(cli: &Cli, args: &HookArgs, echo: Option<LogLevel>) -> Result<i32> {
         (None, Some(config)) => config.store.root(),
         (None, None) => rewind::store::default_root(),
     };
+    // Ad-hoc grants meet the same rule as rewind.toml's: no grant may
+    // contain the store or the compile cache.
+    let cache = rewind::engine::Runtime::default_cache_dir();
+    for private in rewind::grants::paths::host_private(&store_root, cache.as_deref()) {
+        if let Some(grant) = target.spec.grants.grant_containing(&private.path) {
+            bail!(
+                "--grant-path {}{} contains {} {} ({})",
+                if grant.writable { "" } else { "ro:" },
+                grant.path.display(),
+                private.what,
+                private.path.display(),
+                private.why
+            );
+        }
+    }
     let store = Store::open(&store_root)
         .with_context(|| format!("opening the artifact store {}", store_root.display()))?;
 

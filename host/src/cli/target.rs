@@ -113,19 +113,6 @@ fn from_file(arg: &str, adhoc: &AdHocArgs) -> Result<PluginTarget> {
         );
     }
     grants.setid = adhoc.grant_setid;
-    if let Some(cache) = rewind::engine::Runtime::default_cache_dir()
-        && let Some(grant) = rewind::compile_cache::inside_a_grant(&cache, &grants)
-    {
-        bail!(
-            "--grant-path {}{} contains the compile cache {} (compiled plugins, run as native \
-             code outside the sandbox); grant a narrower directory, or set REWIND_CACHE_DIR to \
-             a directory outside every grant",
-            if grant.writable { "" } else { "ro:" },
-            grant.path.display(),
-            cache.display()
-        );
-    }
-
     let mut limits = Limits::default();
     if let Some(mb) = adhoc.memory_mb {
         limits.memory_bytes = mb << 20;

@@ -141,6 +141,84 @@ impl Grants {
     }
 }
 
+impl Grants {
+    /// The first path grant that contains `dir`, compared lexically and by
+    /// real path (either side may be reached through a symlink).
+    pub fn grant_containing(&self, dir: &Path) -> Option<&PathGrant> {
+        let wanted = forms(dir);
+        self.paths.iter().find(|grant| {
+            let granted = forms(&grant.path);
+            wanted
+                .iter()
+                .any(|w| granted.iter().any(|g| w.starts_with(g)))
+        })
+    }
+}
+
+/// A directory that only the host may touch, which no grant may contain.
+#[derive(Debug, Clone)]
+pub struct HostPrivate {
+    pub path: PathBuf,
+    /// "the store", "the compile cache".
+    pub what: &'static str,
+    /// What a plugin granted it could do, and how to avoid it.
+    pub why: &'static str,
+}
+
+/// The directories no grant may contain: the store (every instance's
+/// dumps, and the backups a rollback needs) and the compile cache (native
+/// code run outside the sandbox).
+pub fn host_private(store: &Path, compile_cache: Option<&Path>) -> Vec<HostPrivate> {
+    // The cache first: what it allows (native code) is the worse.
+    let mut dirs = Vec::new();
+    if let Some(cache) = compile_cache {
+        dirs.push(HostPrivate {
+            path: cache.to_path_buf(),
+            what: "the compile cache",
+            why: "compiled plugins, run as native code outside the sandbox: this plugin could \
+                  read or replace another plugin's code; grant a narrower directory, or set \
+                  REWIND_CACHE_DIR to a directory outside every grant",
+        });
+    }
+    dirs.push(HostPrivate {
+        path: store.to_path_buf(),
+        what: "the store",
+        why: "every instance's backups, database dumps included: this plugin could read them \
+              or delete the backups a rollback needs; grant a narrower directory, or move the \
+              store outside every grant (store.url)",
+    });
+    dirs
+}
+
+/// A path lexically normalised, and its real path (of the longest existing
+/// prefix, with the rest appended).
+fn forms(path: &Path) -> Vec<PathBuf> {
+    let lexical = normalize(path);
+    let mut out = vec![lexical.clone()];
+    let mut rest = Vec::new();
+    let mut existing = lexical.as_path();
+    loop {
+        if let Ok(real) = existing.canonicalize() {
+            let mut real = real;
+            for part in rest.iter().rev() {
+                real.push(part);
+            }
+            if real != lexical {
+                out.push(real);
+            }
+            break;
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => break,
+        }
+    }
+    out
+}
+
 fn path_denial(path: &Path, dir: &Path, write: bool) -> Denial {
     let (verb, prefix) = if write {
         ("write", "")
@@ -211,5 +289,33 @@ mod tests {
         let d = g.check_path(Path::new("/etc/shadow"), true).unwrap_err();
         assert_eq!(d.grant, r#"grants.paths = ["/etc"]"#);
         assert_eq!(d.attempted, "write /etc/shadow");
+    }
+
+    #[test]
+    fn a_directory_inside_a_grant_is_found_lexically_and_through_links() {
+        let tmp = tempfile::tempdir().unwrap();
+        let real = tmp.path().canonicalize().unwrap();
+        std::fs::create_dir(real.join("data")).unwrap();
+        std::os::unix::fs::symlink(real.join("data"), real.join("app")).unwrap();
+        let grants = |p: &Path| Grants {
+            paths: vec![PathGrant::parse(&format!("ro:{}", p.display())).unwrap()],
+            ..Grants::default()
+        };
+        // Lexically.
+        let g = grants(&real.join("data"));
+        assert!(
+            g.grant_containing(&real.join("data/./x/../cache"))
+                .is_some()
+        );
+        // The grant is a symlink to the cache's parent.
+        assert!(
+            grants(&real.join("app"))
+                .grant_containing(&real.join("data/cache"))
+                .is_some()
+        );
+        // The cache is named through the symlink.
+        assert!(g.grant_containing(&real.join("app/cache")).is_some());
+        assert!(g.grant_containing(&real.join("other/cache")).is_none());
+        assert!(g.grant_containing(&real.join("database")).is_none());
     }
 }
