@@ -177,6 +177,30 @@ impl Scratch {
     }
 }
 
+/// Run the hostile plugin's health hook with `call`'s setup: the attack's
+/// one check (healthy = it got through).
+pub fn outcome(call: &Call, s: &Scratch) -> (HealthStatus, String) {
+    only_check(&call.health(&load("hostile"), &s.store))
+}
+
+/// The attack was refused; its refusal.
+pub fn refused(call: &Call, s: &Scratch) -> String {
+    let (status, detail) = outcome(call, s);
+    assert_eq!(
+        status,
+        HealthStatus::Unhealthy,
+        "attack succeeded: {detail}"
+    );
+    detail
+}
+
+/// The attempt went through (a control case); what it got.
+pub fn allowed(call: &Call, s: &Scratch) -> String {
+    let (status, detail) = outcome(call, s);
+    assert_eq!(status, HealthStatus::Healthy, "refused: {detail}");
+    detail
+}
+
 /// A single health check's status and detail.
 pub fn only_check(report: &HealthReport) -> (HealthStatus, String) {
     assert_eq!(report.checks.len(), 1, "{report:?}");

@@ -16,8 +16,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::common::{Call, Project, Scratch, load, only_check, pin, scratch};
-use rewind::bindings::rewind::hooks::types::HealthStatus;
+use crate::common::{Call, Project, Scratch, allowed, outcome, pin, refused, scratch};
 use rewind::grants::risks::{COMMAND_PATH, code_execution_risks};
 use rewind::grants::{ExecPattern, Grants, PathGrant};
 use serde_json::{Value, json};
@@ -26,28 +25,11 @@ fn hostile(attack: &str, extra: Value) -> Call {
     Call::new("hostile", json!({ "attack": attack, "extra": extra }))
 }
 
-fn outcome(call: &Call, s: &Scratch) -> (HealthStatus, String) {
-    only_check(&call.health(&load("hostile"), &s.store))
-}
-
-/// The attack did not get through: the detail is the refusal.
-fn refused(call: &Call, s: &Scratch) -> String {
-    let (status, detail) = outcome(call, s);
-    assert_eq!(
-        status,
-        HealthStatus::Unhealthy,
-        "attack succeeded: {detail}"
-    );
-    detail
-}
-
 /// The command's output as the plugin reported it. The host escapes line
 /// breaks and tabs in a health detail (they could forge lines on a
 /// terminal); undo that to read the command's lines.
 fn succeeded(call: &Call, s: &Scratch) -> String {
-    let (status, detail) = outcome(call, s);
-    assert_eq!(status, HealthStatus::Healthy, "{detail}");
-    detail.replace("\\n", "\n").replace("\\t", "\t")
+    allowed(call, s).replace("\\n", "\n").replace("\\t", "\t")
 }
 
 /// The host keeps running commands after a refused or killed one.

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 #[allow(unused_imports)]
-use crate::common::{Call, load, only_check, scratch};
+use crate::common::{Call, allowed, load, only_check, outcome, refused, scratch};
 use crate::common::{Project, Scratch, pin, plugin_path};
 use rewind::bindings::rewind::hooks::types::HealthStatus;
 use rewind::grants::OwnerGrant;
@@ -42,27 +42,6 @@ fn set_owner_call(target: &Path, uid: u32, gid: u32) -> Call {
 
 fn metadata_call(target: &Path) -> Call {
     attack("fs-metadata", target, json!({}))
-}
-
-fn outcome(call: &Call, s: &Scratch) -> (HealthStatus, String) {
-    only_check(&call.health(&load("hostile"), &s.store))
-}
-
-/// The attack was refused; its message.
-fn refused(call: &Call, s: &Scratch) -> String {
-    let (status, detail) = outcome(call, s);
-    assert_eq!(
-        status,
-        HealthStatus::Unhealthy,
-        "attack succeeded: {detail}"
-    );
-    detail
-}
-
-fn allowed(call: &Call, s: &Scratch) -> String {
-    let (status, detail) = outcome(call, s);
-    assert_eq!(status, HealthStatus::Healthy, "refused: {detail}");
-    detail
 }
 
 fn mode(path: &Path) -> u32 {
