@@ -93,6 +93,7 @@ pub mod log;
 
 pub use command::{Command, Output};
 pub use context::Context;
+pub use error::take_denial;
 
 // Hidden: re-exported so that `export_plugin!` works in crates that do not
 // depend on `serde` themselves.
