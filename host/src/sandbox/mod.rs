@@ -303,34 +303,83 @@ impl WasiHttpView for HookState {
     }
 }
 
-/// Caps linear memory and remembers whether the cap was hit, so that the
-/// trap that follows a failed allocation can be reported as what it is.
+/// Caps linear memory and table space and remembers whether the memory
+/// cap was hit, so that the trap that follows a failed allocation can be
+/// reported as what it is.
+///
+/// The cap is on the *total* of every memory of the call: a component may
+/// hold several core instances, each with memories of its own, and a cap
+/// checked per memory would let it multiply the limit.
+#[derive(Debug)]
 struct MemoryLimiter {
     limit: u64,
+    /// Bytes of linear memory the call's memories hold together.
+    used: u64,
+    /// Table elements the call's tables hold together.
+    table_elements: u64,
     hit: bool,
+}
+
+/// Table elements a call may hold (all tables together).
+const MAX_TABLE_ELEMENTS: u64 = 1_000_000;
+/// Instances, memories and tables a call may create: far more than any
+/// component the SDK builds, far fewer than it takes to hurt the host.
+const MAX_INSTANCES: usize = 1_000;
+const MAX_MEMORIES: usize = 100;
+const MAX_TABLES: usize = 1_000;
+
+impl MemoryLimiter {
+    fn new(limit: u64) -> Self {
+        MemoryLimiter {
+            limit,
+            used: 0,
+            table_elements: 0,
+            hit: false,
+        }
+    }
 }
 
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let ok = desired as u64 <= self.limit;
-        if !ok {
+        let total = self.used - (current as u64).min(self.used) + desired as u64;
+        if total > self.limit {
             self.hit = true;
+            return Ok(false);
         }
-        Ok(ok)
+        self.used = total;
+        Ok(true)
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
+        let total =
+            self.table_elements - (current as u64).min(self.table_elements) + desired as u64;
+        if total > MAX_TABLE_ELEMENTS {
+            return Ok(false);
+        }
+        self.table_elements = total;
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
     }
 }
 
@@ -744,10 +793,7 @@ fn new_store(
         table,
         http_ctx: WasiHttpCtx::new(),
         http_gate: http::HttpGate::new(spec.grants.clone(), refusals.clone()),
-        limiter: MemoryLimiter {
-            limit: spec.limits.memory_bytes,
-            hit: false,
-        },
+        limiter: MemoryLimiter::new(spec.limits.memory_bytes),
         fs_policy,
         call,
     };
@@ -835,4 +881,34 @@ pub(crate) fn tail(bytes: &[u8]) -> Option<String> {
         .map(|l| bounded::line(l, bounded::MAX_VALUE))
         .collect();
     Some(kept.join("\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_memory_cap_holds_for_all_memories_together() {
+        let mut limiter = MemoryLimiter::new(100);
+        // Two memories of 60 each would be 120: the second is refused.
+        assert!(limiter.memory_growing(0, 60, None).unwrap());
+        assert!(!limiter.memory_growing(0, 60, None).unwrap());
+        assert!(limiter.hit);
+        // Growing the first memory counts only the difference.
+        assert!(limiter.memory_growing(60, 90, None).unwrap());
+        assert!(!limiter.memory_growing(90, 101, None).unwrap());
+        assert!(limiter.memory_growing(0, 10, None).unwrap());
+        assert!(!limiter.memory_growing(0, 1, None).unwrap());
+    }
+
+    #[test]
+    fn table_space_is_capped_for_all_tables_together() {
+        let mut limiter = MemoryLimiter::new(0);
+        assert!(
+            limiter
+                .table_growing(0, MAX_TABLE_ELEMENTS as usize, None)
+                .unwrap()
+        );
+        assert!(!limiter.table_growing(0, 1, None).unwrap());
+    }
 }
