@@ -24,9 +24,13 @@ pub const MAX_FIELDS: usize = 32;
 /// Log lines kept per call, and their total bytes.
 pub const MAX_LOG_LINES: usize = 10_000;
 pub const MAX_LOG_BYTES: usize = 4 << 20;
-/// Host-side resources (readers, writers, streams, pollables…) a guest may
-/// hold open at once.
-pub const MAX_RESOURCES: usize = 10_000;
+/// Host-side resources (readers, writers, streams, pollables, HTTP header
+/// maps…) a guest may hold open at once. Each may hold host memory of its
+/// own (a header map up to [`MAX_HTTP_FIELDS_BYTES`]), so the count bounds
+/// what a guest can make the host keep, whatever its memory limit.
+pub const MAX_RESOURCES: usize = 2_000;
+/// Bytes of one HTTP header map (`wasi:http` fields).
+pub const MAX_HTTP_FIELDS_BYTES: usize = 64 * 1024;
 /// Artifacts one call may create.
 pub const MAX_ARTIFACTS_PER_CALL: usize = 1_000;
 

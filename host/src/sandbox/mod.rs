@@ -791,7 +791,11 @@ fn new_store(
     let state = HookState {
         wasi: wasi.build(),
         table,
-        http_ctx: WasiHttpCtx::new(),
+        http_ctx: {
+            let mut ctx = WasiHttpCtx::new();
+            ctx.set_field_size_limit(bounded::MAX_HTTP_FIELDS_BYTES);
+            ctx
+        },
         http_gate: http::HttpGate::new(spec.grants.clone(), refusals.clone()),
         limiter: MemoryLimiter::new(spec.limits.memory_bytes),
         fs_policy,

@@ -218,6 +218,33 @@ fn the_host_resources_a_guest_holds_are_capped() {
     assert_host_still_works(&s);
 }
 
+#[test]
+fn http_header_maps_a_guest_holds_are_capped() {
+    let s = scratch();
+    // One map larger than the cap ends the call (wasmtime traps on it).
+    let outcome = attack("http-fields", json!({ "count": 1, "bytes": 100 * 1024 })).run(
+        &load("hostile"),
+        &s.store,
+        HookInput::Health,
+    );
+    let err = outcome
+        .result
+        .expect_err("a 100 KiB header map is over the cap");
+    assert!(err.message.contains("exceeds limit"), "{err}");
+    // Many maps just under it: the handle cap ends the call long before the
+    // host holds more than MAX_RESOURCES of them.
+    let outcome = attack(
+        "http-fields",
+        json!({ "count": 100_000, "bytes": 60 * 1024 }),
+    )
+    .run(&load("hostile"), &s.store, HookInput::Health);
+    let err = outcome
+        .result
+        .expect_err("100 000 header maps are more than a call may hold");
+    assert_eq!(err.kind, ErrorKind::Crashed, "{err}");
+    assert_host_still_works(&s);
+}
+
 fn blob_files(store_dir: &std::path::Path) -> usize {
     walk(store_dir).into_iter().filter(|p| p.is_file()).count()
 }

@@ -82,6 +82,20 @@ pub(crate) fn attempt(params: &Params) -> Option<Result<String, String>> {
             }
             Ok(format!("held {} pollables", held.len()))
         }
+        // Make the host hold HTTP header maps: each is host memory the
+        // guest's own memory limit does not count.
+        "http-fields" => {
+            let value = vec![b'v'; number(params, "bytes", 60 * 1024) as usize];
+            let mut held = Vec::new();
+            for i in 0..number(params, "count", 100_000) {
+                let fields = wasip2::http::types::Fields::new();
+                if let Err(e) = fields.append("x-fill", &value) {
+                    return Some(Err(format!("after {i}: {e:?}")));
+                }
+                held.push(fields);
+            }
+            Ok(format!("held {} header maps", held.len()))
+        }
         // Write more artifact bytes than the quota.
         "artifact-quota" => {
             let chunk = vec![7u8; 1 << 20];
