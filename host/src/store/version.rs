@@ -111,19 +111,18 @@ pub(crate) fn version_bytes() -> Vec<u8> {
     format!("{STORE_FORMAT}\n").into_bytes()
 }
 
-/// Read the store format from `VERSION`'s bytes: a decimal number,
-/// surrounding whitespace ignored.
+/// Read the store format from `VERSION`'s bytes: ASCII digits, leading
+/// and trailing ASCII whitespace ignored.
 fn parse_version(path: &Path, bytes: &[u8]) -> Result<u32, FormatError> {
     let unreadable = || FormatError::Unreadable {
         path: path.to_path_buf(),
-        content: String::from_utf8_lossy(bytes)
-            .trim()
+        content: String::from_utf8_lossy(bytes.trim_ascii())
             .chars()
             .take(40)
             .flat_map(char::escape_default)
             .collect(),
     };
-    let text = std::str::from_utf8(bytes).map_err(|_| unreadable())?.trim();
+    let text = std::str::from_utf8(bytes.trim_ascii()).map_err(|_| unreadable())?;
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
         return Err(unreadable());
     }
