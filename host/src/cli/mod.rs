@@ -278,11 +278,17 @@ pub fn load_config(cli: &Cli) -> anyhow::Result<rewind::config::Config> {
 pub fn open_store(config: &rewind::config::Config) -> anyhow::Result<rewind::store::Store> {
     let root = config.store.root();
     rewind::store::Store::open(&root).map_err(|err| {
-        anyhow::anyhow!(
-            "cannot open the artifact store {}: {err} (set store.url in {} to a directory rewind can write)",
-            root.display(),
-            config.path.display()
-        )
+        if rewind::store::FormatError::of(&err).is_some() {
+            // The store is there but in a format this rewind does not read:
+            // pointing store.url elsewhere would not be the fix.
+            anyhow::anyhow!("cannot open the artifact store {}: {err}", root.display())
+        } else {
+            anyhow::anyhow!(
+                "cannot open the artifact store {}: {err} (set store.url in {} to a directory rewind can write)",
+                root.display(),
+                config.path.display()
+            )
+        }
     })
 }
 

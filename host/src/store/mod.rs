@@ -11,6 +11,7 @@
 //! <root>/pruned.json                     runs removed by prune
 //! <root>/lock                            the holder of the one-run lock
 //! <root>/events.jsonl                    the event log
+//! <root>/VERSION                         the store format (`1`)
 //! ```
 //!
 //! See `docs/store-format.md` for the complete format.
@@ -19,6 +20,7 @@ mod blob;
 mod check;
 mod lock;
 mod runs;
+mod version;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -35,6 +37,7 @@ pub use runs::{
     ChainLink, CheckRecord, Head, MANIFEST_FORMAT, PlannedStep, PluginRef, PrunedRuns, RunKind,
     RunManifest, RunStatus, StepRecord, StepStatus, new_run_id,
 };
+pub use version::{FormatError, STORE_FORMAT, VERSION_FILE};
 
 /// One artifact as recorded in a run: who made it, what it is, its blob.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,8 +65,13 @@ pub struct Store {
 
 impl Store {
     /// Open (creating if needed) a store rooted at `root`.
+    ///
+    /// A store whose `VERSION` names another store format is refused (a
+    /// [`FormatError`] inside the error) before anything in it changes; a
+    /// new store, or one from before `VERSION` existed, gets the file.
     pub fn open(root: &Path) -> io::Result<Self> {
         create_private_dir(root)?;
+        version::check_or_write(root)?;
         create_private_dir(&root.join("blobs"))?;
         create_private_dir(&root.join("tmp"))?;
         Ok(Store {

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ArtifactRecord, Store, write_atomic};
+use super::{ArtifactRecord, FormatError, Store, write_atomic};
 use crate::sandbox::CallError;
 
 /// The manifest format written by this version.
@@ -311,13 +311,47 @@ fn manifest_bytes(manifest: &RunManifest) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// Parse a manifest or journal file, refusing a `format` other than
+/// [`MANIFEST_FORMAT`] before reading any other field.
 fn parse_manifest(path: &std::path::Path, bytes: &[u8]) -> io::Result<RunManifest> {
-    serde_json::from_slice(bytes).map_err(|err| {
+    let invalid = |err: serde_json::Error| {
         io::Error::new(
             io::ErrorKind::InvalidData,
             format!("{} is not a valid run manifest: {err}", path.display()),
         )
-    })
+    };
+    /// Only the format, so that a newer manifest is named as such rather
+    /// than reported as invalid by the fields it changed.
+    #[derive(Deserialize)]
+    struct Format {
+        format: Option<serde_json::Value>,
+    }
+    let Format { format } = serde_json::from_slice(bytes).map_err(invalid)?;
+    match format {
+        Some(serde_json::Value::String(f)) if f == MANIFEST_FORMAT => {}
+        // Missing: the full parse below names the field.
+        None => {}
+        Some(found) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                FormatError::Manifest {
+                    path: path.to_path_buf(),
+                    found: shortened(found.to_string()),
+                },
+            ));
+        }
+    }
+    serde_json::from_slice(bytes).map_err(invalid)
+}
+
+/// At most 80 characters of `text`, for quoting a value from a file.
+fn shortened(text: String) -> String {
+    if text.chars().count() <= 80 {
+        return text;
+    }
+    let mut short: String = text.chars().take(79).collect();
+    short.push('…');
+    short
 }
 
 impl Store {
@@ -493,4 +527,129 @@ fn json_files(dir: &std::path::Path) -> io::Result<Vec<PathBuf>> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store with one finished backup; returns it and the manifest's path.
+    fn store_with_a_run() -> (tempfile::TempDir, Store, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut run = RunManifest::start(RunKind::Backup, "shop", "test");
+        run.status = RunStatus::Succeeded;
+        store.finish_run(&mut run).unwrap();
+        let path = store.manifest_path(&run.id);
+        (dir, store, path)
+    }
+
+    fn set_format(path: &std::path::Path, format: &str) {
+        let text = fs::read_to_string(path).unwrap();
+        let needle = format!("\"format\": \"{MANIFEST_FORMAT}\"");
+        assert!(text.contains(&needle), "{text}");
+        fs::write(
+            path,
+            text.replace(&needle, &format!("\"format\": {format}")),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn manifests_record_and_accept_this_format() {
+        let (_dir, store, path) = store_with_a_run();
+        let runs = store.runs().unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].format, MANIFEST_FORMAT);
+        assert!(
+            fs::read_to_string(&path)
+                .unwrap()
+                .contains("\"format\": \"rewind.run/1\"")
+        );
+    }
+
+    #[test]
+    fn a_manifest_of_a_newer_format_is_refused_naming_the_file_and_both_formats() {
+        let (_dir, store, path) = store_with_a_run();
+        let id = store.runs().unwrap()[0].id.clone();
+        set_format(&path, "\"rewind.run/9\"");
+        for err in [
+            store.runs().unwrap_err(),
+            store.find_run(&id).unwrap_err(),
+            store.find_run(&id[..8]).unwrap_err(),
+        ] {
+            assert!(
+                matches!(FormatError::of(&err), Some(FormatError::Manifest { .. })),
+                "{err}"
+            );
+            let message = err.to_string();
+            assert!(
+                message.contains(&path.display().to_string())
+                    && message.contains("\"rewind.run/9\"")
+                    && message.contains("reads format \"rewind.run/1\"")
+                    && message.contains("upgrade rewind"),
+                "{message}"
+            );
+        }
+        // verify refuses too, rather than reporting a broken chain.
+        assert!(FormatError::of(&store.verify(None, &|_| {}).unwrap_err()).is_some());
+    }
+
+    #[test]
+    fn a_manifest_whose_format_is_not_ours_is_refused_even_if_it_parses() {
+        for format in ["\"rewind.run/0\"", "\"something/1\"", "1"] {
+            let (_dir, store, path) = store_with_a_run();
+            set_format(&path, format);
+            let err = store.runs().unwrap_err();
+            let message = err.to_string();
+            assert!(FormatError::of(&err).is_some(), "{message}");
+            assert!(
+                message.contains(&format!("has manifest format {format}"))
+                    && !message.contains("newer"),
+                "{format}: {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_manifest_without_a_format_is_invalid() {
+        let (_dir, store, path) = store_with_a_run();
+        let text = fs::read_to_string(&path)
+            .unwrap()
+            .replace(&format!("\"format\": \"{MANIFEST_FORMAT}\","), "");
+        fs::write(&path, text).unwrap();
+        let message = store.runs().unwrap_err().to_string();
+        assert!(
+            message.contains("is not a valid run manifest") && message.contains("format"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_journal_of_another_format_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let run = RunManifest::start(RunKind::Rollback, "shop", "test");
+        store.write_journal(&run).unwrap();
+        assert_eq!(store.journals().unwrap().len(), 1);
+        let path = store.journal_dir().join(format!("{}.json", run.id));
+        set_format(&path, "\"rewind.run/2\"");
+        let message = store.journals().unwrap_err().to_string();
+        assert!(
+            message.contains(&path.display().to_string())
+                && message.contains("manifest format \"rewind.run/2\"")
+                && message.contains("upgrade rewind"),
+            "{message}"
+        );
+        // Still there: refused, not recovered or removed.
+        assert!(path.exists());
+    }
+
+    #[test]
+    fn a_long_format_value_is_shortened() {
+        let (_dir, store, path) = store_with_a_run();
+        set_format(&path, &format!("\"{}\"", "x".repeat(500)));
+        let message = store.runs().unwrap_err().to_string();
+        assert!(message.contains('…') && message.len() < 400, "{message}");
+    }
 }

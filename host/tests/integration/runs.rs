@@ -954,3 +954,100 @@ limits = {{ run_artifacts_mb = 1 }}
     let out = app.rewind(&["artifacts", "verify"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
+
+/// Run `rewind <args>`, asserting exit code 2, and return its stderr.
+fn refused(app: &App, args: &[&str]) -> String {
+    let out = app.rewind(args);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "rewind {args:?}\nstdout:\n{}\nstderr:\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stderr)
+}
+
+#[test]
+fn a_store_of_a_newer_format_is_refused_naming_both_formats() {
+    let app = App::new(&["code"], &["code"], "");
+    app.json(&["backup", "--json"], 0);
+    let version = app.store().join("VERSION");
+    assert_eq!(fs::read_to_string(&version).unwrap(), "1\n");
+    assert_eq!(mode(&version), 0o600);
+
+    fs::write(&version, "99\n").unwrap();
+    for args in [
+        &["status"][..],
+        &["backup"],
+        &["history"],
+        &["artifacts", "verify"],
+    ] {
+        let stderr = refused(&app, args);
+        assert!(
+            stderr.contains("written by a newer rewind (store format 99")
+                && stderr.contains("reads store format 1: upgrade rewind")
+                && stderr.contains(&version.display().to_string()),
+            "rewind {args:?}: {stderr}"
+        );
+        // Not a wrong store.url: no advice to point it elsewhere.
+        assert!(!stderr.contains("set store.url"), "{stderr}");
+    }
+    // Nothing was written: still one run, and the newer rewind's VERSION.
+    assert_eq!(fs::read_dir(app.store().join("runs")).unwrap().count(), 1);
+    assert_eq!(fs::read_to_string(&version).unwrap(), "99\n");
+}
+
+#[test]
+fn a_manifest_of_an_unknown_format_is_refused_naming_the_file() {
+    let app = App::new(&["code"], &["code"], "");
+    let backup = app.json(&["backup", "--json"], 0);
+    assert_eq!(backup["format"], "rewind.run/1");
+    let path = app
+        .store()
+        .join("runs")
+        .join(format!("{}.json", backup["id"].as_str().unwrap()));
+    let edited = fs::read_to_string(&path).unwrap().replace(
+        "\"format\": \"rewind.run/1\"",
+        "\"format\": \"rewind.run/9\"",
+    );
+    fs::write(&path, edited).unwrap();
+    for args in [
+        &["history"][..],
+        &["artifacts", "verify"],
+        &["status"],
+        &["rollback", "--yes"],
+    ] {
+        let stderr = refused(&app, args);
+        assert!(
+            stderr.contains(&path.display().to_string())
+                && stderr.contains("manifest format \"rewind.run/9\"")
+                && stderr.contains("reads format \"rewind.run/1\"")
+                && stderr.contains("upgrade rewind"),
+            "rewind {args:?}: {stderr}"
+        );
+    }
+    // The rollback was refused before it touched anything.
+    assert_eq!(app.current(), "releases/v1");
+}
+
+#[test]
+fn a_store_from_before_the_version_file_is_adopted_and_keeps_working() {
+    let app = App::new(&["code"], &["code"], "");
+    let first = app.json(&["backup", "--json"], 0);
+    // What an earlier rewind left: runs, blobs, HEAD, no VERSION.
+    let version = app.store().join("VERSION");
+    fs::remove_file(&version).unwrap();
+
+    let history = app.json(&["history", "--json"], 0);
+    assert_eq!(history[0]["id"], first["id"]);
+    assert_eq!(fs::read_to_string(&version).unwrap(), "1\n");
+    assert_eq!(mode(&version), 0o600);
+
+    fs::remove_file(&version).unwrap();
+    app.json(&["backup", "--json"], 0);
+    assert_eq!(fs::read_to_string(&version).unwrap(), "1\n");
+    let verify = app.json(&["artifacts", "verify", "--json"], 0);
+    assert_eq!(verify["runs"], 2);
+    assert_eq!(verify["problems"].as_array().unwrap().len(), 0);
+}
