@@ -35,7 +35,7 @@ pub use check::{Problem, PrunePlan, PrunedRun, RetentionPolicy, VerifyReport, ne
 pub use lock::{LockError, LockHolder, StoreLock, hostname};
 pub use runs::{
     ChainLink, CheckRecord, Head, MANIFEST_FORMAT, PlannedStep, PluginRef, PrunedRuns, RunKind,
-    RunManifest, RunStatus, StepRecord, StepStatus, new_run_id,
+    RunManifest, RunStatus, StepRecord, StepStatus, new_run_id, parse_manifest,
 };
 pub use version::{FormatError, STORE_FORMAT, VERSION_FILE};
 

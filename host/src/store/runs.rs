@@ -313,7 +313,7 @@ fn manifest_bytes(manifest: &RunManifest) -> io::Result<Vec<u8>> {
 
 /// Parse a manifest or journal file, refusing a `format` other than
 /// [`MANIFEST_FORMAT`] before reading any other field.
-fn parse_manifest(path: &std::path::Path, bytes: &[u8]) -> io::Result<RunManifest> {
+pub fn parse_manifest(path: &std::path::Path, bytes: &[u8]) -> io::Result<RunManifest> {
     let invalid = |err: serde_json::Error| {
         io::Error::new(
             io::ErrorKind::InvalidData,
