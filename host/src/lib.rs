@@ -19,6 +19,7 @@ pub mod compile_cache;
 pub mod config;
 pub mod engine;
 pub mod grants;
+pub mod params;
 pub mod plugin;
 pub mod run;
 pub mod sandbox;

@@ -15,9 +15,10 @@ impl Context {
         Self { raw }
     }
 
-    /// The instance's `params` table, deserialized. A params struct with
-    /// `#[serde(deny_unknown_fields)]` turns typos in rewind.toml into an
-    /// `invalid-input` error naming the key.
+    /// The instance's `params` table, deserialized: usually into a struct
+    /// declared with [`params!`](crate::params!), which refuses unknown
+    /// keys and values of the wrong type with an `invalid-input` error
+    /// naming the key.
     pub fn params<T: DeserializeOwned>(&self) -> Result<T, HookError> {
         serde_json::from_str(&self.raw.params_json).map_err(|err| {
             HookError::InvalidInput(format!("params of instance `{}`: {err}", self.raw.instance))

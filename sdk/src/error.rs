@@ -3,9 +3,7 @@
 
 use std::fmt;
 
-use crate::{
-    Capabilities, Denial, Failure, HealthCheck, HealthStatus, HookError, ParamSpec, Report,
-};
+use crate::{Capabilities, Denial, Failure, HealthCheck, HealthStatus, HookError, Report};
 
 impl HookError {
     /// The hook ran and failed.
@@ -137,26 +135,6 @@ impl HealthCheck {
             status,
             detail: detail.into(),
             latency_ms: 0,
-        }
-    }
-}
-
-impl ParamSpec {
-    pub fn required(name: &str, description: &str) -> Self {
-        ParamSpec {
-            name: name.into(),
-            description: description.into(),
-            required: true,
-            default_value: None,
-        }
-    }
-
-    pub fn optional(name: &str, description: &str, default_value: &str) -> Self {
-        ParamSpec {
-            name: name.into(),
-            description: description.into(),
-            required: false,
-            default_value: Some(default_value.into()),
         }
     }
 }

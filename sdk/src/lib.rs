@@ -10,7 +10,10 @@
 //! - one trait per hook ([`Plugin`] for `describe`, [`Backup`], [`Restore`],
 //!   [`Revert`], [`Health`], [`Notify`]) and [`export_plugin!`], which exports
 //!   exactly the hooks you name;
-//! - [`Context`], with typed access to the instance's `params`;
+//! - [`params!`], one declaration of the parameters: the typed struct with
+//!   its defaults, and the specs `describe` returns (so `rewind check`
+//!   validates what the hooks read); [`Context`] gives the struct to a hook;
+//! - [`secret_from_env`] for passwords and tokens in granted variables;
 //! - [`Command`] to run granted commands, including streaming a command's
 //!   stdout straight into an artifact and an artifact into a command's stdin;
 //! - [`artifacts`]: [`std::io::Write`] / [`std::io::Read`] access to
@@ -22,10 +25,14 @@
 //!
 //! ```no_run
 //! use rewind_sdk::{artifacts, Backup, Context, HookError, Plugin, PluginInfo, Report, Revert};
-//! use rewind_sdk::{ArtifactRef, Capabilities, ParamSpec};
+//! use rewind_sdk::{ArtifactRef, Capabilities};
 //!
-//! #[derive(serde::Deserialize)]
-//! struct Params { file: String }
+//! rewind_sdk::params! {
+//!     struct Params {
+//!         /// The file to keep
+//!         file: String,
+//!     }
+//! }
 //!
 //! struct Greeting;
 //!
@@ -36,7 +43,7 @@
 //!             version: env!("CARGO_PKG_VERSION").into(),
 //!             summary: "Backs up and restores one text file".into(),
 //!             capabilities: Capabilities::default(),
-//!             params: vec![ParamSpec::required("file", "The file to keep")],
+//!             params: Params::specs(),
 //!         }
 //!     }
 //! }
@@ -79,7 +86,7 @@ pub mod wit {
 
 pub use bindings::rewind::hooks::types::{
     ArtifactRef, Capabilities, Denial, Event, EventKind, Failure, HealthCheck, HealthReport,
-    HealthStatus, HookContext, HookError, ParamSpec, PathRequest, PluginInfo, Report,
+    HealthStatus, HookContext, HookError, ParamKind, ParamSpec, PathRequest, PluginInfo, Report,
 };
 
 pub mod artifacts;
@@ -90,15 +97,20 @@ mod event;
 pub mod fs;
 pub mod http;
 pub mod log;
+pub mod params;
 
 pub use command::{Command, Output};
 pub use context::Context;
 pub use error::take_denial;
+pub use params::{ParamType, secret_from_env};
 
 // Hidden: re-exported so that `export_plugin!` works in crates that do not
 // depend on `serde` themselves.
 #[doc(hidden)]
 pub use serde_json as __serde_json;
+// Hidden: for the `Deserialize` impl `params!` writes.
+#[doc(hidden)]
+pub use serde as __serde;
 
 /// `describe`: every plugin implements this.
 pub trait Plugin {

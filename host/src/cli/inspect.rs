@@ -40,7 +40,8 @@ pub fn run(cli: &Cli, plugin_arg: &str, json: bool) -> Result<i32> {
                 "http": info.capabilities.http,
             },
             "params": info.params.iter().map(|p| json!({
-                "name": p.name, "required": p.required, "description": p.description
+                "name": p.name, "required": p.required, "description": p.description,
+                "type": rewind::params::kind_name(p.kind), "default": p.default_value,
             })).collect::<Vec<_>>(),
         });
         if let Some(grants) = &granted {
@@ -65,8 +66,13 @@ pub fn run(cli: &Cli, plugin_arg: &str, json: bool) -> Result<i32> {
     if !info.params.is_empty() {
         println!("  params:");
         for p in &info.params {
-            let req = if p.required { " (required)" } else { "" };
-            println!("    {}{req}: {}", p.name, p.description);
+            let kind = rewind::params::kind_name(p.kind);
+            let extra = match (&p.default_value, p.required) {
+                (_, true) => ", required".to_string(),
+                (Some(default), false) => format!(", default {default}"),
+                (None, false) => String::new(),
+            };
+            println!("    {} ({kind}{extra}): {}", p.name, p.description);
         }
     }
     print_capabilities(&info, granted.as_deref());

@@ -352,34 +352,8 @@ fn check_config(config: &Config) -> Result<Vec<Finding>> {
                 plugin.hook_list()
             ),
         );
-        let params = instance.params.as_object();
-        for spec in info.params.iter().filter(|p| p.required) {
-            if !params.is_some_and(|p| p.contains_key(&spec.name)) {
-                add(
-                    "error",
-                    &subject,
-                    format!("params.{} is required: {}", spec.name, spec.description),
-                );
-            }
-        }
-        if let Some(params) = params {
-            for key in params.keys() {
-                if !info.params.iter().any(|p| &p.name == key) {
-                    add(
-                        "error",
-                        &subject,
-                        format!(
-                            "params.{key} is not a parameter of {}; it takes: {}",
-                            info.name,
-                            info.params
-                                .iter()
-                                .map(|p| p.name.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                    );
-                }
-            }
+        for problem in rewind::params::check(name, &info, &instance.params) {
+            add("error", &subject, problem);
         }
         for missing in rewind::grants::ungranted(&info.capabilities, &instance.grants) {
             add(

@@ -54,6 +54,16 @@ fn inspect_reports_hooks_api_version_and_sha256() {
     let digest = rewind::plugin::sha256_hex(&fs::read(&wasm).unwrap());
     assert_eq!(json["sha256"], digest);
     assert_eq!(json["requested"]["paths"][0]["writable"], true);
+    // Params come from the plugin's one `params!` declaration: type,
+    // required-ness and the default as TOML.
+    let params = json["params"].as_array().unwrap();
+    let param = |name: &str| params.iter().find(|p| p["name"] == name).unwrap().clone();
+    assert_eq!(param("base")["required"], true);
+    assert_eq!(param("base")["type"], "string");
+    assert_eq!(param("current")["default"], "\"current\"");
+    assert_eq!(param("keep")["type"], "integer");
+    assert_eq!(param("keep")["required"], false);
+    assert_eq!(param("keep")["default"], serde_json::Value::Null);
 }
 
 #[test]

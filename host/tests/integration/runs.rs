@@ -698,6 +698,36 @@ fn check_accepts_a_good_config_and_names_what_is_wrong_in_a_bad_one() {
 }
 
 #[test]
+fn check_refuses_a_param_of_the_wrong_type_naming_param_type_and_value() {
+    let pin = crate::common::pin("postgres");
+    let project = crate::common::Project::new(&format!(
+        "[plugins.db]\n{pin}\nparams = {{ database = \"app\", port = \"5432\" }}\n"
+    ));
+    let out = project.rewind(&["check"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains(r#"plugins.db.params.port: expected an integer, found the string "5432""#),
+        "{stdout}"
+    );
+    let report = project.json(&["check", "--json"], 1);
+    let errors: Vec<&Value> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["level"] == "error")
+        .collect();
+    assert_eq!(errors.len(), 1, "{report:#}");
+
+    // The same value as an integer is fine.
+    project.write(&format!(
+        "[plugins.db]\n{pin}\nparams = {{ database = \"app\", port = 5432, no_owner = true }}\n"
+    ));
+    let report = project.json(&["check", "--json"], 0);
+    assert_eq!(report["ok"], true, "{report:#}");
+}
+
+#[test]
 fn guard_exit_codes() {
     let health = "[guard]\nhealth = [\"web\"]\nretries = 1\ndelay_s = 0\n";
     let deploy_v2 = |app: &App| {

@@ -12,31 +12,25 @@ use std::collections::BTreeSet;
 
 use rewind_sdk::{
     ArtifactRef, Backup, Capabilities, Command, Context, Health, HealthCheck, HealthReport,
-    HealthStatus, HookError, ParamSpec, Plugin, PluginInfo, Report, Revert, artifacts,
+    HealthStatus, HookError, Plugin, PluginInfo, Report, Revert, artifacts,
 };
 use serde::{Deserialize, Serialize};
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Params {
-    /// alembic.ini (absolute).
-    config: String,
-    /// The alembic program (a virtualenv's `bin/alembic`, say).
-    #[serde(default = "default_alembic")]
-    alembic: String,
-    /// Granted variables the project needs (DATABASE_URL, …).
-    #[serde(default)]
-    env: Vec<String>,
-    /// Health: also require every head to be applied (`--check-heads`).
-    #[serde(default)]
-    check_heads: bool,
-    /// Health: the revisions `alembic current` must show.
-    #[serde(default)]
-    expect: Vec<String>,
-}
-
-fn default_alembic() -> String {
-    "alembic".into()
+rewind_sdk::params! {
+    struct Params {
+        /// alembic.ini (absolute path)
+        config: String,
+        /// The alembic program
+        // A virtualenv's `bin/alembic`, say.
+        alembic: String = "alembic",
+        /// Granted env vars the project reads (DATABASE_URL)
+        env: Vec<String> = Vec::new(),
+        /// Health: require every head to be applied
+        // `--check-heads`
+        check_heads: bool = false,
+        /// Health: the revisions alembic current must show
+        expect: Vec<String> = Vec::new(),
+    }
 }
 
 /// What a backup records: the revisions `alembic current` printed.
@@ -101,25 +95,7 @@ impl Plugin for Alembic {
                 env: vec!["<params.env>".into()],
                 ..Capabilities::default()
             },
-            params: vec![
-                ParamSpec::required("config", "alembic.ini (absolute path)"),
-                ParamSpec::optional("alembic", "The alembic program", "alembic"),
-                ParamSpec::optional(
-                    "env",
-                    "Granted env vars the project reads (DATABASE_URL)",
-                    "[]",
-                ),
-                ParamSpec::optional(
-                    "check_heads",
-                    "Health: require every head to be applied",
-                    "false",
-                ),
-                ParamSpec::optional(
-                    "expect",
-                    "Health: the revisions alembic current must show",
-                    "[]",
-                ),
-            ],
+            params: Params::specs(),
         }
     }
 }

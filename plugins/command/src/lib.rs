@@ -7,39 +7,35 @@ use std::time::{Duration, Instant};
 
 use rewind_sdk::{
     ArtifactRef, Backup, Capabilities, Command, Context, Health, HealthCheck, HealthReport,
-    HealthStatus, HookError, ParamSpec, Plugin, PluginInfo, Report, Restore, Revert, artifacts,
+    HealthStatus, HookError, Plugin, PluginInfo, Report, Restore, Revert, artifacts,
 };
-use serde::Deserialize;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Params {
-    backup: Option<Vec<String>>,
-    restore: Option<Vec<String>>,
-    revert: Option<Vec<String>>,
-    health: Option<Vec<String>>,
-    cwd: Option<String>,
-    #[serde(default)]
-    env: BTreeMap<String, String>,
-    #[serde(default)]
-    inherit_env: Vec<String>,
-    timeout_ms: Option<u64>,
-    /// Backup: keep the command's stdout as the artifact `stdout`.
-    #[serde(default = "yes")]
-    capture: bool,
-    /// Restore/revert: feed the backed-up `stdout` artifact to stdin.
-    #[serde(default)]
-    restore_stdin: bool,
-    #[serde(default = "default_name")]
-    name: String,
-}
-
-fn yes() -> bool {
-    true
-}
-
-fn default_name() -> String {
-    "command".into()
+rewind_sdk::params! {
+    struct Params {
+        /// argv of the backup command
+        backup: Option<Vec<String>>,
+        /// argv of the restore command
+        restore: Option<Vec<String>>,
+        /// argv of the revert command
+        revert: Option<Vec<String>>,
+        /// argv of the health command (exit 0 = healthy)
+        health: Option<Vec<String>>,
+        /// Working directory (inside a granted path)
+        cwd: Option<String>,
+        /// Literal environment variables (each must be granted)
+        env: BTreeMap<String, String> = BTreeMap::new(),
+        /// Host variables to pass through (granted)
+        inherit_env: Vec<String> = Vec::new(),
+        /// Kill the command after this long
+        timeout_ms: Option<u64>,
+        /// Keep the backup command's stdout as artifact `stdout`
+        capture: bool = true,
+        /// Feed `stdout` to restore/revert stdin
+        // The backed-up `stdout` artifact.
+        restore_stdin: bool = false,
+        /// Name of the health check
+        name: String = "command",
+    }
 }
 
 impl Params {
@@ -102,39 +98,7 @@ impl Plugin for CommandPlugin {
                 exec: vec!["<program of each configured command> **".into()],
                 ..Capabilities::default()
             },
-            params: vec![
-                ParamSpec::optional("backup", "argv of the backup command", ""),
-                ParamSpec::optional("restore", "argv of the restore command", ""),
-                ParamSpec::optional("revert", "argv of the revert command", ""),
-                ParamSpec::optional(
-                    "health",
-                    "argv of the health command (exit 0 = healthy)",
-                    "",
-                ),
-                ParamSpec::optional("cwd", "Working directory (inside a granted path)", ""),
-                ParamSpec::optional(
-                    "env",
-                    "Literal environment variables (each must be granted)",
-                    "",
-                ),
-                ParamSpec::optional(
-                    "inherit_env",
-                    "Host variables to pass through (granted)",
-                    "",
-                ),
-                ParamSpec::optional("timeout_ms", "Kill the command after this long", ""),
-                ParamSpec::optional(
-                    "capture",
-                    "Keep the backup command's stdout as artifact `stdout`",
-                    "true",
-                ),
-                ParamSpec::optional(
-                    "restore_stdin",
-                    "Feed `stdout` to restore/revert stdin",
-                    "false",
-                ),
-                ParamSpec::optional("name", "Name of the health check", "command"),
-            ],
+            params: Params::specs(),
         }
     }
 }

@@ -13,35 +13,28 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rewind_sdk::{
     ArtifactRef, Backup, Capabilities, Command, Context, Health, HealthCheck, HealthReport,
-    HealthStatus, HookError, ParamSpec, Plugin, PluginInfo, Report, Revert, artifacts, log,
+    HealthStatus, HookError, Plugin, PluginInfo, Report, Revert, artifacts, log,
 };
 use serde::{Deserialize, Serialize};
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Params {
-    /// manage.py (absolute).
-    manage: String,
-    #[serde(default = "default_python")]
-    python: String,
-    /// `--settings` for every command.
-    settings: Option<String>,
-    /// Granted variables the project reads (DATABASE_URL, …).
-    #[serde(default)]
-    env: Vec<String>,
-    /// Run `collectstatic --noinput` after the migrations.
-    #[serde(default)]
-    collectstatic: bool,
-    /// Health: `check --deploy`.
-    #[serde(default)]
-    check_deploy: bool,
-    /// Health: tolerate unapplied migrations.
-    #[serde(default)]
-    allow_pending: bool,
-}
-
-fn default_python() -> String {
-    "python3".into()
+rewind_sdk::params! {
+    struct Params {
+        /// manage.py (absolute path)
+        manage: String,
+        /// The Python interpreter
+        python: String = "python3",
+        /// --settings for every command
+        settings: Option<String>,
+        /// Granted env vars the project reads
+        // DATABASE_URL, …
+        env: Vec<String> = Vec::new(),
+        /// collectstatic --noinput after migrating
+        collectstatic: bool = false,
+        /// Health: check --deploy
+        check_deploy: bool = false,
+        /// Health: unapplied migrations are fine
+        allow_pending: bool = false,
+    }
 }
 
 /// One line of `showmigrations --plan`.
@@ -193,23 +186,7 @@ impl Plugin for Django {
                 env: vec!["<params.env>".into()],
                 ..Capabilities::default()
             },
-            params: vec![
-                ParamSpec::required("manage", "manage.py (absolute path)"),
-                ParamSpec::optional("python", "The Python interpreter", "python3"),
-                ParamSpec::optional("settings", "--settings for every command", ""),
-                ParamSpec::optional("env", "Granted env vars the project reads", "[]"),
-                ParamSpec::optional(
-                    "collectstatic",
-                    "collectstatic --noinput after migrating",
-                    "false",
-                ),
-                ParamSpec::optional("check_deploy", "Health: check --deploy", "false"),
-                ParamSpec::optional(
-                    "allow_pending",
-                    "Health: unapplied migrations are fine",
-                    "false",
-                ),
-            ],
+            params: Params::specs(),
         }
     }
 }

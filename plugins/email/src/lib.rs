@@ -14,68 +14,54 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rewind_sdk::{
-    Capabilities, Command, Context, Event, EventKind, HookError, Notify, ParamSpec, Plugin,
-    PluginInfo,
+    Capabilities, Command, Context, Event, EventKind, HookError, Notify, Plugin, PluginInfo,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Params {
-    from: String,
-    to: Vec<String>,
-    #[serde(default)]
-    transport: Transport,
-    /// smtp: the relay.
-    #[serde(default = "default_host")]
-    host: String,
-    #[serde(default = "default_port")]
-    port: u16,
-    /// smtp: the name sent in EHLO.
-    #[serde(default = "default_helo")]
-    helo: String,
-    /// smtp: upgrade the connection with STARTTLS before sending anything.
-    #[serde(default)]
-    starttls: bool,
-    /// smtp: a PEM file of CA certificates to trust instead of the Mozilla
-    /// roots (a private relay); its directory must be granted.
-    ca_file: Option<String>,
-    /// smtp: the name the relay's certificate must carry (default: host).
-    tls_name: Option<String>,
-    /// smtp: AUTH PLAIN user (only over STARTTLS).
-    username: Option<String>,
-    /// smtp: a granted env var holding the password.
-    password_env: Option<String>,
-    /// command: argv of a program reading the message on stdin.
-    command: Option<Vec<String>>,
-    #[serde(default = "default_prefix")]
-    subject_prefix: String,
-    #[serde(default = "default_timeout_ms")]
-    timeout_ms: u64,
+rewind_sdk::params! {
+    struct Params {
+        /// Sender, "rewind <rewind@example.com>"
+        from: String,
+        /// Recipients, a list
+        to: Vec<String>,
+        /// smtp (plain, grants.tcp) or command
+        transport: Transport = Transport::Smtp,
+        /// smtp: the relay
+        host: String = "127.0.0.1",
+        /// smtp: its port
+        port: u16 = 25,
+        /// smtp: the EHLO name
+        helo: String = "rewind.localhost",
+        /// smtp: upgrade with STARTTLS first
+        // Before sending anything.
+        starttls: bool = false,
+        /// smtp: PEM CA certificates to trust instead of the Mozilla roots
+        // For a private relay; its directory must be granted.
+        ca_file: Option<String>,
+        /// smtp: the name the relay's certificate must carry (absent: host)
+        tls_name: Option<String>,
+        /// smtp: AUTH PLAIN user (needs starttls)
+        username: Option<String>,
+        /// smtp: granted env var holding the password
+        password_env: Option<String>,
+        /// command: argv reading the message on stdin (sendmail -t -i, curl …)
+        command: Option<Vec<String>>,
+        /// Subject prefix
+        subject_prefix: String = "[rewind]",
+        /// Network or command timeout
+        timeout_ms: u64 = 10_000,
+    }
 }
 
-#[derive(Deserialize, Default, PartialEq, Eq)]
+#[derive(Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 enum Transport {
-    #[default]
     Smtp,
     Command,
 }
 
-fn default_host() -> String {
-    "127.0.0.1".into()
-}
-fn default_port() -> u16 {
-    25
-}
-fn default_helo() -> String {
-    "rewind.localhost".into()
-}
-fn default_prefix() -> String {
-    "[rewind]".into()
-}
-fn default_timeout_ms() -> u64 {
-    10_000
+impl rewind_sdk::ParamType for Transport {
+    const KIND: rewind_sdk::ParamKind = rewind_sdk::ParamKind::String;
 }
 
 /// Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
@@ -295,11 +281,7 @@ impl Smtp {
                 "params.username needs params.password_env naming a granted variable",
             ));
         };
-        let password = std::env::var(var).map_err(|_| {
-            HookError::invalid_input(format!(
-                "{var} is not set, or not in grants.env (add grants.env = [\"{var}\"])"
-            ))
-        })?;
+        let password = rewind_sdk::secret_from_env(var)?;
         let token = base64(format!("\0{user}\0{password}").as_bytes());
         self.send(&format!("AUTH PLAIN {token}"), 235).map(|_| ())
     }
@@ -459,34 +441,7 @@ impl Plugin for Email {
                 exec: vec!["<params.command, for transport = command>".into()],
                 ..Capabilities::default()
             },
-            params: vec![
-                ParamSpec::required("from", "Sender, \"rewind <rewind@example.com>\""),
-                ParamSpec::required("to", "Recipients, a list"),
-                ParamSpec::optional("transport", "smtp (plain, grants.tcp) or command", "smtp"),
-                ParamSpec::optional("host", "smtp: the relay", "127.0.0.1"),
-                ParamSpec::optional("port", "smtp: its port", "25"),
-                ParamSpec::optional("helo", "smtp: the EHLO name", "rewind.localhost"),
-                ParamSpec::optional("starttls", "smtp: upgrade with STARTTLS first", "false"),
-                ParamSpec::optional(
-                    "ca_file",
-                    "smtp: PEM CA certificates to trust instead of the Mozilla roots",
-                    "",
-                ),
-                ParamSpec::optional("tls_name", "smtp: the certificate's name", "host"),
-                ParamSpec::optional("username", "smtp: AUTH PLAIN user (needs starttls)", ""),
-                ParamSpec::optional(
-                    "password_env",
-                    "smtp: granted env var holding the password",
-                    "",
-                ),
-                ParamSpec::optional(
-                    "command",
-                    "command: argv reading the message on stdin (sendmail -t -i, curl …)",
-                    "",
-                ),
-                ParamSpec::optional("subject_prefix", "Subject prefix", "[rewind]"),
-                ParamSpec::optional("timeout_ms", "Network or command timeout", "10000"),
-            ],
+            params: Params::specs(),
         }
     }
 }

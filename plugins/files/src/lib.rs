@@ -12,22 +12,23 @@ use std::path::{Path, PathBuf};
 use rewind_sdk::artifacts::{Reader, Writer};
 use rewind_sdk::fs::{FileKind, metadata, set_mode, set_owner};
 use rewind_sdk::{
-    ArtifactRef, Backup, Capabilities, Context, HookError, ParamSpec, PathRequest, Plugin,
-    PluginInfo, Report, Restore, artifacts, log,
+    ArtifactRef, Backup, Capabilities, Context, HookError, PathRequest, Plugin, PluginInfo, Report,
+    Restore, artifacts, log,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Params {
-    paths: Vec<String>,
-    #[serde(default)]
-    exclude: Vec<String>,
-    #[serde(default)]
-    restore_owner: bool,
-    #[serde(default)]
-    missing_ok: bool,
+rewind_sdk::params! {
+    struct Params {
+        /// Absolute files and directories to keep
+        paths: Vec<String>,
+        /// File names to skip (`*` wildcard)
+        exclude: Vec<String> = Vec::new(),
+        /// Also restore owner and group
+        restore_owner: bool = false,
+        /// Skip paths that do not exist
+        missing_ok: bool = false,
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
@@ -75,12 +76,7 @@ impl Plugin for Files {
                 }],
                 ..Capabilities::default()
             },
-            params: vec![
-                ParamSpec::required("paths", "Absolute files and directories to keep"),
-                ParamSpec::optional("exclude", "File names to skip (`*` wildcard)", ""),
-                ParamSpec::optional("restore_owner", "Also restore owner and group", "false"),
-                ParamSpec::optional("missing_ok", "Skip paths that do not exist", "false"),
-            ],
+            params: Params::specs(),
         }
     }
 }

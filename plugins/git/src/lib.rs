@@ -6,56 +6,45 @@
 //! refused unless `force = true`; pushing happens only with `push = true`.
 
 use rewind_sdk::{
-    ArtifactRef, Backup, Capabilities, Command, Context, HookError, ParamSpec, Plugin, PluginInfo,
-    Report, Revert, artifacts, log,
+    ArtifactRef, Backup, Capabilities, Command, Context, HookError, Plugin, PluginInfo, Report,
+    Revert, artifacts, log,
 };
 use serde::{Deserialize, Serialize};
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Params {
-    /// The repository's working tree (absolute).
-    repo: String,
-    #[serde(default)]
-    mode: Mode,
-    /// Revert even if the working tree has uncommitted changes (which a
-    /// reset discards).
-    #[serde(default)]
-    force: bool,
-    /// Push the branch afterwards (a reset pushes with --force-with-lease).
-    #[serde(default)]
-    push: bool,
-    #[serde(default = "default_remote")]
-    remote: String,
-    #[serde(default = "default_git")]
-    git: String,
-    /// Identity of revert commits (the sandbox has no HOME, so no global
-    /// git config).
-    #[serde(default = "default_author_name")]
-    author_name: String,
-    #[serde(default = "default_author_email")]
-    author_email: String,
+rewind_sdk::params! {
+    struct Params {
+        /// The working tree (absolute path)
+        repo: String,
+        /// reset: move back to the commit; revert: add revert commits
+        mode: Mode = Mode::Reset,
+        /// Proceed even with uncommitted changes
+        // (which a reset discards)
+        force: bool = false,
+        /// Push the branch afterwards
+        // A reset pushes with --force-with-lease.
+        push: bool = false,
+        /// The remote to push to
+        remote: String = "origin",
+        /// The git program
+        git: String = "git",
+        /// Name on revert commits
+        // The identity of revert commits: the sandbox has no HOME, so no
+        // global git config.
+        author_name: String = "rewind",
+        /// Email on revert commits
+        author_email: String = "rewind@localhost",
+    }
 }
 
-#[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Deserialize, Serialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 enum Mode {
-    #[default]
     Reset,
     Revert,
 }
 
-fn default_remote() -> String {
-    "origin".into()
-}
-fn default_git() -> String {
-    "git".into()
-}
-fn default_author_name() -> String {
-    "rewind".into()
-}
-fn default_author_email() -> String {
-    "rewind@localhost".into()
+impl rewind_sdk::ParamType for Mode {
+    const KIND: rewind_sdk::ParamKind = rewind_sdk::ParamKind::String;
 }
 
 /// What a backup records.
@@ -124,24 +113,7 @@ impl Plugin for Git {
                 exec: vec!["git -C <params.repo> **".into()],
                 ..Capabilities::default()
             },
-            params: vec![
-                ParamSpec::required("repo", "The working tree (absolute path)"),
-                ParamSpec::optional(
-                    "mode",
-                    "reset: move back to the commit; revert: add revert commits",
-                    "reset",
-                ),
-                ParamSpec::optional("force", "Proceed even with uncommitted changes", "false"),
-                ParamSpec::optional("push", "Push the branch afterwards", "false"),
-                ParamSpec::optional("remote", "The remote to push to", "origin"),
-                ParamSpec::optional("git", "The git program", "git"),
-                ParamSpec::optional("author_name", "Name on revert commits", "rewind"),
-                ParamSpec::optional(
-                    "author_email",
-                    "Email on revert commits",
-                    "rewind@localhost",
-                ),
-            ],
+            params: Params::specs(),
         }
     }
 }

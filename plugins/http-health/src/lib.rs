@@ -1,45 +1,46 @@
 //! rewind plugin `http-health`: GET a URL; healthy when the status is one of
 //! the expected ones and the body contains the expected text.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use rewind_sdk::http::Request;
 use rewind_sdk::{
-    Capabilities, Context, Health, HealthCheck, HealthReport, HealthStatus, ParamSpec, Plugin,
-    PluginInfo,
+    Capabilities, Context, Health, HealthCheck, HealthReport, HealthStatus, Plugin, PluginInfo,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Params {
-    url: String,
-    #[serde(default)]
-    expect_status: ExpectStatus,
-    body_contains: Option<String>,
-    #[serde(default = "default_timeout_ms")]
-    timeout_ms: u64,
-    #[serde(default)]
-    retries: u32,
-    #[serde(default = "default_retry_delay_ms")]
-    retry_delay_ms: u64,
-    #[serde(default = "default_name")]
-    name: String,
-    #[serde(default)]
-    headers: std::collections::BTreeMap<String, String>,
+rewind_sdk::params! {
+    struct Params {
+        /// The URL to GET
+        url: String,
+        /// Expected status, or a list of them
+        expect_status: ExpectStatus = ExpectStatus::One(200),
+        /// Text the body must contain
+        body_contains: Option<String>,
+        /// Timeout of each try
+        timeout_ms: u64 = 5000,
+        /// Extra tries after a failed one
+        retries: u32 = 0,
+        /// Pause between tries
+        retry_delay_ms: u64 = 1000,
+        /// Name of the check
+        name: String = "http",
+        /// Request headers (table)
+        headers: BTreeMap<String, String> = BTreeMap::new(),
+    }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(untagged)]
 enum ExpectStatus {
     One(u16),
     Any(Vec<u16>),
 }
 
-impl Default for ExpectStatus {
-    fn default() -> Self {
-        ExpectStatus::One(200)
-    }
+// A number or a list of numbers: the plugin checks which.
+impl rewind_sdk::ParamType for ExpectStatus {
+    const KIND: rewind_sdk::ParamKind = rewind_sdk::ParamKind::Any;
 }
 
 impl ExpectStatus {
@@ -62,18 +63,6 @@ impl ExpectStatus {
     }
 }
 
-fn default_timeout_ms() -> u64 {
-    5000
-}
-
-fn default_retry_delay_ms() -> u64 {
-    1000
-}
-
-fn default_name() -> String {
-    "http".into()
-}
-
 struct HttpHealth;
 
 impl Plugin for HttpHealth {
@@ -86,16 +75,7 @@ impl Plugin for HttpHealth {
                 http: vec!["<origin of params.url>".into()],
                 ..Capabilities::default()
             },
-            params: vec![
-                ParamSpec::required("url", "The URL to GET"),
-                ParamSpec::optional("expect_status", "Expected status, or a list of them", "200"),
-                ParamSpec::optional("body_contains", "Text the body must contain", ""),
-                ParamSpec::optional("timeout_ms", "Timeout of each try", "5000"),
-                ParamSpec::optional("retries", "Extra tries after a failed one", "0"),
-                ParamSpec::optional("retry_delay_ms", "Pause between tries", "1000"),
-                ParamSpec::optional("name", "Name of the check", "http"),
-                ParamSpec::optional("headers", "Request headers (table)", ""),
-            ],
+            params: Params::specs(),
         }
     }
 }

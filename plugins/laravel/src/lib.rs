@@ -14,48 +14,32 @@ use std::collections::BTreeSet;
 
 use rewind_sdk::{
     ArtifactRef, Backup, Capabilities, Command, Context, Health, HealthCheck, HealthReport,
-    HealthStatus, HookError, ParamSpec, Plugin, PluginInfo, Report, Revert, artifacts, log,
+    HealthStatus, HookError, Plugin, PluginInfo, Report, Revert, artifacts, log,
 };
 use serde::{Deserialize, Serialize};
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Params {
-    /// The application root (holding `artisan`).
-    app: String,
-    #[serde(default = "default_php")]
-    php: String,
-    /// Put the application in maintenance mode (`down`) during the revert.
-    #[serde(default = "yes")]
-    maintenance: bool,
-    /// Caches to rebuild after `config:clear`: "config", "route", "view".
-    #[serde(default = "default_caches")]
-    caches: Vec<String>,
-    /// Where migration files live, relative to the application root.
-    #[serde(default = "default_migrations")]
-    migrations_path: String,
-    /// Health: tolerate pending migrations.
-    #[serde(default)]
-    allow_pending: bool,
-    /// Revert the migrations (the default). `false` makes an instance that
-    /// only clears and rebuilds the caches: put one after the code switch
-    /// in a release layout, where the migrations must be rolled back with
-    /// the new release's code and the caches rebuilt with the old one's.
-    #[serde(default = "yes")]
-    migrate: bool,
-}
-
-fn default_php() -> String {
-    "php".into()
-}
-fn yes() -> bool {
-    true
-}
-fn default_caches() -> Vec<String> {
-    vec!["config".into()]
-}
-fn default_migrations() -> String {
-    "database/migrations".into()
+rewind_sdk::params! {
+    struct Params {
+        /// The application root (holding artisan)
+        app: String,
+        /// The PHP binary
+        php: String = "php",
+        /// artisan down during the revert, up after
+        maintenance: bool = true,
+        /// Caches to rebuild after config:clear: config, route, view
+        caches: Vec<String> = ["config"],
+        /// Migration files, relative to app
+        migrations_path: String = "database/migrations",
+        /// Health: pending migrations are not a failure
+        allow_pending: bool = false,
+        /// false: revert only rebuilds the caches (an instance after the code switch)
+        // Revert the migrations (the default). `false` makes an instance
+        // that only clears and rebuilds the caches: put one after the code
+        // switch in a release layout, where the migrations must be rolled
+        // back with the new release's code and the caches rebuilt with the
+        // old one's.
+        migrate: bool = true,
+    }
 }
 
 /// One row of `migrate:status`.
@@ -234,35 +218,7 @@ impl Plugin for Laravel {
                 exec: vec!["php <params.app>/artisan **".into()],
                 ..Capabilities::default()
             },
-            params: vec![
-                ParamSpec::required("app", "The application root (holding artisan)"),
-                ParamSpec::optional("php", "The PHP binary", "php"),
-                ParamSpec::optional(
-                    "maintenance",
-                    "artisan down during the revert, up after",
-                    "true",
-                ),
-                ParamSpec::optional(
-                    "caches",
-                    "Caches to rebuild after config:clear: config, route, view",
-                    "[\"config\"]",
-                ),
-                ParamSpec::optional(
-                    "migrations_path",
-                    "Migration files, relative to app",
-                    "database/migrations",
-                ),
-                ParamSpec::optional(
-                    "allow_pending",
-                    "Health: pending migrations are not a failure",
-                    "false",
-                ),
-                ParamSpec::optional(
-                    "migrate",
-                    "false: revert only rebuilds the caches (an instance after the code switch)",
-                    "true",
-                ),
-            ],
+            params: Params::specs(),
         }
     }
 }

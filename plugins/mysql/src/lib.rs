@@ -8,56 +8,45 @@ use std::time::Instant;
 
 use rewind_sdk::{
     ArtifactRef, Backup, Capabilities, Command, Context, Health, HealthCheck, HealthReport,
-    HealthStatus, HookError, ParamSpec, Plugin, PluginInfo, Report, Restore, artifacts,
+    HealthStatus, HookError, Plugin, PluginInfo, Report, Restore, artifacts,
 };
 use serde::{Deserialize, Serialize};
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Params {
-    database: String,
-    #[serde(default = "default_host")]
-    host: String,
-    #[serde(default = "default_port")]
-    port: u16,
-    #[serde(default = "default_user")]
-    user: String,
-    /// Restore into this database instead of `database`.
-    restore_database: Option<String>,
-    /// A granted variable holding the password (the clients read `MYSQL_PWD`).
-    password_env: Option<String>,
-    #[serde(default = "default_dump")]
-    dump_program: String,
-    #[serde(default = "default_client")]
-    client_program: String,
-    /// `clean`: the dump drops and recreates its tables (tables created
-    /// after the backup stay). `recreate`: drop and recreate the database.
-    #[serde(default)]
-    mode: Mode,
+rewind_sdk::params! {
+    struct Params {
+        /// The database to back up and restore
+        database: String,
+        /// Server host
+        host: String = "127.0.0.1",
+        /// Server port
+        port: u16 = 3306,
+        /// User to connect as
+        user: String = "root",
+        /// Restore into this database instead
+        restore_database: Option<String>,
+        /// Granted env var holding the password (MYSQL_PWD)
+        // The clients read `MYSQL_PWD`.
+        password_env: Option<String>,
+        /// mysqldump or mariadb-dump (or a path)
+        dump_program: String = "mysqldump",
+        /// mysql or mariadb (or a path)
+        client_program: String = "mysql",
+        /// clean: the dump replaces its tables; recreate: the whole database
+        // `clean`: the dump drops and recreates its tables (tables created
+        // after the backup stay). `recreate`: drop and recreate the database.
+        mode: Mode = Mode::Clean,
+    }
 }
 
-#[derive(Deserialize, Default, PartialEq, Eq, Clone, Copy)]
+#[derive(Deserialize, Serialize, PartialEq, Eq, Clone, Copy)]
 #[serde(rename_all = "lowercase")]
 enum Mode {
-    #[default]
     Clean,
     Recreate,
 }
 
-fn default_host() -> String {
-    "127.0.0.1".into()
-}
-fn default_port() -> u16 {
-    3306
-}
-fn default_user() -> String {
-    "root".into()
-}
-fn default_dump() -> String {
-    "mysqldump".into()
-}
-fn default_client() -> String {
-    "mysql".into()
+impl rewind_sdk::ParamType for Mode {
+    const KIND: rewind_sdk::ParamKind = rewind_sdk::ParamKind::String;
 }
 
 /// What a backup records beside the dump.
@@ -128,29 +117,7 @@ impl Plugin for Mysql {
                 env: vec!["<params.password_env, usually MYSQL_PWD>".into()],
                 ..Capabilities::default()
             },
-            params: vec![
-                ParamSpec::required("database", "The database to back up and restore"),
-                ParamSpec::optional("host", "Server host", "127.0.0.1"),
-                ParamSpec::optional("port", "Server port", "3306"),
-                ParamSpec::optional("user", "User to connect as", "root"),
-                ParamSpec::optional("restore_database", "Restore into this database instead", ""),
-                ParamSpec::optional(
-                    "password_env",
-                    "Granted env var holding the password (MYSQL_PWD)",
-                    "",
-                ),
-                ParamSpec::optional(
-                    "dump_program",
-                    "mysqldump or mariadb-dump (or a path)",
-                    "mysqldump",
-                ),
-                ParamSpec::optional("client_program", "mysql or mariadb (or a path)", "mysql"),
-                ParamSpec::optional(
-                    "mode",
-                    "clean: the dump replaces its tables; recreate: the whole database",
-                    "clean",
-                ),
-            ],
+            params: Params::specs(),
         }
     }
 }

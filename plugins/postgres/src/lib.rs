@@ -7,58 +7,51 @@ use std::time::Instant;
 
 use rewind_sdk::{
     ArtifactRef, Backup, Capabilities, Command, Context, Health, HealthCheck, HealthReport,
-    HealthStatus, HookError, ParamSpec, Plugin, PluginInfo, Report, Restore, artifacts,
+    HealthStatus, HookError, Plugin, PluginInfo, Report, Restore, artifacts,
 };
 use serde::{Deserialize, Serialize};
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Params {
-    database: String,
-    #[serde(default = "default_host")]
-    host: String,
-    #[serde(default = "default_port")]
-    port: u16,
-    #[serde(default = "default_user")]
-    user: String,
-    /// Restore into this database instead of `database`.
-    restore_database: Option<String>,
-    /// A granted variable holding the password (usually `PGPASSWORD`).
-    password_env: Option<String>,
-    /// A .pgpass file, passed as PGPASSFILE (grant `PGPASSFILE` in grants.env).
-    passfile: Option<String>,
-    /// Directory of the client programs (e.g. /usr/lib/postgresql/15/bin).
-    bin_dir: Option<String>,
-    /// `clean`: drop and recreate the dump's objects (objects created after
-    /// the backup stay). `recreate`: drop and recreate the whole database,
-    /// so it is exactly the dump.
-    #[serde(default)]
-    mode: Mode,
-    #[serde(default = "yes")]
-    single_transaction: bool,
-    #[serde(default)]
-    no_owner: bool,
+rewind_sdk::params! {
+    struct Params {
+        /// The database to back up and restore
+        database: String,
+        /// Server host
+        host: String = "127.0.0.1",
+        /// Server port
+        port: u16 = 5432,
+        /// Role to connect as
+        user: String = "postgres",
+        /// Restore into this database instead
+        restore_database: Option<String>,
+        /// Granted env var holding the password (PGPASSWORD)
+        password_env: Option<String>,
+        /// A .pgpass file (PGPASSFILE)
+        // Passed as PGPASSFILE: grant `PGPASSFILE` in grants.env.
+        passfile: Option<String>,
+        /// Directory of pg_dump, pg_restore, psql
+        // e.g. /usr/lib/postgresql/15/bin
+        bin_dir: Option<String>,
+        /// clean: recreate the dump's objects; recreate: the whole database
+        // `clean`: drop and recreate the dump's objects (objects created
+        // after the backup stay). `recreate`: drop and recreate the whole
+        // database, so it is exactly the dump.
+        mode: Mode = Mode::Clean,
+        /// Restore in one transaction (all or nothing)
+        single_transaction: bool = true,
+        /// Do not restore object owners
+        no_owner: bool = false,
+    }
 }
 
-#[derive(Deserialize, Default, PartialEq, Eq, Clone, Copy)]
+#[derive(Deserialize, Serialize, PartialEq, Eq, Clone, Copy)]
 #[serde(rename_all = "lowercase")]
 enum Mode {
-    #[default]
     Clean,
     Recreate,
 }
 
-fn default_host() -> String {
-    "127.0.0.1".into()
-}
-fn default_port() -> u16 {
-    5432
-}
-fn default_user() -> String {
-    "postgres".into()
-}
-fn yes() -> bool {
-    true
+impl rewind_sdk::ParamType for Mode {
+    const KIND: rewind_sdk::ParamKind = rewind_sdk::ParamKind::String;
 }
 
 /// What a backup records beside the dump.
@@ -132,31 +125,7 @@ impl Plugin for Postgres {
                 env: vec!["<params.password_env, usually PGPASSWORD>".into()],
                 ..Capabilities::default()
             },
-            params: vec![
-                ParamSpec::required("database", "The database to back up and restore"),
-                ParamSpec::optional("host", "Server host", "127.0.0.1"),
-                ParamSpec::optional("port", "Server port", "5432"),
-                ParamSpec::optional("user", "Role to connect as", "postgres"),
-                ParamSpec::optional("restore_database", "Restore into this database instead", ""),
-                ParamSpec::optional(
-                    "password_env",
-                    "Granted env var holding the password (PGPASSWORD)",
-                    "",
-                ),
-                ParamSpec::optional("passfile", "A .pgpass file (PGPASSFILE)", ""),
-                ParamSpec::optional("bin_dir", "Directory of pg_dump, pg_restore, psql", ""),
-                ParamSpec::optional(
-                    "mode",
-                    "clean: recreate the dump's objects; recreate: the whole database",
-                    "clean",
-                ),
-                ParamSpec::optional(
-                    "single_transaction",
-                    "Restore in one transaction (all or nothing)",
-                    "true",
-                ),
-                ParamSpec::optional("no_owner", "Do not restore object owners", "false"),
-            ],
+            params: Params::specs(),
         }
     }
 }

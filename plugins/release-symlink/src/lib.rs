@@ -9,28 +9,22 @@
 use std::path::{Path, PathBuf};
 
 use rewind_sdk::{
-    ArtifactRef, Backup, Capabilities, Context, HookError, ParamSpec, PathRequest, Plugin,
-    PluginInfo, Report, Revert, artifacts, log,
+    ArtifactRef, Backup, Capabilities, Context, HookError, PathRequest, Plugin, PluginInfo, Report,
+    Revert, artifacts, log,
 };
 use serde::{Deserialize, Serialize};
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Params {
-    base: String,
-    #[serde(default = "default_current")]
-    current: String,
-    #[serde(default = "default_releases")]
-    releases: String,
-    keep: Option<usize>,
-}
-
-fn default_current() -> String {
-    "current".into()
-}
-
-fn default_releases() -> String {
-    "releases".into()
+rewind_sdk::params! {
+    struct Params {
+        /// Deploy root holding `current` and `releases/`
+        base: String,
+        /// Name of the symlink inside base
+        current: String = "current",
+        /// Name of the releases directory
+        releases: String = "releases",
+        /// Releases to keep after a revert (absent: never prune)
+        keep: Option<usize>,
+    }
 }
 
 /// What a backup records.
@@ -141,16 +135,7 @@ impl Plugin for ReleaseSymlink {
                 }],
                 ..Capabilities::default()
             },
-            params: vec![
-                ParamSpec::required("base", "Deploy root holding `current` and `releases/`"),
-                ParamSpec::optional("current", "Name of the symlink inside base", "current"),
-                ParamSpec::optional("releases", "Name of the releases directory", "releases"),
-                ParamSpec::optional(
-                    "keep",
-                    "Releases to keep after a revert (absent: never prune)",
-                    "",
-                ),
-            ],
+            params: Params::specs(),
         }
     }
 }

@@ -5,18 +5,18 @@
 use std::time::{Duration, Instant};
 
 use rewind_sdk::{
-    ArtifactRef, Capabilities, Command, Context, HookError, ParamSpec, Plugin, PluginInfo, Report,
-    Revert, log,
+    ArtifactRef, Capabilities, Command, Context, HookError, Plugin, PluginInfo, Report, Revert, log,
 };
 use serde::Deserialize;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Params {
-    commands: Vec<ServiceCommand>,
-    /// Run the remaining commands after one fails (the hook still fails).
-    #[serde(default)]
-    keep_going: bool,
+rewind_sdk::params! {
+    struct Params {
+        /// [{ run = ["systemctl", "restart", "nginx"], timeout_s = 60, cwd = "…" }, …]
+        commands: Vec<ServiceCommand>,
+        /// Run the remaining commands after one fails
+        // The hook still fails.
+        keep_going: bool = false,
+    }
 }
 
 #[derive(Deserialize)]
@@ -66,17 +66,7 @@ impl Plugin for Service {
                 exec: vec!["<each command in params.commands>".into()],
                 ..Capabilities::default()
             },
-            params: vec![
-                ParamSpec::required(
-                    "commands",
-                    "[{ run = [\"systemctl\", \"restart\", \"nginx\"], timeout_s = 60, cwd = \"…\" }, …]",
-                ),
-                ParamSpec::optional(
-                    "keep_going",
-                    "Run the remaining commands after one fails",
-                    "false",
-                ),
-            ],
+            params: Params::specs(),
         }
     }
 }

@@ -7,31 +7,21 @@
 use std::time::Duration;
 
 use rewind_sdk::http::Request;
-use rewind_sdk::{
-    Capabilities, Context, Event, EventKind, HookError, Notify, ParamSpec, Plugin, PluginInfo,
-};
-use serde::Deserialize;
+use rewind_sdk::{Capabilities, Context, Event, EventKind, HookError, Notify, Plugin, PluginInfo};
 use serde_json::json;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Params {
-    /// The incoming-webhook URL (it is a secret: prefer `webhook_url_env`).
-    webhook_url: Option<String>,
-    /// A granted env var holding the webhook URL.
-    webhook_url_env: Option<String>,
-    /// Shown as the sender.
-    #[serde(default = "default_username")]
-    username: String,
-    #[serde(default = "default_timeout_ms")]
-    timeout_ms: u64,
-}
-
-fn default_username() -> String {
-    "rewind".into()
-}
-fn default_timeout_ms() -> u64 {
-    5000
+rewind_sdk::params! {
+    struct Params {
+        /// The incoming-webhook URL
+        // It is a secret: prefer `webhook_url_env`.
+        webhook_url: Option<String>,
+        /// A granted env var holding the URL (keeps it out of rewind.toml)
+        webhook_url_env: Option<String>,
+        /// Sender name
+        username: String = "rewind",
+        /// Per-request timeout
+        timeout_ms: u64 = 5000,
+    }
 }
 
 impl Params {
@@ -44,11 +34,7 @@ impl Params {
                 "set params.webhook_url, or params.webhook_url_env naming a granted variable",
             ));
         };
-        std::env::var(var).map_err(|_| {
-            HookError::invalid_input(format!(
-                "{var} is not set, or not in grants.env (add grants.env = [\"{var}\"])"
-            ))
-        })
+        rewind_sdk::secret_from_env(var)
     }
 }
 
@@ -122,16 +108,7 @@ impl Plugin for Slack {
                 env: vec!["<params.webhook_url_env>".into()],
                 ..Capabilities::default()
             },
-            params: vec![
-                ParamSpec::optional("webhook_url", "The incoming-webhook URL", ""),
-                ParamSpec::optional(
-                    "webhook_url_env",
-                    "A granted env var holding the URL (keeps it out of rewind.toml)",
-                    "",
-                ),
-                ParamSpec::optional("username", "Sender name", "rewind"),
-                ParamSpec::optional("timeout_ms", "Per-request timeout", "5000"),
-            ],
+            params: Params::specs(),
         }
     }
 }

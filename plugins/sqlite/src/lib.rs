@@ -14,28 +14,19 @@ use std::time::Instant;
 
 use rewind_sdk::{
     ArtifactRef, Backup, Capabilities, Command, Context, Health, HealthCheck, HealthReport,
-    HealthStatus, HookError, ParamSpec, PathRequest, Plugin, PluginInfo, Report, Restore,
-    artifacts,
+    HealthStatus, HookError, PathRequest, Plugin, PluginInfo, Report, Restore, artifacts,
 };
-use serde::Deserialize;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Params {
-    /// The database file (absolute).
-    path: String,
-    #[serde(default = "default_program")]
-    sqlite3: String,
-    /// How long to wait for the application's locks, in milliseconds.
-    #[serde(default = "default_busy_ms")]
-    busy_timeout_ms: u64,
-}
-
-fn default_program() -> String {
-    "sqlite3".into()
-}
-fn default_busy_ms() -> u64 {
-    10_000
+rewind_sdk::params! {
+    struct Params {
+        /// The database file (absolute)
+        path: String,
+        /// The sqlite3 program
+        sqlite3: String = "sqlite3",
+        /// How long to wait for the application's locks
+        // In milliseconds.
+        busy_timeout_ms: u64 = 10_000,
+    }
 }
 
 impl Params {
@@ -80,15 +71,7 @@ impl Plugin for Sqlite {
                 }],
                 ..Capabilities::default()
             },
-            params: vec![
-                ParamSpec::required("path", "The database file (absolute)"),
-                ParamSpec::optional("sqlite3", "The sqlite3 program", "sqlite3"),
-                ParamSpec::optional(
-                    "busy_timeout_ms",
-                    "How long to wait for the application's locks",
-                    "10000",
-                ),
-            ],
+            params: Params::specs(),
         }
     }
 }

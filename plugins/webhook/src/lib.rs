@@ -9,29 +9,22 @@ use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use rewind_sdk::http::Request;
-use rewind_sdk::{Capabilities, Context, Event, HookError, Notify, ParamSpec, Plugin, PluginInfo};
-use serde::Deserialize;
+use rewind_sdk::{Capabilities, Context, Event, HookError, Notify, Plugin, PluginInfo};
 use sha2::Sha256;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Params {
-    url: String,
-    /// A granted env var holding the signing secret.
-    secret_env: Option<String>,
-    #[serde(default = "default_header")]
-    signature_header: String,
-    #[serde(default)]
-    headers: BTreeMap<String, String>,
-    #[serde(default = "default_timeout_ms")]
-    timeout_ms: u64,
-}
-
-fn default_header() -> String {
-    "X-Rewind-Signature".into()
-}
-fn default_timeout_ms() -> u64 {
-    5000
+rewind_sdk::params! {
+    struct Params {
+        /// Where to POST the event
+        url: String,
+        /// A granted env var holding the HMAC secret
+        secret_env: Option<String>,
+        /// Header carrying the signature
+        signature_header: String = "X-Rewind-Signature",
+        /// Extra request headers
+        headers: BTreeMap<String, String> = BTreeMap::new(),
+        /// Per-request timeout
+        timeout_ms: u64 = 5000,
+    }
 }
 
 /// `sha256=<hex of HMAC-SHA256(secret, body)>`.
@@ -54,21 +47,7 @@ impl Plugin for Webhook {
                 env: vec!["<params.secret_env>".into()],
                 ..Capabilities::default()
             },
-            params: vec![
-                ParamSpec::required("url", "Where to POST the event"),
-                ParamSpec::optional(
-                    "secret_env",
-                    "A granted env var holding the HMAC secret",
-                    "",
-                ),
-                ParamSpec::optional(
-                    "signature_header",
-                    "Header carrying the signature",
-                    "X-Rewind-Signature",
-                ),
-                ParamSpec::optional("headers", "Extra request headers", ""),
-                ParamSpec::optional("timeout_ms", "Per-request timeout", "5000"),
-            ],
+            params: Params::specs(),
         }
     }
 }
@@ -86,11 +65,7 @@ impl Notify for Webhook {
             request = request.header(name, value);
         }
         if let Some(var) = &params.secret_env {
-            let secret = std::env::var(var).map_err(|_| {
-                HookError::invalid_input(format!(
-                    "{var} is not set, or not in grants.env (add grants.env = [\"{var}\"])"
-                ))
-            })?;
+            let secret = rewind_sdk::secret_from_env(var)?;
             request = request.header(
                 &params.signature_header,
                 &signature(secret.as_bytes(), &body),
