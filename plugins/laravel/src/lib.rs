@@ -282,9 +282,19 @@ impl Revert for Laravel {
             return Ok(report);
         }
 
-        if params.maintenance {
-            params.run(&["down", "--no-interaction"])?;
-        }
+        // Maintenance mode never blocks a rollback: a rollback that cannot
+        // enter it is still better than leaving a broken release live.
+        let down = params.maintenance
+            && match params.run(&["down", "--no-interaction"]) {
+                Ok(_) => true,
+                Err(err) => {
+                    log::warn(format!(
+                        "could not enter maintenance mode; rolling back without it: {}",
+                        err.message()
+                    ));
+                    false
+                }
+            };
         let changed = (|| {
             if !plan.undo.is_empty() {
                 params.run(&["migrate:rollback", &step, "--force", "--no-interaction"])?;
@@ -303,17 +313,15 @@ impl Revert for Laravel {
             }
             rebuild_caches(&params)
         })();
-        if let Err(err) = changed {
-            if params.maintenance {
-                log::error(
-                    "the application stays in maintenance mode: fix the cause, then `php artisan up`",
-                );
-            }
-            return Err(err);
+        // `up` whatever happened: a failed step may still be repaired by a
+        // later one (a database restore), and the operator decides then.
+        if down && let Err(err) = params.run(&["up", "--no-interaction"]) {
+            log::warn(format!(
+                "the application may still be in maintenance mode (`php artisan up` failed: {})",
+                err.message()
+            ));
         }
-        if params.maintenance {
-            params.run(&["up", "--no-interaction"])?;
-        }
+        changed?;
         Ok(Report::new(format!(
             "rolled back {} migration(s), re-ran {}; the migrations are as recorded",
             plan.undo.len(),
