@@ -188,6 +188,24 @@ fn plan(now: &State, recorded: &State) -> Result<Plan, HookError> {
 }
 
 /// `config:clear`, then each configured cache.
+/// What the cache step does (`done`: did), for reports: never a
+/// dangling list.
+fn caches_text(params: &Params, done: bool) -> String {
+    let (clear, rebuild) = if done {
+        ("cleared the config cache", "rebuilt")
+    } else {
+        ("clear the config cache", "rebuild")
+    };
+    if params.caches.is_empty() {
+        clear.to_string()
+    } else {
+        format!(
+            "{clear} and {rebuild} caches ({})",
+            params.caches.join(", ")
+        )
+    }
+}
+
 fn rebuild_caches(params: &Params) -> Result<(), HookError> {
     params.run(&["config:clear", "--no-interaction"])?;
     for cache in &params.caches {
@@ -242,15 +260,12 @@ impl Revert for Laravel {
         if !params.migrate {
             if ctx.dry_run() {
                 return Ok(Report::new(format!(
-                    "would clear and rebuild caches: {}",
-                    params.caches.join(", ")
+                    "would {}",
+                    caches_text(&params, false)
                 )));
             }
             rebuild_caches(&params)?;
-            return Ok(Report::new(format!(
-                "rebuilt caches: {}",
-                params.caches.join(", ")
-            )));
+            return Ok(Report::new(caches_text(&params, true)));
         }
         let recorded: State = artifacts::read_json(artifacts::find(saved, "migrations")?)?;
         let now = params.status()?;
@@ -259,7 +274,7 @@ impl Revert for Laravel {
 
         if ctx.dry_run() {
             let mut report = Report::new(format!(
-                "would roll back {} migration(s){}, re-run {}, then rebuild caches: {}",
+                "would roll back {} migration(s){}, re-run {}, then {}",
                 plan.undo.len(),
                 if plan.undo.is_empty() {
                     String::new()
@@ -267,7 +282,7 @@ impl Revert for Laravel {
                     format!(" ({})", plan.undo.join(", "))
                 },
                 plan.redo.len(),
-                params.caches.join(", ")
+                caches_text(&params, false)
             ));
             if !plan.undo.is_empty() {
                 let sql = params.run(&[
