@@ -3,6 +3,7 @@
 mod cli;
 
 use clap::Parser;
+use rewind::exit::ExitCode;
 
 fn main() {
     let cli = cli::Cli::parse();
@@ -18,12 +19,12 @@ fn main() {
         .without_time()
         .init();
     let code = match cli::run(cli) {
-        Ok(code) => code,
+        Ok(code) => code.code(),
         Err(err) => {
             eprintln!("error: {err:#}");
             match err.downcast_ref::<rewind::store::LockError>() {
-                Some(rewind::store::LockError::Io(_)) | None => cli::exit::USAGE,
-                Some(_) => cli::exit::BUSY,
+                Some(rewind::store::LockError::Io(_)) | None => ExitCode::Usage.code(),
+                Some(_) => ExitCode::Busy.code(),
             }
         }
     };

@@ -14,9 +14,10 @@ use clap::Args;
 use rewind::config::Config;
 use rewind::run::{GuardOptions, GuardOutcome};
 
+use super::Cli;
 use super::console::Console;
 use super::setup::{Template, plugin_dir, template_text};
-use super::{Cli, exit};
+use rewind::exit::ExitCode;
 
 pub const AFTER_HELP: &str = "\
 Sets up releases/v1 and releases/v2 with a `current` symlink, a config file
@@ -45,7 +46,7 @@ pub struct DemoArgs {
 const CONFIG_V1: &str = "APP_ENV=production\nDB_PASSWORD=v1-secret\nFEATURE_CHECKOUT=off\n";
 const DATA_V1: &str = "order,amount\n1001,19.90\n1002,5.00\n1003,42.00\n";
 
-pub fn run(cli: &Cli, args: &DemoArgs) -> Result<i32> {
+pub fn run(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
     let plugins = plugin_dir(args.plugins.as_deref()).context(
         "cannot find the plugin .wasm files: build them with ./build, or pass --plugins DIR",
     )?;
@@ -163,7 +164,7 @@ pub fn run(cli: &Cli, args: &DemoArgs) -> Result<i32> {
             "demo FAILED: the state above is not what the rollback should have left"
         }
     );
-    Ok(if ok { exit::OK } else { exit::FAILED })
+    Ok(if ok { ExitCode::Ok } else { ExitCode::Failed })
 }
 
 fn say(text: &str) {

@@ -11,7 +11,8 @@ use rewind::store::{ArtifactRecord, Store};
 use serde_json::json;
 
 use super::target::{self, PluginTarget};
-use super::{Cli, HookArgs, exit};
+use super::{Cli, HookArgs};
+use rewind::exit::ExitCode;
 
 pub const AFTER_HELP: &str = "\
 A .wasm file runs with only what the --grant-* options give it; an instance
@@ -32,7 +33,7 @@ Examples:
   rewind hook db backup
   rewind hook db restore --run 20261123-171500";
 
-pub fn run(cli: &Cli, args: &HookArgs, echo: Option<LogLevel>) -> Result<i32> {
+pub fn run(cli: &Cli, args: &HookArgs, echo: Option<LogLevel>) -> Result<ExitCode> {
     let target = target::resolve(cli, &args.plugin, &args.adhoc)?;
     let store_root = match (&args.store, &target.config) {
         (Some(dir), _) => dir.clone(),
@@ -118,16 +119,16 @@ pub fn run(cli: &Cli, args: &HookArgs, echo: Option<LogLevel>) -> Result<i32> {
                 .iter()
                 .any(|c| c.status == HealthStatus::Unhealthy) =>
         {
-            exit::FAILED
+            ExitCode::Failed
         }
-        Ok(_) => exit::OK,
-        Err(_) => exit::FAILED,
+        Ok(_) => ExitCode::Ok,
+        Err(_) => ExitCode::Failed,
     };
     if args.json {
         let mut out = json!({
             "instance": target.spec.instance,
             "hook": args.hook,
-            "ok": code == exit::OK,
+            "ok": code == ExitCode::Ok,
             "duration_ms": outcome.duration.as_millis() as u64,
             "logs": outcome.logs,
         });

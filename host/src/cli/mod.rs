@@ -12,35 +12,9 @@ mod target;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use rewind::exit::ExitCode;
 
-/// Exit codes, documented in `rewind --help` and docs/cli.md.
-pub mod exit {
-    /// Everything succeeded (guard: deployed and healthy).
-    pub const OK: i32 = 0;
-    /// A hook failed, was denied, or reported unhealthy; a check or
-    /// verification found problems; guard: the deploy (or the backup before
-    /// it) failed and nothing was rolled back.
-    pub const FAILED: i32 = 1;
-    /// Bad arguments, configuration or environment (clap also uses 2).
-    pub const USAGE: i32 = 2;
-    /// guard: the deploy failed and was rolled back to a healthy state.
-    pub const ROLLED_BACK: i32 = 3;
-    /// A rollback failed (or was refused): manual action is needed.
-    pub const ROLLBACK_FAILED: i32 = 4;
-    /// Another run holds the store lock.
-    pub const BUSY: i32 = 5;
-}
-
-const AFTER_HELP: &str = "\
-Exit codes:
-  0  success (guard: deployed and healthy)
-  1  a hook failed or reported unhealthy, a check or verification failed;
-     guard: the deploy failed and was not rolled back
-  2  usage, configuration or environment error
-  3  guard: the deploy failed and was rolled back to a healthy state
-  4  a rollback failed or was refused: manual action needed
-  5  another run holds the store lock
-
+const EXAMPLES: &str = "\
 Examples:
   rewind demo                          the self-contained demo
   rewind init --template static        write a commented rewind.toml
@@ -49,12 +23,18 @@ Examples:
   rewind rollback --dry-run            what a rollback would do
   rewind status";
 
+/// `rewind --help`'s epilogue: the exit codes (from their one definition),
+/// then examples.
+fn after_help() -> String {
+    format!("{}\n{EXAMPLES}", ExitCode::help_text(76))
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "rewind",
     version,
     about = "Safe, fast, tested deployment rollback, with sandboxed WebAssembly plugins",
-    after_help = AFTER_HELP
+    after_help = after_help()
 )]
 pub struct Cli {
     /// The config file.
@@ -237,7 +217,7 @@ pub struct EventArgs {
 }
 
 /// Run the parsed command; returns the process exit code.
-pub fn run(cli: Cli) -> anyhow::Result<i32> {
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let echo = if cli.quiet {
         None
     } else {
@@ -311,3 +291,6 @@ pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
+
+#[cfg(test)]
+mod docs_test;

@@ -10,7 +10,8 @@ use rewind::store::{RunManifest, RunStatus, StepStatus, newest_backup};
 use serde_json::json;
 
 use super::console::Console;
-use super::{Cli, exit, load_config, open_store, print_json};
+use super::{Cli, load_config, open_store, print_json};
+use rewind::exit::ExitCode;
 
 pub const BACKUP_AFTER_HELP: &str = "\
 Runs the backup hook of every instance in chains.backup, in order, and
@@ -122,7 +123,7 @@ pub fn runner<'a>(
     )
 }
 
-pub fn backup(cli: &Cli, args: &BackupArgs) -> Result<i32> {
+pub fn backup(cli: &Cli, args: &BackupArgs) -> Result<ExitCode> {
     let config = load_config(cli)?;
     let console = Console::new(cli.quiet, cli.verbose);
     let runner = runner(&config, &console)?;
@@ -134,9 +135,9 @@ pub fn backup(cli: &Cli, args: &BackupArgs) -> Result<i32> {
         print_backup(&run);
     }
     Ok(if run.status == RunStatus::Succeeded {
-        exit::OK
+        ExitCode::Ok
     } else {
-        exit::FAILED
+        ExitCode::Failed
     })
 }
 
@@ -160,7 +161,7 @@ fn print_backup(run: &RunManifest) {
     println!("roll back to it with: rewind rollback --to {}", run.id);
 }
 
-pub fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<i32> {
+pub fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<ExitCode> {
     let config = load_config(cli)?;
     let console = Console::new(cli.quiet, cli.verbose);
     let runner = runner(&config, &console)?;
@@ -173,7 +174,7 @@ pub fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<i32> {
             Some(chosen) => to = Some(chosen),
             None => {
                 eprintln!("nothing was changed");
-                return Ok(exit::USAGE);
+                return Ok(ExitCode::Usage);
             }
         }
     }
@@ -213,11 +214,11 @@ pub fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<i32> {
         }
     }
     Ok(if result.succeeded() {
-        exit::OK
+        ExitCode::Ok
     } else if args.dry_run {
-        exit::FAILED
+        ExitCode::Failed
     } else {
-        exit::ROLLBACK_FAILED
+        ExitCode::RollbackFailed
     })
 }
 
@@ -342,7 +343,7 @@ fn print_plan(result: &rewind::run::RollbackResult) {
     }
 }
 
-pub fn guard(cli: &Cli, args: &GuardArgs) -> Result<i32> {
+pub fn guard(cli: &Cli, args: &GuardArgs) -> Result<ExitCode> {
     let config = load_config(cli)?;
     let console = Console::new(cli.quiet, cli.verbose);
     let runner = runner(&config, &console)?;
@@ -375,14 +376,14 @@ pub fn guard(cli: &Cli, args: &GuardArgs) -> Result<i32> {
         }
     }
     Ok(match result.outcome {
-        GuardOutcome::Deployed => exit::OK,
-        GuardOutcome::BackupFailed | GuardOutcome::DeployFailed => exit::FAILED,
-        GuardOutcome::RolledBack => exit::ROLLED_BACK,
-        GuardOutcome::RollbackFailed => exit::ROLLBACK_FAILED,
+        GuardOutcome::Deployed => ExitCode::Ok,
+        GuardOutcome::BackupFailed | GuardOutcome::DeployFailed => ExitCode::Failed,
+        GuardOutcome::RolledBack => ExitCode::RolledBack,
+        GuardOutcome::RollbackFailed => ExitCode::RollbackFailed,
     })
 }
 
-pub fn health(cli: &Cli, json: bool) -> Result<i32> {
+pub fn health(cli: &Cli, json: bool) -> Result<ExitCode> {
     let config = load_config(cli)?;
     if config.guard.health.is_empty() {
         bail!(
@@ -413,8 +414,8 @@ pub fn health(cli: &Cli, json: bool) -> Result<i32> {
         }
     }
     Ok(if result.healthy {
-        exit::OK
+        ExitCode::Ok
     } else {
-        exit::FAILED
+        ExitCode::Failed
     })
 }

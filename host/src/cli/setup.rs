@@ -9,7 +9,8 @@ use rewind::engine::Runtime;
 use rewind::plugin::HookKind;
 use serde_json::json;
 
-use super::{Cli, exit, print_json};
+use super::{Cli, print_json};
+use rewind::exit::ExitCode;
 
 pub const INIT_AFTER_HELP: &str = "\
 Templates:
@@ -262,7 +263,7 @@ auto_rollback = true
     text
 }
 
-pub fn init(cli: &Cli, args: &InitArgs) -> Result<i32> {
+pub fn init(cli: &Cli, args: &InitArgs) -> Result<ExitCode> {
     let path = &cli.config;
     if path.exists() && !args.force {
         bail!(
@@ -278,7 +279,7 @@ pub fn init(cli: &Cli, args: &InitArgs) -> Result<i32> {
     std::fs::write(path, text)?;
     println!("wrote {}", path.display());
     println!("next: edit it, then run `rewind check`");
-    Ok(exit::OK)
+    Ok(ExitCode::Ok)
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -289,7 +290,7 @@ struct Finding {
     message: String,
 }
 
-pub fn check(cli: &Cli, json: bool) -> Result<i32> {
+pub fn check(cli: &Cli, json: bool) -> Result<ExitCode> {
     let config = Config::load(&cli.config)?;
     let findings = check_config(&config)?;
     let errors = findings.iter().filter(|f| f.level == "error").count();
@@ -310,7 +311,11 @@ pub fn check(cli: &Cli, json: bool) -> Result<i32> {
             println!("{}: {errors} error(s)", config.path.display());
         }
     }
-    Ok(if errors == 0 { exit::OK } else { exit::FAILED })
+    Ok(if errors == 0 {
+        ExitCode::Ok
+    } else {
+        ExitCode::Failed
+    })
 }
 
 fn check_config(config: &Config) -> Result<Vec<Finding>> {
@@ -440,7 +445,7 @@ fn check_config(config: &Config) -> Result<Vec<Finding>> {
     Ok(out)
 }
 
-pub fn list_plugins(cli: &Cli, json: bool) -> Result<i32> {
+pub fn list_plugins(cli: &Cli, json: bool) -> Result<ExitCode> {
     let config = Config::load(&cli.config)?;
     let roles = |name: &str| {
         let mut roles = Vec::new();
@@ -468,7 +473,7 @@ pub fn list_plugins(cli: &Cli, json: bool) -> Result<i32> {
             })
             .collect();
         print_json(&rows)?;
-        return Ok(exit::OK);
+        return Ok(ExitCode::Ok);
     }
     for i in config.instances.values() {
         println!(
@@ -479,5 +484,5 @@ pub fn list_plugins(cli: &Cli, json: bool) -> Result<i32> {
             roles(&i.name).join(", ")
         );
     }
-    Ok(exit::OK)
+    Ok(ExitCode::Ok)
 }
