@@ -3,7 +3,6 @@
 mod cli;
 
 use clap::Parser;
-use rewind::exit::ExitCode;
 
 fn main() {
     let cli = cli::Cli::parse();
@@ -20,12 +19,9 @@ fn main() {
         .init();
     let code = match cli::run(cli) {
         Ok(code) => code.code(),
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            match err.downcast_ref::<rewind::store::LockError>() {
-                Some(rewind::store::LockError::Io(_)) | None => ExitCode::Usage.code(),
-                Some(_) => ExitCode::Busy.code(),
-            }
+        Err(failure) => {
+            eprintln!("error: {:#}", failure.error);
+            failure.code.code()
         }
     };
     std::process::exit(code);

@@ -9,7 +9,9 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::Context as _;
+
+use super::Result;
 use clap::Args;
 use rewind::config::Config;
 use rewind::run::{GuardOptions, GuardOutcome};
@@ -53,7 +55,7 @@ pub fn run(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
     let (_temp, root) = match &args.dir {
         Some(dir) => {
             if dir.exists() {
-                bail!("{} exists; give --dir a new directory", dir.display());
+                fail!("{} exists; give --dir a new directory", dir.display());
             }
             std::fs::create_dir_all(dir)?;
             (None, std::fs::canonicalize(dir)?)

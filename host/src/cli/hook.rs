@@ -2,7 +2,9 @@
 
 use std::path::Path;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::Context as _;
+
+use super::Result;
 use rewind::bindings::rewind::hooks::types::{Event, EventKind, HealthStatus, HookContext};
 use rewind::engine::Runtime;
 use rewind::plugin::HookKind;
@@ -45,7 +47,7 @@ pub fn run(cli: &Cli, args: &HookArgs, echo: Option<LogLevel>) -> Result<ExitCod
     let cache = rewind::engine::Runtime::default_cache_dir();
     for private in rewind::grants::paths::host_private(&store_root, cache.as_deref()) {
         if let Some(grant) = target.spec.grants.grant_containing(&private.path) {
-            bail!(
+            fail!(
                 "--grant-path {}{} contains {} {} ({})",
                 if grant.writable { "" } else { "ro:" },
                 grant.path.display(),
@@ -68,7 +70,7 @@ pub fn run(cli: &Cli, args: &HookArgs, echo: Option<LogLevel>) -> Result<ExitCod
                 .cloned()
                 .collect();
             if records.is_empty() {
-                bail!(
+                fail!(
                     "run {} holds no artifacts of `{}`",
                     run.id,
                     target.spec.instance
@@ -181,7 +183,7 @@ fn read_artifacts(path: &Path, instance: &str) -> Result<Vec<ArtifactRecord>> {
         )
     })?;
     if let Some(other) = records.iter().find(|r| r.instance != instance) {
-        bail!(
+        fail!(
             "{}: artifact `{}` was made by instance `{}`, not `{instance}`",
             path.display(),
             other.name,
@@ -199,7 +201,7 @@ fn event(args: &HookArgs, target: &PluginTarget, run_id: &str) -> Result<Event> 
         "error" => EventKind::Error,
         "rollback-success" => EventKind::RollbackSuccess,
         "rollback-failed" => EventKind::RollbackFailed,
-        other => bail!(
+        other => fail!(
             "--event-kind `{other}` is not one of: info, success, warning, error, rollback-success, rollback-failed"
         ),
     };

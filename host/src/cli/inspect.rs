@@ -1,6 +1,6 @@
 //! `rewind plugins inspect`.
 
-use anyhow::Result;
+use super::Result;
 use rewind::bindings::rewind::hooks::types::PluginInfo;
 use rewind::engine::Runtime;
 use rewind::grants::Grants;

@@ -1,5 +1,12 @@
 //! The `rewind` command line: argument definitions and dispatch.
 
+/// `return Err(anyhow!(…).into())`: `anyhow::bail!` for the CLI's [`Result`].
+macro_rules! fail {
+    ($($arg:tt)*) => {
+        return Err(anyhow::anyhow!($($arg)*).into())
+    };
+}
+
 mod console;
 mod demo;
 mod hook;
@@ -13,6 +20,54 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use rewind::exit::ExitCode;
+use rewind::run::RunError;
+
+/// A command's failure and the exit code it ends with: the code is chosen
+/// where the error is typed (a [`RunError`] knows its own), never by
+/// downcasting; anything else is a usage, configuration or environment
+/// error.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: ExitCode,
+    pub error: anyhow::Error,
+}
+
+impl From<RunError> for Failure {
+    fn from(err: RunError) -> Self {
+        Failure {
+            code: err.exit_code(),
+            error: err.into(),
+        }
+    }
+}
+
+impl From<rewind::store::LockError> for Failure {
+    fn from(err: rewind::store::LockError) -> Self {
+        RunError::from(err).into()
+    }
+}
+
+macro_rules! usage_errors {
+    ($($ty:ty),*) => {$(
+        impl From<$ty> for Failure {
+            fn from(err: $ty) -> Self {
+                Failure {
+                    code: ExitCode::Usage,
+                    error: err.into(),
+                }
+            }
+        }
+    )*};
+}
+usage_errors!(
+    anyhow::Error,
+    std::io::Error,
+    serde_json::Error,
+    rewind::config::ConfigError
+);
+
+/// What every command returns.
+pub type Result<T, E = Failure> = std::result::Result<T, E>;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -217,7 +272,7 @@ pub struct EventArgs {
 }
 
 /// Run the parsed command; returns the process exit code.
-pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+pub fn run(cli: Cli) -> Result<ExitCode> {
     let echo = if cli.quiet {
         None
     } else {

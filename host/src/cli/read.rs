@@ -2,7 +2,7 @@
 //! `artifacts verify`, and the two that change it: `artifacts prune` and
 //! `unlock`.
 
-use anyhow::Result;
+use super::Result;
 use clap::Args;
 use rewind::run::{Silent, stopped_at};
 use rewind::store::{RetentionPolicy, RunManifest, newest_backup};

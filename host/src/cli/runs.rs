@@ -2,7 +2,7 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 
-use anyhow::{Result, bail};
+use super::Result;
 use clap::Args;
 use rewind::engine::Runtime;
 use rewind::run::{GuardOptions, GuardOutcome, Observer, RollbackOptions, Runner, Silent};
@@ -114,13 +114,13 @@ pub fn runner<'a>(
     config: &'a rewind::config::Config,
     observer: &'a dyn Observer,
 ) -> Result<Runner<'a>> {
-    Runner::new(
+    Ok(Runner::new(
         config,
         open_store(config)?,
         Runtime::new(Runtime::default_cache_dir())?,
         observer,
         super::command_line(),
-    )
+    )?)
 }
 
 pub fn backup(cli: &Cli, args: &BackupArgs) -> Result<ExitCode> {
@@ -134,11 +134,7 @@ pub fn backup(cli: &Cli, args: &BackupArgs) -> Result<ExitCode> {
     } else {
         print_backup(&run);
     }
-    Ok(if run.status == RunStatus::Succeeded {
-        ExitCode::Ok
-    } else {
-        ExitCode::Failed
-    })
+    Ok(ExitCode::ok_or_failed(run.status == RunStatus::Succeeded))
 }
 
 fn print_backup(run: &RunManifest) {
@@ -213,13 +209,7 @@ pub fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<ExitCode> {
             ),
         }
     }
-    Ok(if result.succeeded() {
-        ExitCode::Ok
-    } else if args.dry_run {
-        ExitCode::Failed
-    } else {
-        ExitCode::RollbackFailed
-    })
+    Ok(result.exit_code())
 }
 
 /// On a terminal: choose a backup (when none was named) and confirm.
@@ -238,7 +228,7 @@ fn confirm(runner: &Runner<'_>, to: Option<&str>, chain: Option<&str>) -> Result
                 .take(10)
                 .collect();
             if backups.is_empty() {
-                bail!("there is no backup to roll back to: run `rewind backup` first");
+                fail!("there is no backup to roll back to: run `rewind backup` first");
             }
             eprintln!("Backups (newest first):");
             for (i, run) in backups.iter().enumerate() {
@@ -262,7 +252,7 @@ fn confirm(runner: &Runner<'_>, to: Option<&str>, chain: Option<&str>) -> Result
                 "" => default,
                 text => match text.parse::<usize>() {
                     Ok(n) if (1..=backups.len()).contains(&n) => n - 1,
-                    _ => bail!("`{text}` is not one of 1-{}", backups.len()),
+                    _ => fail!("`{text}` is not one of 1-{}", backups.len()),
                 },
             };
             backups[index].clone()
@@ -375,18 +365,13 @@ pub fn guard(cli: &Cli, args: &GuardArgs) -> Result<ExitCode> {
             }
         }
     }
-    Ok(match result.outcome {
-        GuardOutcome::Deployed => ExitCode::Ok,
-        GuardOutcome::BackupFailed | GuardOutcome::DeployFailed => ExitCode::Failed,
-        GuardOutcome::RolledBack => ExitCode::RolledBack,
-        GuardOutcome::RollbackFailed => ExitCode::RollbackFailed,
-    })
+    Ok(result.outcome.exit_code())
 }
 
 pub fn health(cli: &Cli, json: bool) -> Result<ExitCode> {
     let config = load_config(cli)?;
     if config.guard.health.is_empty() {
-        bail!(
+        fail!(
             "{}: guard.health lists no instances to check",
             config.path.display()
         );
@@ -413,9 +398,5 @@ pub fn health(cli: &Cli, json: bool) -> Result<ExitCode> {
             }
         }
     }
-    Ok(if result.healthy {
-        ExitCode::Ok
-    } else {
-        ExitCode::Failed
-    })
+    Ok(ExitCode::ok_or_failed(result.healthy))
 }

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Result, bail};
+use super::Result;
 use clap::Args;
 use rewind::config::Config;
 use rewind::engine::Runtime;
@@ -266,7 +266,7 @@ auto_rollback = true
 pub fn init(cli: &Cli, args: &InitArgs) -> Result<ExitCode> {
     let path = &cli.config;
     if path.exists() && !args.force {
-        bail!(
+        fail!(
             "{} already exists; pass --force to replace it, or --config to write elsewhere",
             path.display()
         );

@@ -9,6 +9,7 @@
 //! terminal timeline, plain lines, or nothing).
 
 mod backup;
+mod error;
 pub mod events;
 mod guard;
 mod health;
@@ -20,8 +21,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context as _, Result};
-
 use crate::bindings::rewind::hooks::types::{Event, EventKind, HookContext};
 use crate::config::{Config, Instance};
 use crate::engine::Runtime;
@@ -32,6 +31,7 @@ use crate::store::{
     StoreLock,
 };
 
+pub use error::{Result, RunError};
 pub use events::{Events, LoggedEvent, Sink, SinkFailure};
 pub use guard::{GuardOptions, GuardOutcome, GuardResult};
 pub use health::{HealthResult, human_duration};
@@ -102,8 +102,9 @@ impl<'a> Runner<'a> {
             return Ok(plugin.clone());
         }
         let spec = self.config.instance(instance)?;
-        let plugin = crate::plugin::load(&self.runtime, &spec.source, Some(&spec.sha256))
-            .with_context(|| format!("loading plugin instance `{instance}`"))?;
+        let plugin = crate::plugin::load(&self.runtime, &spec.source, Some(&spec.sha256)).map_err(
+            |err| RunError::Plugin(err.context(format!("loading plugin instance `{instance}`"))),
+        )?;
         let plugin = Arc::new(plugin);
         self.plugins
             .borrow_mut()
@@ -200,7 +201,10 @@ impl<'a> Runner<'a> {
         }
         self.store
             .finish_run(run)
-            .with_context(|| format!("writing the manifest of run {}", run.id))?;
+            .map_err(|source| RunError::Manifest {
+                run: run.id.clone(),
+                source,
+            })?;
         let message = run.error.clone().unwrap_or_default();
         self.emit(run, kind, title, message, notify);
         self.observer.run_finished(run);
