@@ -6,7 +6,6 @@ use anyhow::Context as _;
 
 use super::Result;
 use rewind::bindings::rewind::hooks::types::{Event, EventKind, HealthStatus, HookContext};
-use rewind::engine::Runtime;
 use rewind::plugin::HookKind;
 use rewind::sandbox::{HookInput, HookOutput, LogLevel, LogSink, call_hook};
 use rewind::store::{ArtifactRecord, Store};
@@ -91,7 +90,7 @@ pub fn run(cli: &Cli, args: &HookArgs, echo: Option<LogLevel>) -> Result<ExitCod
         }
     }
 
-    let runtime = Runtime::new(Runtime::default_cache_dir())?;
+    let runtime = super::runtime()?;
     let plugin = rewind::plugin::load(&runtime, &target.source, target.pin.as_deref())?;
     let run_id = format!("hook-{}", jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ"));
     let ctx = context(&target, &run_id, args.dry_run, args.target.clone());

@@ -2,7 +2,6 @@
 
 use super::Result;
 use rewind::bindings::rewind::hooks::types::PluginInfo;
-use rewind::engine::Runtime;
 use rewind::grants::Grants;
 use serde_json::json;
 
@@ -18,7 +17,7 @@ Examples:
 
 pub fn run(cli: &Cli, plugin_arg: &str, json: bool) -> Result<ExitCode> {
     let target = target::resolve(cli, plugin_arg, &AdHocArgs::default())?;
-    let runtime = Runtime::new(Runtime::default_cache_dir())?;
+    let runtime = super::runtime()?;
     let plugin = rewind::plugin::load(&runtime, &target.source, target.pin.as_deref())?;
     let info = rewind::plugin::describe(&plugin, &target.spec.instance)?;
 

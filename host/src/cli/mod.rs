@@ -327,6 +327,12 @@ pub fn open_store(config: &rewind::config::Config) -> anyhow::Result<rewind::sto
     })
 }
 
+/// The wasmtime runtime every command that loads plugins uses: created here
+/// only, with the default compile cache.
+pub fn runtime() -> anyhow::Result<rewind::engine::Runtime> {
+    rewind::engine::Runtime::new(rewind::engine::Runtime::default_cache_dir())
+}
+
 /// The command line as typed, for the lock file.
 pub fn command_line() -> String {
     let args: Vec<String> = std::env::args().collect();

@@ -5,7 +5,7 @@
 use super::Result;
 use clap::Args;
 use rewind::run::{Silent, stopped_at};
-use rewind::store::{RetentionPolicy, RunManifest, newest_backup};
+use rewind::store::{RunManifest, newest_backup};
 use serde_json::json;
 
 use super::{Cli, load_config, open_store, print_json};
@@ -382,22 +382,10 @@ pub fn verify(cli: &Cli, args: &VerifyArgs) -> Result<ExitCode> {
 
 pub fn prune(cli: &Cli, args: &PruneArgs) -> Result<ExitCode> {
     let config = load_config(cli)?;
-    let store = open_store(&config)?;
-    let default = RetentionPolicy::default();
-    let policy = RetentionPolicy {
-        keep_days: config.store.keep_days.unwrap_or(default.keep_days),
-        keep_last: config.store.keep_last.unwrap_or(default.keep_last),
-        include_safety: args.safety,
-    };
-    let _lock = if args.dry_run {
-        None
-    } else {
-        Some(store.lock(&super::command_line())?)
-    };
-    let plan = store.prune_plan(policy, jiff::Timestamp::now())?;
-    if !args.dry_run {
-        store.apply_prune(&plan)?;
-    }
+    let console = super::console::Console::new(cli.quiet || args.json, cli.verbose);
+    let runner = super::runs::runner(&config, &console)?;
+    let plan = runner.prune(args.safety, args.dry_run)?;
+    let policy = runner.retention(args.safety);
     if args.json {
         print_json(&json!({ "dry_run": args.dry_run, "plan": plan }))?;
         return Ok(ExitCode::Ok);

@@ -4,7 +4,6 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use super::Result;
 use clap::Args;
-use rewind::engine::Runtime;
 use rewind::run::{GuardOptions, GuardOutcome, Observer, RollbackOptions, Runner, Silent};
 use rewind::store::{RunManifest, RunStatus, StepStatus, newest_backup};
 use serde_json::json;
@@ -117,7 +116,7 @@ pub fn runner<'a>(
     Ok(Runner::new(
         config,
         open_store(config)?,
-        Runtime::new(Runtime::default_cache_dir())?,
+        super::runtime()?,
         observer,
         super::command_line(),
     )?)
