@@ -18,6 +18,7 @@ pub mod bindings;
 pub mod compile_cache;
 pub mod config;
 pub mod engine;
+pub mod exit;
 pub mod grants;
 pub mod params;
 pub mod plugin;

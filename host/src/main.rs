@@ -18,13 +18,10 @@ fn main() {
         .without_time()
         .init();
     let code = match cli::run(cli) {
-        Ok(code) => code,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            match err.downcast_ref::<rewind::store::LockError>() {
-                Some(rewind::store::LockError::Io(_)) | None => cli::exit::USAGE,
-                Some(_) => cli::exit::BUSY,
-            }
+        Ok(code) => code.code(),
+        Err(failure) => {
+            eprintln!("error: {:#}", failure.error);
+            failure.code.code()
         }
     };
     std::process::exit(code);

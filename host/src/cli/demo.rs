@@ -9,14 +9,17 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::Context as _;
+
+use super::Result;
 use clap::Args;
 use rewind::config::Config;
 use rewind::run::{GuardOptions, GuardOutcome};
 
+use super::Cli;
 use super::console::Console;
 use super::setup::{Template, plugin_dir, template_text};
-use super::{Cli, exit};
+use rewind::exit::ExitCode;
 
 pub const AFTER_HELP: &str = "\
 Sets up releases/v1 and releases/v2 with a `current` symlink, a config file
@@ -45,14 +48,14 @@ pub struct DemoArgs {
 const CONFIG_V1: &str = "APP_ENV=production\nDB_PASSWORD=v1-secret\nFEATURE_CHECKOUT=off\n";
 const DATA_V1: &str = "order,amount\n1001,19.90\n1002,5.00\n1003,42.00\n";
 
-pub fn run(cli: &Cli, args: &DemoArgs) -> Result<i32> {
+pub fn run(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
     let plugins = plugin_dir(args.plugins.as_deref()).context(
         "cannot find the plugin .wasm files: build them with ./build, or pass --plugins DIR",
     )?;
     let (_temp, root) = match &args.dir {
         Some(dir) => {
             if dir.exists() {
-                bail!("{} exists; give --dir a new directory", dir.display());
+                fail!("{} exists; give --dir a new directory", dir.display());
             }
             std::fs::create_dir_all(dir)?;
             (None, std::fs::canonicalize(dir)?)
@@ -163,7 +166,7 @@ pub fn run(cli: &Cli, args: &DemoArgs) -> Result<i32> {
             "demo FAILED: the state above is not what the rollback should have left"
         }
     );
-    Ok(if ok { exit::OK } else { exit::FAILED })
+    Ok(if ok { ExitCode::Ok } else { ExitCode::Failed })
 }
 
 fn say(text: &str) {

@@ -2,16 +2,18 @@
 
 use std::path::Path;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::Context as _;
+
+use super::Result;
 use rewind::bindings::rewind::hooks::types::{Event, EventKind, HealthStatus, HookContext};
-use rewind::engine::Runtime;
 use rewind::plugin::HookKind;
 use rewind::sandbox::{HookInput, HookOutput, LogLevel, LogSink, call_hook};
 use rewind::store::{ArtifactRecord, Store};
 use serde_json::json;
 
 use super::target::{self, PluginTarget};
-use super::{Cli, HookArgs, exit};
+use super::{Cli, HookArgs};
+use rewind::exit::ExitCode;
 
 pub const AFTER_HELP: &str = "\
 A .wasm file runs with only what the --grant-* options give it; an instance
@@ -32,7 +34,7 @@ Examples:
   rewind hook db backup
   rewind hook db restore --run 20261123-171500";
 
-pub fn run(cli: &Cli, args: &HookArgs, echo: Option<LogLevel>) -> Result<i32> {
+pub fn run(cli: &Cli, args: &HookArgs, echo: Option<LogLevel>) -> Result<ExitCode> {
     let target = target::resolve(cli, &args.plugin, &args.adhoc)?;
     let store_root = match (&args.store, &target.config) {
         (Some(dir), _) => dir.clone(),
@@ -44,7 +46,7 @@ pub fn run(cli: &Cli, args: &HookArgs, echo: Option<LogLevel>) -> Result<i32> {
     let cache = rewind::engine::Runtime::default_cache_dir();
     for private in rewind::grants::paths::host_private(&store_root, cache.as_deref()) {
         if let Some(grant) = target.spec.grants.grant_containing(&private.path) {
-            bail!(
+            fail!(
                 "--grant-path {}{} contains {} {} ({})",
                 if grant.writable { "" } else { "ro:" },
                 grant.path.display(),
@@ -67,7 +69,7 @@ pub fn run(cli: &Cli, args: &HookArgs, echo: Option<LogLevel>) -> Result<i32> {
                 .cloned()
                 .collect();
             if records.is_empty() {
-                bail!(
+                fail!(
                     "run {} holds no artifacts of `{}`",
                     run.id,
                     target.spec.instance
@@ -88,7 +90,7 @@ pub fn run(cli: &Cli, args: &HookArgs, echo: Option<LogLevel>) -> Result<i32> {
         }
     }
 
-    let runtime = Runtime::new(Runtime::default_cache_dir())?;
+    let runtime = super::runtime()?;
     let plugin = rewind::plugin::load(&runtime, &target.source, target.pin.as_deref())?;
     let run_id = format!("hook-{}", jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ"));
     let ctx = context(&target, &run_id, args.dry_run, args.target.clone());
@@ -118,16 +120,16 @@ pub fn run(cli: &Cli, args: &HookArgs, echo: Option<LogLevel>) -> Result<i32> {
                 .iter()
                 .any(|c| c.status == HealthStatus::Unhealthy) =>
         {
-            exit::FAILED
+            ExitCode::Failed
         }
-        Ok(_) => exit::OK,
-        Err(_) => exit::FAILED,
+        Ok(_) => ExitCode::Ok,
+        Err(_) => ExitCode::Failed,
     };
     if args.json {
         let mut out = json!({
             "instance": target.spec.instance,
             "hook": args.hook,
-            "ok": code == exit::OK,
+            "ok": code == ExitCode::Ok,
             "duration_ms": outcome.duration.as_millis() as u64,
             "logs": outcome.logs,
         });
@@ -180,7 +182,7 @@ fn read_artifacts(path: &Path, instance: &str) -> Result<Vec<ArtifactRecord>> {
         )
     })?;
     if let Some(other) = records.iter().find(|r| r.instance != instance) {
-        bail!(
+        fail!(
             "{}: artifact `{}` was made by instance `{}`, not `{instance}`",
             path.display(),
             other.name,
@@ -198,7 +200,7 @@ fn event(args: &HookArgs, target: &PluginTarget, run_id: &str) -> Result<Event> 
         "error" => EventKind::Error,
         "rollback-success" => EventKind::RollbackSuccess,
         "rollback-failed" => EventKind::RollbackFailed,
-        other => bail!(
+        other => fail!(
             "--event-kind `{other}` is not one of: info, success, warning, error, rollback-success, rollback-failed"
         ),
     };

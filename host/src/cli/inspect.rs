@@ -1,13 +1,13 @@
 //! `rewind plugins inspect`.
 
-use anyhow::Result;
+use super::Result;
 use rewind::bindings::rewind::hooks::types::PluginInfo;
-use rewind::engine::Runtime;
 use rewind::grants::Grants;
 use serde_json::json;
 
 use super::target;
-use super::{AdHocArgs, Cli, exit};
+use super::{AdHocArgs, Cli};
+use rewind::exit::ExitCode;
 
 pub const AFTER_HELP: &str = "\
 Examples:
@@ -15,9 +15,9 @@ Examples:
   rewind plugins inspect db            # an instance: requested vs granted side by side
   rewind plugins inspect db --json";
 
-pub fn run(cli: &Cli, plugin_arg: &str, json: bool) -> Result<i32> {
+pub fn run(cli: &Cli, plugin_arg: &str, json: bool) -> Result<ExitCode> {
     let target = target::resolve(cli, plugin_arg, &AdHocArgs::default())?;
-    let runtime = Runtime::new(Runtime::default_cache_dir())?;
+    let runtime = super::runtime()?;
     let plugin = rewind::plugin::load(&runtime, &target.source, target.pin.as_deref())?;
     let info = rewind::plugin::describe(&plugin, &target.spec.instance)?;
 
@@ -49,7 +49,7 @@ pub fn run(cli: &Cli, plugin_arg: &str, json: bool) -> Result<i32> {
             out["granted"] = serde_json::to_value(grants.as_ref())?;
         }
         println!("{}", serde_json::to_string_pretty(&out)?);
-        return Ok(exit::OK);
+        return Ok(ExitCode::Ok);
     }
 
     println!("{} {}", info.name, info.version);
@@ -76,7 +76,7 @@ pub fn run(cli: &Cli, plugin_arg: &str, json: bool) -> Result<i32> {
         }
     }
     print_capabilities(&info, granted.as_deref());
-    Ok(exit::OK)
+    Ok(ExitCode::Ok)
 }
 
 pub fn print_capabilities(info: &PluginInfo, granted: Option<&Grants>) {

@@ -1,5 +1,12 @@
 //! The `rewind` command line: argument definitions and dispatch.
 
+/// `return Err(anyhow!(…).into())`: `anyhow::bail!` for the CLI's [`Result`].
+macro_rules! fail {
+    ($($arg:tt)*) => {
+        return Err(anyhow::anyhow!($($arg)*).into())
+    };
+}
+
 mod console;
 mod demo;
 mod hook;
@@ -12,35 +19,57 @@ mod target;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use rewind::exit::ExitCode;
+use rewind::run::RunError;
 
-/// Exit codes, documented in `rewind --help` and docs/cli.md.
-pub mod exit {
-    /// Everything succeeded (guard: deployed and healthy).
-    pub const OK: i32 = 0;
-    /// A hook failed, was denied, or reported unhealthy; a check or
-    /// verification found problems; guard: the deploy (or the backup before
-    /// it) failed and nothing was rolled back.
-    pub const FAILED: i32 = 1;
-    /// Bad arguments, configuration or environment (clap also uses 2).
-    pub const USAGE: i32 = 2;
-    /// guard: the deploy failed and was rolled back to a healthy state.
-    pub const ROLLED_BACK: i32 = 3;
-    /// A rollback failed (or was refused): manual action is needed.
-    pub const ROLLBACK_FAILED: i32 = 4;
-    /// Another run holds the store lock.
-    pub const BUSY: i32 = 5;
+/// A command's failure and the exit code it ends with: the code is chosen
+/// where the error is typed (a [`RunError`] knows its own), never by
+/// downcasting; anything else is a usage, configuration or environment
+/// error.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: ExitCode,
+    pub error: anyhow::Error,
 }
 
-const AFTER_HELP: &str = "\
-Exit codes:
-  0  success (guard: deployed and healthy)
-  1  a hook failed or reported unhealthy, a check or verification failed;
-     guard: the deploy failed and was not rolled back
-  2  usage, configuration or environment error
-  3  guard: the deploy failed and was rolled back to a healthy state
-  4  a rollback failed or was refused: manual action needed
-  5  another run holds the store lock
+impl From<RunError> for Failure {
+    fn from(err: RunError) -> Self {
+        Failure {
+            code: err.exit_code(),
+            error: err.into(),
+        }
+    }
+}
 
+impl From<rewind::store::LockError> for Failure {
+    fn from(err: rewind::store::LockError) -> Self {
+        RunError::from(err).into()
+    }
+}
+
+macro_rules! usage_errors {
+    ($($ty:ty),*) => {$(
+        impl From<$ty> for Failure {
+            fn from(err: $ty) -> Self {
+                Failure {
+                    code: ExitCode::Usage,
+                    error: err.into(),
+                }
+            }
+        }
+    )*};
+}
+usage_errors!(
+    anyhow::Error,
+    std::io::Error,
+    serde_json::Error,
+    rewind::config::ConfigError
+);
+
+/// What every command returns.
+pub type Result<T, E = Failure> = std::result::Result<T, E>;
+
+const EXAMPLES: &str = "\
 Examples:
   rewind demo                          the self-contained demo
   rewind init --template static        write a commented rewind.toml
@@ -49,12 +78,18 @@ Examples:
   rewind rollback --dry-run            what a rollback would do
   rewind status";
 
+/// `rewind --help`'s epilogue: the exit codes (from their one definition),
+/// then examples.
+fn after_help() -> String {
+    format!("{}\n{EXAMPLES}", ExitCode::help_text(76))
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "rewind",
     version,
     about = "Safe, fast, tested deployment rollback, with sandboxed WebAssembly plugins",
-    after_help = AFTER_HELP
+    after_help = after_help()
 )]
 pub struct Cli {
     /// The config file.
@@ -237,7 +272,7 @@ pub struct EventArgs {
 }
 
 /// Run the parsed command; returns the process exit code.
-pub fn run(cli: Cli) -> anyhow::Result<i32> {
+pub fn run(cli: Cli) -> Result<ExitCode> {
     let echo = if cli.quiet {
         None
     } else {
@@ -292,6 +327,12 @@ pub fn open_store(config: &rewind::config::Config) -> anyhow::Result<rewind::sto
     })
 }
 
+/// The wasmtime runtime every command that loads plugins uses: created here
+/// only, with the default compile cache.
+pub fn runtime() -> anyhow::Result<rewind::engine::Runtime> {
+    rewind::engine::Runtime::new(rewind::engine::Runtime::default_cache_dir())
+}
+
 /// The command line as typed, for the lock file.
 pub fn command_line() -> String {
     let args: Vec<String> = std::env::args().collect();
@@ -311,3 +352,6 @@ pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
+
+#[cfg(test)]
+mod docs_test;

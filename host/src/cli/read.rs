@@ -2,13 +2,14 @@
 //! `artifacts verify`, and the two that change it: `artifacts prune` and
 //! `unlock`.
 
-use anyhow::Result;
+use super::Result;
 use clap::Args;
 use rewind::run::{Silent, stopped_at};
-use rewind::store::{RetentionPolicy, RunManifest, newest_backup};
+use rewind::store::{RunManifest, newest_backup};
 use serde_json::json;
 
-use super::{Cli, exit, load_config, open_store, print_json};
+use super::{Cli, load_config, open_store, print_json};
+use rewind::exit::ExitCode;
 
 pub const VERIFY_AFTER_HELP: &str = "\
 Checks that every manifest links to the one before it by its sha256 (the
@@ -108,7 +109,7 @@ fn one_line(run: &RunManifest) -> String {
     )
 }
 
-pub fn status(cli: &Cli, json: bool) -> Result<i32> {
+pub fn status(cli: &Cli, json: bool) -> Result<ExitCode> {
     let config = load_config(cli)?;
     let store = open_store(&config)?;
     let runs = store.runs()?;
@@ -140,7 +141,7 @@ pub fn status(cli: &Cli, json: bool) -> Result<i32> {
                 "holder": h, "stale": h.is_stale(),
             })),
         }))?;
-        return Ok(exit::OK);
+        return Ok(ExitCode::Ok);
     }
 
     println!("{} ({})", config.project, config.environment);
@@ -190,13 +191,13 @@ pub fn status(cli: &Cli, json: bool) -> Result<i32> {
     }
     let unhealthy = health.as_ref().is_some_and(|(h, _)| !h.healthy);
     Ok(if unhealthy || !journals.is_empty() {
-        exit::FAILED
+        ExitCode::Failed
     } else {
-        exit::OK
+        ExitCode::Ok
     })
 }
 
-pub fn history(cli: &Cli, args: &HistoryArgs) -> Result<i32> {
+pub fn history(cli: &Cli, args: &HistoryArgs) -> Result<ExitCode> {
     let config = load_config(cli)?;
     let store = open_store(&config)?;
     if let Some(id) = &args.run {
@@ -206,13 +207,13 @@ pub fn history(cli: &Cli, args: &HistoryArgs) -> Result<i32> {
         } else {
             print_manifest(&run);
         }
-        return Ok(exit::OK);
+        return Ok(ExitCode::Ok);
     }
     let runs = store.runs()?;
     let newest: Vec<&RunManifest> = runs.iter().rev().take(args.limit).collect();
     if args.json {
         print_json(&newest)?;
-        return Ok(exit::OK);
+        return Ok(ExitCode::Ok);
     }
     if newest.is_empty() {
         println!("no runs yet in {}", store.root().display());
@@ -220,7 +221,7 @@ pub fn history(cli: &Cli, args: &HistoryArgs) -> Result<i32> {
     for run in newest {
         println!("{}", one_line(run));
     }
-    Ok(exit::OK)
+    Ok(ExitCode::Ok)
 }
 
 /// An RFC 3339 timestamp to the second, for people.
@@ -284,7 +285,7 @@ pub fn print_manifest(run: &RunManifest) {
     }
 }
 
-pub fn list_artifacts(cli: &Cli, args: &ArtifactsListArgs) -> Result<i32> {
+pub fn list_artifacts(cli: &Cli, args: &ArtifactsListArgs) -> Result<ExitCode> {
     let config = load_config(cli)?;
     let store = open_store(&config)?;
     let runs = match &args.run {
@@ -304,7 +305,7 @@ pub fn list_artifacts(cli: &Cli, args: &ArtifactsListArgs) -> Result<i32> {
     }
     if args.json {
         print_json(&rows)?;
-        return Ok(exit::OK);
+        return Ok(ExitCode::Ok);
     }
     if rows.is_empty() {
         println!("no artifacts");
@@ -325,10 +326,10 @@ pub fn list_artifacts(cli: &Cli, args: &ArtifactsListArgs) -> Result<i32> {
             }
         );
     }
-    Ok(exit::OK)
+    Ok(ExitCode::Ok)
 }
 
-pub fn verify(cli: &Cli, args: &VerifyArgs) -> Result<i32> {
+pub fn verify(cli: &Cli, args: &VerifyArgs) -> Result<ExitCode> {
     let config = load_config(cli)?;
     let store = open_store(&config)?;
     let console = super::console::Console::new(cli.quiet || args.json, cli.verbose);
@@ -372,30 +373,22 @@ pub fn verify(cli: &Cli, args: &VerifyArgs) -> Result<i32> {
             }
         }
     }
-    Ok(if report.ok() { exit::OK } else { exit::FAILED })
+    Ok(if report.ok() {
+        ExitCode::Ok
+    } else {
+        ExitCode::Failed
+    })
 }
 
-pub fn prune(cli: &Cli, args: &PruneArgs) -> Result<i32> {
+pub fn prune(cli: &Cli, args: &PruneArgs) -> Result<ExitCode> {
     let config = load_config(cli)?;
-    let store = open_store(&config)?;
-    let default = RetentionPolicy::default();
-    let policy = RetentionPolicy {
-        keep_days: config.store.keep_days.unwrap_or(default.keep_days),
-        keep_last: config.store.keep_last.unwrap_or(default.keep_last),
-        include_safety: args.safety,
-    };
-    let _lock = if args.dry_run {
-        None
-    } else {
-        Some(store.lock(&super::command_line())?)
-    };
-    let plan = store.prune_plan(policy, jiff::Timestamp::now())?;
-    if !args.dry_run {
-        store.apply_prune(&plan)?;
-    }
+    let console = super::console::Console::new(cli.quiet || args.json, cli.verbose);
+    let runner = super::runs::runner(&config, &console)?;
+    let plan = runner.prune(args.safety, args.dry_run)?;
+    let policy = runner.retention(args.safety);
     if args.json {
         print_json(&json!({ "dry_run": args.dry_run, "plan": plan }))?;
-        return Ok(exit::OK);
+        return Ok(ExitCode::Ok);
     }
     let verb = if args.dry_run {
         "would remove"
@@ -424,15 +417,15 @@ pub fn prune(cli: &Cli, args: &PruneArgs) -> Result<i32> {
             plan.safety_kept
         );
     }
-    Ok(exit::OK)
+    Ok(ExitCode::Ok)
 }
 
-pub fn unlock(cli: &Cli, args: &UnlockArgs) -> Result<i32> {
+pub fn unlock(cli: &Cli, args: &UnlockArgs) -> Result<ExitCode> {
     let config = load_config(cli)?;
     let store = open_store(&config)?;
     match store.unlock(args.force)? {
         Some(holder) => println!("removed the lock held by {holder}"),
         None => println!("the store is not locked"),
     }
-    Ok(exit::OK)
+    Ok(ExitCode::Ok)
 }

@@ -2,15 +2,15 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 
-use anyhow::{Result, bail};
+use super::Result;
 use clap::Args;
-use rewind::engine::Runtime;
 use rewind::run::{GuardOptions, GuardOutcome, Observer, RollbackOptions, Runner, Silent};
 use rewind::store::{RunManifest, RunStatus, StepStatus, newest_backup};
 use serde_json::json;
 
 use super::console::Console;
-use super::{Cli, exit, load_config, open_store, print_json};
+use super::{Cli, load_config, open_store, print_json};
+use rewind::exit::ExitCode;
 
 pub const BACKUP_AFTER_HELP: &str = "\
 Runs the backup hook of every instance in chains.backup, in order, and
@@ -113,16 +113,16 @@ pub fn runner<'a>(
     config: &'a rewind::config::Config,
     observer: &'a dyn Observer,
 ) -> Result<Runner<'a>> {
-    Runner::new(
+    Ok(Runner::new(
         config,
         open_store(config)?,
-        Runtime::new(Runtime::default_cache_dir())?,
+        super::runtime()?,
         observer,
         super::command_line(),
-    )
+    )?)
 }
 
-pub fn backup(cli: &Cli, args: &BackupArgs) -> Result<i32> {
+pub fn backup(cli: &Cli, args: &BackupArgs) -> Result<ExitCode> {
     let config = load_config(cli)?;
     let console = Console::new(cli.quiet, cli.verbose);
     let runner = runner(&config, &console)?;
@@ -133,11 +133,7 @@ pub fn backup(cli: &Cli, args: &BackupArgs) -> Result<i32> {
     } else {
         print_backup(&run);
     }
-    Ok(if run.status == RunStatus::Succeeded {
-        exit::OK
-    } else {
-        exit::FAILED
-    })
+    Ok(ExitCode::ok_or_failed(run.status == RunStatus::Succeeded))
 }
 
 fn print_backup(run: &RunManifest) {
@@ -160,7 +156,7 @@ fn print_backup(run: &RunManifest) {
     println!("roll back to it with: rewind rollback --to {}", run.id);
 }
 
-pub fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<i32> {
+pub fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<ExitCode> {
     let config = load_config(cli)?;
     let console = Console::new(cli.quiet, cli.verbose);
     let runner = runner(&config, &console)?;
@@ -173,7 +169,7 @@ pub fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<i32> {
             Some(chosen) => to = Some(chosen),
             None => {
                 eprintln!("nothing was changed");
-                return Ok(exit::USAGE);
+                return Ok(ExitCode::Usage);
             }
         }
     }
@@ -212,13 +208,7 @@ pub fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<i32> {
             ),
         }
     }
-    Ok(if result.succeeded() {
-        exit::OK
-    } else if args.dry_run {
-        exit::FAILED
-    } else {
-        exit::ROLLBACK_FAILED
-    })
+    Ok(result.exit_code())
 }
 
 /// On a terminal: choose a backup (when none was named) and confirm.
@@ -237,7 +227,7 @@ fn confirm(runner: &Runner<'_>, to: Option<&str>, chain: Option<&str>) -> Result
                 .take(10)
                 .collect();
             if backups.is_empty() {
-                bail!("there is no backup to roll back to: run `rewind backup` first");
+                fail!("there is no backup to roll back to: run `rewind backup` first");
             }
             eprintln!("Backups (newest first):");
             for (i, run) in backups.iter().enumerate() {
@@ -261,7 +251,7 @@ fn confirm(runner: &Runner<'_>, to: Option<&str>, chain: Option<&str>) -> Result
                 "" => default,
                 text => match text.parse::<usize>() {
                     Ok(n) if (1..=backups.len()).contains(&n) => n - 1,
-                    _ => bail!("`{text}` is not one of 1-{}", backups.len()),
+                    _ => fail!("`{text}` is not one of 1-{}", backups.len()),
                 },
             };
             backups[index].clone()
@@ -342,7 +332,7 @@ fn print_plan(result: &rewind::run::RollbackResult) {
     }
 }
 
-pub fn guard(cli: &Cli, args: &GuardArgs) -> Result<i32> {
+pub fn guard(cli: &Cli, args: &GuardArgs) -> Result<ExitCode> {
     let config = load_config(cli)?;
     let console = Console::new(cli.quiet, cli.verbose);
     let runner = runner(&config, &console)?;
@@ -374,18 +364,13 @@ pub fn guard(cli: &Cli, args: &GuardArgs) -> Result<i32> {
             }
         }
     }
-    Ok(match result.outcome {
-        GuardOutcome::Deployed => exit::OK,
-        GuardOutcome::BackupFailed | GuardOutcome::DeployFailed => exit::FAILED,
-        GuardOutcome::RolledBack => exit::ROLLED_BACK,
-        GuardOutcome::RollbackFailed => exit::ROLLBACK_FAILED,
-    })
+    Ok(result.outcome.exit_code())
 }
 
-pub fn health(cli: &Cli, json: bool) -> Result<i32> {
+pub fn health(cli: &Cli, json: bool) -> Result<ExitCode> {
     let config = load_config(cli)?;
     if config.guard.health.is_empty() {
-        bail!(
+        fail!(
             "{}: guard.health lists no instances to check",
             config.path.display()
         );
@@ -412,9 +397,5 @@ pub fn health(cli: &Cli, json: bool) -> Result<i32> {
             }
         }
     }
-    Ok(if result.healthy {
-        exit::OK
-    } else {
-        exit::FAILED
-    })
+    Ok(ExitCode::ok_or_failed(result.healthy))
 }

@@ -2,14 +2,14 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Result, bail};
+use super::Result;
 use clap::Args;
 use rewind::config::Config;
-use rewind::engine::Runtime;
-use rewind::plugin::HookKind;
+use rewind::run::check::{Level, check_config};
 use serde_json::json;
 
-use super::{Cli, exit, print_json};
+use super::{Cli, print_json};
+use rewind::exit::ExitCode;
 
 pub const INIT_AFTER_HELP: &str = "\
 Templates:
@@ -262,10 +262,10 @@ auto_rollback = true
     text
 }
 
-pub fn init(cli: &Cli, args: &InitArgs) -> Result<i32> {
+pub fn init(cli: &Cli, args: &InitArgs) -> Result<ExitCode> {
     let path = &cli.config;
     if path.exists() && !args.force {
-        bail!(
+        fail!(
             "{} already exists; pass --force to replace it, or --config to write elsewhere",
             path.display()
         );
@@ -278,29 +278,21 @@ pub fn init(cli: &Cli, args: &InitArgs) -> Result<i32> {
     std::fs::write(path, text)?;
     println!("wrote {}", path.display());
     println!("next: edit it, then run `rewind check`");
-    Ok(exit::OK)
+    Ok(ExitCode::Ok)
 }
 
-#[derive(Debug, serde::Serialize)]
-struct Finding {
-    /// "error", "warning" or "ok".
-    level: &'static str,
-    subject: String,
-    message: String,
-}
-
-pub fn check(cli: &Cli, json: bool) -> Result<i32> {
+pub fn check(cli: &Cli, json: bool) -> Result<ExitCode> {
     let config = Config::load(&cli.config)?;
-    let findings = check_config(&config)?;
-    let errors = findings.iter().filter(|f| f.level == "error").count();
+    let findings = check_config(&config, &super::runtime()?);
+    let errors = findings.iter().filter(|f| f.level == Level::Error).count();
     if json {
         print_json(&json!({ "ok": errors == 0, "findings": findings }))?;
     } else {
         for f in &findings {
             let mark = match f.level {
-                "error" => "ERROR  ",
-                "warning" => "warning",
-                _ => "ok     ",
+                Level::Error => "ERROR  ",
+                Level::Warning => "warning",
+                Level::Ok => "ok     ",
             };
             println!("{mark} {:<18} {}", f.subject, f.message);
         }
@@ -310,137 +302,14 @@ pub fn check(cli: &Cli, json: bool) -> Result<i32> {
             println!("{}: {errors} error(s)", config.path.display());
         }
     }
-    Ok(if errors == 0 { exit::OK } else { exit::FAILED })
+    Ok(if errors == 0 {
+        ExitCode::Ok
+    } else {
+        ExitCode::Failed
+    })
 }
 
-fn check_config(config: &Config) -> Result<Vec<Finding>> {
-    let mut out = Vec::new();
-    let mut add = |level, subject: &str, message: String| {
-        out.push(Finding {
-            level,
-            subject: subject.to_string(),
-            message,
-        })
-    };
-    add("ok", "config", format!("{} parses", config.path.display()));
-    let runtime = Runtime::new(Runtime::default_cache_dir())?;
-    let mut hooks_of = std::collections::BTreeMap::new();
-    for (name, instance) in &config.instances {
-        let subject = format!("plugins.{name}");
-        let plugin = match rewind::plugin::load(&runtime, &instance.source, Some(&instance.sha256))
-        {
-            Ok(plugin) => plugin,
-            Err(err) => {
-                add("error", &subject, format!("{err:#}"));
-                continue;
-            }
-        };
-        let info = match rewind::plugin::describe(&plugin, name) {
-            Ok(info) => info,
-            Err(err) => {
-                add("error", &subject, format!("describe failed: {err:#}"));
-                continue;
-            }
-        };
-        add(
-            "ok",
-            &subject,
-            format!(
-                "{} {} pinned and loaded; hooks: {}",
-                info.name,
-                info.version,
-                plugin.hook_list()
-            ),
-        );
-        for problem in rewind::params::check(name, &info, &instance.params) {
-            add("error", &subject, problem);
-        }
-        for missing in rewind::grants::ungranted(&info.capabilities, &instance.grants) {
-            add(
-                "warning",
-                &subject,
-                format!(
-                    "requests {missing}, which is not granted: the hooks that need it will be denied"
-                ),
-            );
-        }
-        for risk in rewind::grants::risks::code_execution_risks(&instance.grants) {
-            add("warning", &subject, risk);
-        }
-        hooks_of.insert(name.clone(), plugin.hooks.clone());
-    }
-
-    let mut need = |list: &[String],
-                    what: &str,
-                    ok: &dyn Fn(&std::collections::BTreeSet<HookKind>) -> bool,
-                    hook: &str| {
-        for name in list {
-            if let Some(hooks) = hooks_of.get(name)
-                && !ok(hooks)
-            {
-                out.push(Finding {
-                    level: "error",
-                    subject: what.to_string(),
-                    message: format!("`{name}` is listed, but its plugin does not export {hook}"),
-                });
-            }
-        }
-    };
-    need(
-        &config.chains.backup,
-        "chains.backup",
-        &|h| h.contains(&HookKind::Backup),
-        "backup",
-    );
-    need(
-        &config.chains.rollback,
-        "chains.rollback",
-        &|h| h.contains(&HookKind::Revert) || h.contains(&HookKind::Restore),
-        "revert or restore",
-    );
-    need(
-        &config.guard.health,
-        "guard.health",
-        &|h| h.contains(&HookKind::Health),
-        "health",
-    );
-    need(
-        &config.notify_sinks,
-        "notify.sinks",
-        &|h| h.contains(&HookKind::Notify),
-        "notify",
-    );
-    for (key, list) in [
-        ("chains.backup", &config.chains.backup),
-        ("chains.rollback", &config.chains.rollback),
-    ] {
-        if list.is_empty() {
-            out.push(Finding {
-                level: "warning",
-                subject: key.to_string(),
-                message: "is empty".into(),
-            });
-        }
-    }
-
-    let root = config.store.root();
-    let store_check = rewind::store::Store::open(&root).and_then(|s| s.check_writable());
-    out.push(match store_check {
-        Ok(()) => Finding {
-            level: "ok",
-            subject: "store".into(),
-            message: format!("{} is writable", root.display()),
-        },
-        Err(err) => Finding {
-            level: "error",
-            subject: "store".into(),
-            message: format!("{} is not usable: {err}", root.display()),
-        },
-    });
-    Ok(out)
-}
-
-pub fn list_plugins(cli: &Cli, json: bool) -> Result<i32> {
+pub fn list_plugins(cli: &Cli, json: bool) -> Result<ExitCode> {
     let config = Config::load(&cli.config)?;
     let roles = |name: &str| {
         let mut roles = Vec::new();
@@ -468,7 +337,7 @@ pub fn list_plugins(cli: &Cli, json: bool) -> Result<i32> {
             })
             .collect();
         print_json(&rows)?;
-        return Ok(exit::OK);
+        return Ok(ExitCode::Ok);
     }
     for i in config.instances.values() {
         println!(
@@ -479,5 +348,5 @@ pub fn list_plugins(cli: &Cli, json: bool) -> Result<i32> {
             roles(&i.name).join(", ")
         );
     }
-    Ok(exit::OK)
+    Ok(ExitCode::Ok)
 }

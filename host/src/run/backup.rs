@@ -1,6 +1,6 @@
 //! The backup run: each instance of the backup chain, in order.
 
-use anyhow::{Result, bail};
+use super::error::{Result, config_error};
 
 use super::Runner;
 use crate::bindings::rewind::hooks::types::EventKind;
@@ -48,7 +48,7 @@ impl Runner<'_> {
             None => self.config.chains.backup_chain(options.chain.as_deref())?,
         };
         if chain.is_empty() && options.instances.is_none() {
-            bail!(
+            config_error!(
                 "{}: chains.backup is empty; list the instances to back up, e.g. \
                  `backup = [\"code\", \"config\"]` under [chains]",
                 self.config.path.display()

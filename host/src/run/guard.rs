@@ -4,7 +4,8 @@
 use std::process::Command;
 use std::time::Instant;
 
-use anyhow::{Result, bail};
+use super::error::{Result, refuse};
+use crate::exit::ExitCode;
 
 use super::Runner;
 use super::backup::BackupOptions;
@@ -38,6 +39,16 @@ pub enum GuardOutcome {
 }
 
 impl GuardOutcome {
+    /// The exit code of `rewind guard` for this outcome.
+    pub fn exit_code(self) -> ExitCode {
+        match self {
+            GuardOutcome::Deployed => ExitCode::Ok,
+            GuardOutcome::BackupFailed | GuardOutcome::DeployFailed => ExitCode::Failed,
+            GuardOutcome::RolledBack => ExitCode::RolledBack,
+            GuardOutcome::RollbackFailed => ExitCode::RollbackFailed,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             GuardOutcome::Deployed => "deployed",
@@ -61,7 +72,7 @@ impl Runner<'_> {
     /// `rewind guard -- <command…>`.
     pub fn guard(&self, command: &[String], options: GuardOptions) -> Result<GuardResult> {
         let Some((program, args)) = command.split_first() else {
-            bail!(
+            refuse!(
                 "guard needs the deploy command after `--`, e.g. `rewind guard -- ./deploy.sh v2`"
             );
         };

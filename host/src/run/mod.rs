@@ -9,6 +9,8 @@
 //! terminal timeline, plain lines, or nothing).
 
 mod backup;
+pub mod check;
+mod error;
 pub mod events;
 mod guard;
 mod health;
@@ -20,18 +22,17 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context as _, Result};
-
 use crate::bindings::rewind::hooks::types::{Event, EventKind, HookContext};
 use crate::config::{Config, Instance};
 use crate::engine::Runtime;
 use crate::plugin::LoadedPlugin;
 use crate::sandbox::{CallError, HookInput, HookOutput, LogLevel, LogSink, call_hook};
 use crate::store::{
-    PluginRef, RetentionPolicy, RunKind, RunManifest, RunStatus, StepRecord, StepStatus, Store,
-    StoreLock,
+    PluginRef, PrunePlan, RetentionPolicy, RunKind, RunManifest, RunStatus, StepRecord, StepStatus,
+    Store, StoreLock,
 };
 
+pub use error::{Result, RunError};
 pub use events::{Events, LoggedEvent, Sink, SinkFailure};
 pub use guard::{GuardOptions, GuardOutcome, GuardResult};
 pub use health::{HealthResult, human_duration};
@@ -102,8 +103,9 @@ impl<'a> Runner<'a> {
             return Ok(plugin.clone());
         }
         let spec = self.config.instance(instance)?;
-        let plugin = crate::plugin::load(&self.runtime, &spec.source, Some(&spec.sha256))
-            .with_context(|| format!("loading plugin instance `{instance}`"))?;
+        let plugin = crate::plugin::load(&self.runtime, &spec.source, Some(&spec.sha256)).map_err(
+            |err| RunError::Plugin(err.context(format!("loading plugin instance `{instance}`"))),
+        )?;
         let plugin = Arc::new(plugin);
         self.plugins
             .borrow_mut()
@@ -200,7 +202,10 @@ impl<'a> Runner<'a> {
         }
         self.store
             .finish_run(run)
-            .with_context(|| format!("writing the manifest of run {}", run.id))?;
+            .map_err(|source| RunError::Manifest {
+                run: run.id.clone(),
+                source,
+            })?;
         let message = run.error.clone().unwrap_or_default();
         self.emit(run, kind, title, message, notify);
         self.observer.run_finished(run);
@@ -435,21 +440,63 @@ impl<'a> Runner<'a> {
         failures
     }
 
-    /// Retention from the config.
-    pub fn retention(&self) -> RetentionPolicy {
+    /// Retention from the config (`store.keep_days`, `store.keep_last`);
+    /// `include_safety` lets it remove safety backups too.
+    pub fn retention(&self, include_safety: bool) -> RetentionPolicy {
         let default = RetentionPolicy::default();
         RetentionPolicy {
             keep_days: self.config.store.keep_days.unwrap_or(default.keep_days),
             keep_last: self.config.store.keep_last.unwrap_or(default.keep_last),
-            include_safety: false,
+            include_safety,
         }
+    }
+
+    /// `rewind artifacts prune`: remove the runs past retention and the
+    /// blobs nothing else uses. Like every run it takes the lock (recording
+    /// runs whose process died as interrupted) and logs an event; a dry run
+    /// only plans, without the lock.
+    pub fn prune(&self, include_safety: bool, dry_run: bool) -> Result<PrunePlan> {
+        let policy = self.retention(include_safety);
+        if dry_run {
+            return Ok(self.store.prune_plan(policy, jiff::Timestamp::now())?);
+        }
+        let _lock = self.lock(Interrupted::Keep)?;
+        let plan = self.store.prune_plan(policy, jiff::Timestamp::now())?;
+        self.store.apply_prune(&plan)?;
+        self.events.log(&Event {
+            kind: EventKind::Info,
+            title: format!(
+                "pruned {} run(s), {} blob(s), {} bytes",
+                plan.runs.len(),
+                plan.blobs.len(),
+                plan.bytes
+            ),
+            message: plan
+                .runs
+                .iter()
+                .map(|r| r.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            run_id: String::new(),
+            project: self.config.project.clone(),
+            environment: self.config.environment.clone(),
+            timestamp: jiff::Timestamp::now().to_string(),
+            fields: vec![
+                ("run_kind".to_string(), "prune".to_string()),
+                ("host".to_string(), crate::store::hostname()),
+                ("runs".to_string(), plan.runs.len().to_string()),
+                ("blobs".to_string(), plan.blobs.len().to_string()),
+                ("bytes".to_string(), plan.bytes.to_string()),
+            ],
+        });
+        Ok(plan)
     }
 
     /// Apply retention after a successful backup, reporting what went.
     fn auto_prune(&self) {
         let plan = match self
             .store
-            .prune_plan(self.retention(), jiff::Timestamp::now())
+            .prune_plan(self.retention(false), jiff::Timestamp::now())
         {
             Ok(plan) => plan,
             Err(err) => {

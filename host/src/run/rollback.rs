@@ -1,13 +1,14 @@
 //! The rollback run: choose a backup, verify every artifact it will use,
 //! take a safety backup, run the rollback chain, check health.
 
-use anyhow::{Result, bail};
+use super::error::{Result, RunError, config_error, refuse};
 use serde::Serialize;
 
 use super::backup::BackupOptions;
 use super::health::HealthResult;
 use super::{Runner, stopped_at};
 use crate::bindings::rewind::hooks::types::EventKind;
+use crate::exit::ExitCode;
 use crate::plugin::HookKind;
 use crate::sandbox::{HookInput, LogLevel};
 use crate::store::{
@@ -80,6 +81,19 @@ pub struct RollbackResult {
 }
 
 impl RollbackResult {
+    /// The exit code of `rewind rollback`: a dry run that found problems
+    /// failed (1); a rollback that was refused by verification or failed
+    /// needs manual action (4).
+    pub fn exit_code(&self) -> ExitCode {
+        if self.succeeded() {
+            ExitCode::Ok
+        } else if self.run.is_none() {
+            ExitCode::Failed
+        } else {
+            ExitCode::RollbackFailed
+        }
+    }
+
     pub fn succeeded(&self) -> bool {
         match &self.run {
             Some(run) => run.status == RunStatus::Succeeded,
@@ -102,7 +116,7 @@ impl Runner<'_> {
             Some(id) => {
                 let run = self.store.find_run(id)?;
                 if run.kind != RunKind::Backup {
-                    bail!(
+                    refuse!(
                         "run {} is a {} run; a rollback restores from a backup run \
                          (`rewind history` lists them)",
                         run.id,
@@ -110,7 +124,7 @@ impl Runner<'_> {
                     );
                 }
                 if run.status != RunStatus::Succeeded {
-                    bail!(
+                    refuse!(
                         "backup run {} {}: its artifacts are incomplete, so rewind will not \
                          restore from it; choose a backup that succeeded (`rewind history`)",
                         run.id,
@@ -123,7 +137,7 @@ impl Runner<'_> {
                 let runs = self.store.runs()?;
                 match newest_backup(&runs) {
                     Some(run) => Ok(run.clone()),
-                    None => bail!(
+                    None => refuse!(
                         "there is no backup to roll back to in the store {}: run `rewind backup` \
                          (or deploy with `rewind guard`) first",
                         self.store.root().display()
@@ -144,7 +158,7 @@ impl Runner<'_> {
     ) -> Result<RollbackPlan> {
         let chain = self.config.chains.rollback_chain(chain)?;
         if chain.is_empty() {
-            bail!(
+            config_error!(
                 "{}: chains.rollback is empty; list the instances to roll back, e.g. \
                  `rollback = [\"code\", \"config\"]` under [chains]",
                 self.config.path.display()
@@ -159,11 +173,11 @@ impl Runner<'_> {
             } else if plugin.hooks.contains(&HookKind::Restore) {
                 HookKind::Restore
             } else {
-                bail!(
+                return Err(RunError::Plugin(anyhow::anyhow!(
                     "chains.rollback names `{instance}`, whose plugin exports neither revert nor \
                      restore (it exports: {})",
                     plugin.hook_list()
-                );
+                )));
             };
             steps.push(self.plan_step(source, instance, hook)?);
         }
@@ -428,13 +442,13 @@ impl Runner<'_> {
             .rev()
             .find(|j| j.kind == RunKind::Rollback)
         else {
-            bail!(
+            refuse!(
                 "there is no interrupted rollback to resume (`rewind status` shows the last runs); \
                  start a new one with `rewind rollback`"
             );
         };
         let Some(source_id) = run.source_run.clone() else {
-            bail!(
+            refuse!(
                 "the interrupted rollback {} does not name its backup run",
                 run.id
             );
@@ -442,7 +456,7 @@ impl Runner<'_> {
         let source = self.store.find_run(&source_id)?;
         let mut steps = Vec::new();
         for planned in &run.plan {
-            let hook: HookKind = planned.hook.parse().map_err(anyhow::Error::msg)?;
+            let hook: HookKind = planned.hook.parse().map_err(RunError::Refused)?;
             steps.push(self.plan_step(&source, &planned.instance, hook)?);
         }
         let done = run
