@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::grants::{ExecPattern, Grants, OriginPattern, PathGrant};
+use crate::grants::{GrantKey, GrantTexts, Grants};
 use crate::sandbox::{Limits, SandboxSpec};
 
 /// The default config file name, looked up in the working directory.
@@ -161,6 +161,39 @@ struct RawGrants {
     /// Whether the `fs` import may set setuid and setgid bits.
     #[serde(default)]
     setid: Option<Spanned<bool>>,
+}
+
+impl RawGrants {
+    /// The entries written for `key`.
+    fn list(&self, key: GrantKey) -> &[Spanned<String>] {
+        match key {
+            GrantKey::Exec => &self.exec,
+            GrantKey::Paths => &self.paths,
+            GrantKey::Env => &self.env,
+            GrantKey::Http => &self.http,
+            GrantKey::Tcp => &self.tcp,
+            GrantKey::Owners => &self.owners,
+        }
+    }
+
+    /// Parse every entry; an error names its key and index in [`Self::list`].
+    fn parse(&self) -> Result<Grants, crate::grants::GrantError> {
+        let texts = |key| {
+            self.list(key)
+                .iter()
+                .map(|e| e.get_ref().as_str())
+                .collect()
+        };
+        Grants::from_texts(&GrantTexts {
+            exec: texts(GrantKey::Exec),
+            paths: texts(GrantKey::Paths),
+            env: texts(GrantKey::Env),
+            http: texts(GrantKey::Http),
+            tcp: texts(GrantKey::Tcp),
+            owners: texts(GrantKey::Owners),
+            setid: self.setid.as_ref().is_some_and(|s| *s.get_ref()),
+        })
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -475,16 +508,6 @@ fn known(instances: &BTreeMap<String, Instance>) -> String {
     }
 }
 
-/// Is `name` usable as an environment variable name (`grants.env`,
-/// `--grant-env`)? Not empty, no `=`, no NUL.
-pub fn check_env_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.contains('=') || name.contains('\0') {
-        Err(format!("`{name}` is not an environment variable name"))
-    } else {
-        Ok(())
-    }
-}
-
 fn valid_instance_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
@@ -539,38 +562,10 @@ fn validate_instance(
         }
     };
 
-    let mut grants = Grants::default();
-    for entry in &raw.grants.exec {
-        let pattern = ExecPattern::parse(entry.get_ref())
-            .map_err(|msg| loc.error(Some(entry.span()), format!("grants.exec: {msg}")))?;
-        grants.exec.push(pattern);
-    }
-    for entry in &raw.grants.paths {
-        let grant = PathGrant::parse(entry.get_ref())
-            .map_err(|msg| loc.error(Some(entry.span()), format!("grants.paths: {msg}")))?;
-        grants.paths.push(grant);
-    }
-    for entry in &raw.grants.env {
-        check_env_name(entry.get_ref())
-            .map_err(|msg| loc.error(Some(entry.span()), format!("grants.env: {msg}")))?;
-        grants.env.push(entry.get_ref().clone());
-    }
-    for entry in &raw.grants.http {
-        let origin = OriginPattern::parse(entry.get_ref())
-            .map_err(|msg| loc.error(Some(entry.span()), format!("grants.http: {msg}")))?;
-        grants.http.push(origin);
-    }
-    for entry in &raw.grants.tcp {
-        let target = crate::grants::TcpGrant::parse(entry.get_ref())
-            .map_err(|msg| loc.error(Some(entry.span()), format!("grants.tcp: {msg}")))?;
-        grants.tcp.push(target);
-    }
-    for entry in &raw.grants.owners {
-        let owner = crate::grants::OwnerGrant::parse(entry.get_ref())
-            .map_err(|msg| loc.error(Some(entry.span()), format!("grants.owners: {msg}")))?;
-        grants.owners.push(owner);
-    }
-    grants.setid = raw.grants.setid.as_ref().is_some_and(|s| *s.get_ref());
+    let grants = raw.grants.parse().map_err(|err| {
+        let entry = &raw.grants.list(err.key)[err.index];
+        loc.error(Some(entry.span()), err.to_string())
+    })?;
     for private in crate::grants::paths::host_private(store_dir, cache_dir) {
         let Some(grant) = grants.grant_containing(&private.path) else {
             continue;
