@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::grants::{GrantKey, GrantTexts, Grants};
+use crate::grants::{GrantTexts, Grants};
 use crate::sandbox::{Limits, SandboxSpec};
 
 /// The default config file name, looked up in the working directory.
@@ -164,35 +164,17 @@ struct RawGrants {
 }
 
 impl RawGrants {
-    /// The entries written for `key`.
-    fn list(&self, key: GrantKey) -> &[Spanned<String>] {
-        match key {
-            GrantKey::Exec => &self.exec,
-            GrantKey::Paths => &self.paths,
-            GrantKey::Env => &self.env,
-            GrantKey::Http => &self.http,
-            GrantKey::Tcp => &self.tcp,
-            GrantKey::Owners => &self.owners,
-        }
-    }
-
-    /// Parse every entry; an error names its key and index in [`Self::list`].
-    fn parse(&self) -> Result<Grants, crate::grants::GrantError> {
-        let texts = |key| {
-            self.list(key)
-                .iter()
-                .map(|e| e.get_ref().as_str())
-                .collect()
-        };
-        Grants::from_texts(&GrantTexts {
-            exec: texts(GrantKey::Exec),
-            paths: texts(GrantKey::Paths),
-            env: texts(GrantKey::Env),
-            http: texts(GrantKey::Http),
-            tcp: texts(GrantKey::Tcp),
-            owners: texts(GrantKey::Owners),
+    /// Every entry with its span.
+    fn entries(&self) -> GrantTexts<&Spanned<String>> {
+        GrantTexts {
+            exec: self.exec.iter().collect(),
+            paths: self.paths.iter().collect(),
+            env: self.env.iter().collect(),
+            http: self.http.iter().collect(),
+            tcp: self.tcp.iter().collect(),
+            owners: self.owners.iter().collect(),
             setid: self.setid.as_ref().is_some_and(|s| *s.get_ref()),
-        })
+        }
     }
 }
 
@@ -562,8 +544,9 @@ fn validate_instance(
         }
     };
 
-    let grants = raw.grants.parse().map_err(|err| {
-        let entry = &raw.grants.list(err.key)[err.index];
+    let entries = raw.grants.entries();
+    let grants = Grants::from_texts(&entries.map(|e| e.get_ref().as_str())).map_err(|err| {
+        let entry = entries.get(err.key)[err.index];
         loc.error(Some(entry.span()), err.to_string())
     })?;
     for private in crate::grants::paths::host_private(store_dir, cache_dir) {

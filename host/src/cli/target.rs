@@ -83,18 +83,16 @@ fn from_file(arg: &str, adhoc: &AdHocArgs) -> Result<PluginTarget> {
         .iter()
         .map(|text| absolutize(text))
         .collect::<Result<Vec<_>>>()?;
-    fn texts(list: &[String]) -> Vec<&str> {
-        list.iter().map(String::as_str).collect()
-    }
-    let texts = GrantTexts {
-        exec: texts(&adhoc.grant_exec),
-        paths: texts(&paths),
-        env: texts(&adhoc.grant_env),
-        http: texts(&adhoc.grant_http),
-        tcp: texts(&adhoc.grant_tcp),
-        owners: texts(&adhoc.grant_owner),
+    let written = GrantTexts {
+        exec: adhoc.grant_exec.clone(),
+        paths,
+        env: adhoc.grant_env.clone(),
+        http: adhoc.grant_http.clone(),
+        tcp: adhoc.grant_tcp.clone(),
+        owners: adhoc.grant_owner.clone(),
         setid: adhoc.grant_setid,
     };
+    let texts = written.map(String::as_str);
     let grants = Grants::from_texts(&texts).map_err(|err| {
         let value = texts.get(err.key)[err.index];
         anyhow::anyhow!("{} {value}: {}", err.key.flag(), err.message)

@@ -53,22 +53,37 @@ impl GrantKey {
     }
 }
 
-/// The grants of one instance as written, before parsing.
-#[derive(Debug, Clone, Default)]
-pub struct GrantTexts<'a> {
-    pub exec: Vec<&'a str>,
+/// The grants of one instance as written, before parsing: texts, or
+/// (for rewind.toml) the entries that carry them with their spans.
+#[derive(Debug, Clone)]
+pub struct GrantTexts<T> {
+    pub exec: Vec<T>,
     /// Absolute paths, optionally prefixed `ro:` or `rw:`.
-    pub paths: Vec<&'a str>,
-    pub env: Vec<&'a str>,
-    pub http: Vec<&'a str>,
-    pub tcp: Vec<&'a str>,
-    pub owners: Vec<&'a str>,
+    pub paths: Vec<T>,
+    pub env: Vec<T>,
+    pub http: Vec<T>,
+    pub tcp: Vec<T>,
+    pub owners: Vec<T>,
     pub setid: bool,
 }
 
-impl<'a> GrantTexts<'a> {
-    /// The texts written for `key`.
-    pub fn get(&self, key: GrantKey) -> &[&'a str] {
+impl<T> Default for GrantTexts<T> {
+    fn default() -> Self {
+        GrantTexts {
+            exec: Vec::new(),
+            paths: Vec::new(),
+            env: Vec::new(),
+            http: Vec::new(),
+            tcp: Vec::new(),
+            owners: Vec::new(),
+            setid: false,
+        }
+    }
+}
+
+impl<T> GrantTexts<T> {
+    /// The entries written for `key`.
+    pub fn get(&self, key: GrantKey) -> &[T] {
         match key {
             GrantKey::Exec => &self.exec,
             GrantKey::Paths => &self.paths,
@@ -76,6 +91,20 @@ impl<'a> GrantTexts<'a> {
             GrantKey::Http => &self.http,
             GrantKey::Tcp => &self.tcp,
             GrantKey::Owners => &self.owners,
+        }
+    }
+
+    /// The same lists, each entry mapped by `f`.
+    pub fn map<'a, U>(&'a self, f: impl Fn(&'a T) -> U) -> GrantTexts<U> {
+        let list = |entries: &'a [T]| entries.iter().map(&f).collect();
+        GrantTexts {
+            exec: list(&self.exec),
+            paths: list(&self.paths),
+            env: list(&self.env),
+            http: list(&self.http),
+            tcp: list(&self.tcp),
+            owners: list(&self.owners),
+            setid: self.setid,
         }
     }
 }
@@ -99,7 +128,7 @@ impl std::error::Error for GrantError {}
 impl Grants {
     /// Parse every grant text; the first one that does not parse is the
     /// error, in [`GrantKey::ALL`] order.
-    pub fn from_texts(texts: &GrantTexts<'_>) -> Result<Grants, GrantError> {
+    pub fn from_texts(texts: &GrantTexts<&str>) -> Result<Grants, GrantError> {
         let mut grants = Grants {
             setid: texts.setid,
             ..Grants::default()
