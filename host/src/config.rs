@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::grants::{ExecPattern, Grants, OriginPattern, PathGrant};
+use crate::grants::{GrantTexts, Grants};
 use crate::sandbox::{Limits, SandboxSpec};
 
 /// The default config file name, looked up in the working directory.
@@ -161,6 +161,21 @@ struct RawGrants {
     /// Whether the `fs` import may set setuid and setgid bits.
     #[serde(default)]
     setid: Option<Spanned<bool>>,
+}
+
+impl RawGrants {
+    /// Every entry with its span.
+    fn entries(&self) -> GrantTexts<&Spanned<String>> {
+        GrantTexts {
+            exec: self.exec.iter().collect(),
+            paths: self.paths.iter().collect(),
+            env: self.env.iter().collect(),
+            http: self.http.iter().collect(),
+            tcp: self.tcp.iter().collect(),
+            owners: self.owners.iter().collect(),
+            setid: self.setid.as_ref().is_some_and(|s| *s.get_ref()),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -475,16 +490,6 @@ fn known(instances: &BTreeMap<String, Instance>) -> String {
     }
 }
 
-/// Is `name` usable as an environment variable name (`grants.env`,
-/// `--grant-env`)? Not empty, no `=`, no NUL.
-pub fn check_env_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.contains('=') || name.contains('\0') {
-        Err(format!("`{name}` is not an environment variable name"))
-    } else {
-        Ok(())
-    }
-}
-
 fn valid_instance_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
@@ -539,38 +544,11 @@ fn validate_instance(
         }
     };
 
-    let mut grants = Grants::default();
-    for entry in &raw.grants.exec {
-        let pattern = ExecPattern::parse(entry.get_ref())
-            .map_err(|msg| loc.error(Some(entry.span()), format!("grants.exec: {msg}")))?;
-        grants.exec.push(pattern);
-    }
-    for entry in &raw.grants.paths {
-        let grant = PathGrant::parse(entry.get_ref())
-            .map_err(|msg| loc.error(Some(entry.span()), format!("grants.paths: {msg}")))?;
-        grants.paths.push(grant);
-    }
-    for entry in &raw.grants.env {
-        check_env_name(entry.get_ref())
-            .map_err(|msg| loc.error(Some(entry.span()), format!("grants.env: {msg}")))?;
-        grants.env.push(entry.get_ref().clone());
-    }
-    for entry in &raw.grants.http {
-        let origin = OriginPattern::parse(entry.get_ref())
-            .map_err(|msg| loc.error(Some(entry.span()), format!("grants.http: {msg}")))?;
-        grants.http.push(origin);
-    }
-    for entry in &raw.grants.tcp {
-        let target = crate::grants::TcpGrant::parse(entry.get_ref())
-            .map_err(|msg| loc.error(Some(entry.span()), format!("grants.tcp: {msg}")))?;
-        grants.tcp.push(target);
-    }
-    for entry in &raw.grants.owners {
-        let owner = crate::grants::OwnerGrant::parse(entry.get_ref())
-            .map_err(|msg| loc.error(Some(entry.span()), format!("grants.owners: {msg}")))?;
-        grants.owners.push(owner);
-    }
-    grants.setid = raw.grants.setid.as_ref().is_some_and(|s| *s.get_ref());
+    let entries = raw.grants.entries();
+    let grants = Grants::from_texts(&entries.map(|e| e.get_ref().as_str())).map_err(|err| {
+        let entry = entries.get(err.key)[err.index];
+        loc.error(Some(entry.span()), err.to_string())
+    })?;
     for private in crate::grants::paths::host_private(store_dir, cache_dir) {
         let Some(grant) = grants.grant_containing(&private.path) else {
             continue;

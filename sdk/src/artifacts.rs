@@ -31,6 +31,8 @@ pub struct Writer {
 }
 
 impl Writer {
+    /// Start a new artifact named `name` (unique within the call) of type
+    /// `media_type`.
     pub fn create(name: &str, media_type: &str) -> Result<Self, HookError> {
         Ok(Writer {
             inner: host::create(name, media_type)?,
@@ -85,6 +87,7 @@ pub struct Reader {
 }
 
 impl Reader {
+    /// Open an artifact given to this call (or written by it).
     pub fn open(artifact: &ArtifactRef) -> Result<Self, HookError> {
         Ok(Reader {
             inner: host::open(artifact)?,

@@ -21,6 +21,7 @@ pub struct Command {
 pub type Output = process::Output;
 
 impl Command {
+    /// A command running `program` (looked up in the host's fixed PATH).
     pub fn new(program: impl Into<String>) -> Self {
         Command {
             inner: process::Command {
@@ -35,11 +36,13 @@ impl Command {
         }
     }
 
+    /// Append one argument.
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.inner.args.push(arg.into());
         self
     }
 
+    /// Append several arguments.
     pub fn args<I, S>(mut self, args: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -143,14 +146,17 @@ impl Command {
 }
 
 impl process::Output {
+    /// stdout as text (invalid UTF-8 replaced).
     pub fn stdout_text(&self) -> String {
         String::from_utf8_lossy(&self.stdout).into_owned()
     }
 
+    /// stderr as text (invalid UTF-8 replaced).
     pub fn stderr_text(&self) -> String {
         String::from_utf8_lossy(&self.stderr).into_owned()
     }
 
+    /// Did the command exit with code 0?
     pub fn success(&self) -> bool {
         self.exit_code == Some(0)
     }

@@ -25,14 +25,17 @@ impl Context {
         })
     }
 
+    /// The id of the run this call belongs to.
     pub fn run_id(&self) -> &str {
         &self.raw.run_id
     }
 
+    /// The project name from rewind.toml.
     pub fn project(&self) -> &str {
         &self.raw.project
     }
 
+    /// The environment (`production`, `staging`, …) from rewind.toml.
     pub fn environment(&self) -> &str {
         &self.raw.environment
     }
@@ -52,6 +55,7 @@ impl Context {
         self.raw.target.as_deref()
     }
 
+    /// The context exactly as the host passed it.
     pub fn raw(&self) -> &HookContext {
         &self.raw
     }

@@ -22,10 +22,12 @@ impl HookError {
         })
     }
 
+    /// The hook was given something it cannot use (params, artifacts).
     pub fn invalid_input(message: impl Into<String>) -> Self {
         HookError::InvalidInput(message.into())
     }
 
+    /// The hook cannot do what was asked (on this target, for this input).
     pub fn unsupported(message: impl Into<String>) -> Self {
         HookError::Unsupported(message.into())
     }
@@ -114,6 +116,7 @@ impl From<serde_json::Error> for HookError {
 }
 
 impl Report {
+    /// A report with a one-line summary and no details.
     pub fn new(summary: impl Into<String>) -> Self {
         Report {
             summary: summary.into(),
@@ -129,6 +132,7 @@ impl Report {
 }
 
 impl HealthCheck {
+    /// A named check's outcome, its latency unmeasured (0).
     pub fn new(name: impl Into<String>, status: HealthStatus, detail: impl Into<String>) -> Self {
         HealthCheck {
             name: name.into(),

@@ -4,6 +4,7 @@ use crate::{Event, EventKind};
 
 impl Event {
     /// The kind as the runbooks write it: `ROLLBACK_SUCCESS`, `ERROR`, …
+    /// (the WIT `event-kind` case in upper case, like the host's event log).
     pub fn kind_name(&self) -> &'static str {
         match self.kind {
             EventKind::Info => "INFO",
@@ -42,5 +43,52 @@ impl Event {
             "timestamp": self.timestamp,
             "fields": fields,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cases of `enum event-kind` in the WIT, in order.
+    fn wit_event_kinds() -> Vec<String> {
+        let wit = include_str!("../../wit/types.wit");
+        let body = wit.split("enum event-kind {").nth(1).expect("event-kind");
+        let body = &body[..body.find('}').expect("end of event-kind")];
+        body.split(',')
+            .map(str::trim)
+            .filter(|case| !case.is_empty())
+            .map(|case| case.to_uppercase().replace('-', "_"))
+            .collect()
+    }
+
+    #[test]
+    fn kind_names_are_the_wit_case_names() {
+        let all = [
+            EventKind::Info,
+            EventKind::Success,
+            EventKind::Warning,
+            EventKind::Error,
+            EventKind::RollbackSuccess,
+            EventKind::RollbackFailed,
+        ];
+        let names: Vec<&str> = all
+            .into_iter()
+            .map(|kind| event_with(kind).kind_name())
+            .collect();
+        assert_eq!(names, wit_event_kinds());
+    }
+
+    fn event_with(kind: EventKind) -> Event {
+        Event {
+            kind,
+            title: String::new(),
+            message: String::new(),
+            run_id: String::new(),
+            project: String::new(),
+            environment: String::new(),
+            timestamp: String::new(),
+            fields: Vec::new(),
+        }
     }
 }

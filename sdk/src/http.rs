@@ -18,6 +18,10 @@ use std::time::Duration;
 
 use crate::HookError;
 
+/// An outgoing HTTP request, built step by step and sent with [`Request::send`].
+// Outside wasm32 (the SDK's own tests, docs) `send` only refuses, so the
+// fields and `split_url` are read by the wasm32 implementation alone.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 #[derive(Debug, Clone)]
 pub struct Request {
     method: String,
@@ -27,20 +31,26 @@ pub struct Request {
     timeout: Duration,
 }
 
+/// A response read in full.
 #[derive(Debug, Clone)]
 pub struct Response {
+    /// The HTTP status code.
     pub status: u16,
+    /// Header names (lower case) and values, in the order received.
     pub headers: Vec<(String, String)>,
+    /// The whole body.
     pub body: Vec<u8>,
 }
 
 impl Response {
+    /// The body as text (invalid UTF-8 replaced).
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 }
 
 impl Request {
+    /// A request with `method` (any case) to the absolute `url`; 10 s timeout.
     pub fn new(method: &str, url: &str) -> Self {
         Request {
             method: method.to_ascii_uppercase(),
@@ -51,19 +61,23 @@ impl Request {
         }
     }
 
+    /// A `GET` request.
     pub fn get(url: &str) -> Self {
         Self::new("GET", url)
     }
 
+    /// A `POST` request.
     pub fn post(url: &str) -> Self {
         Self::new("POST", url)
     }
 
+    /// Add a header.
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.to_string(), value.to_string()));
         self
     }
 
+    /// Set the body.
     pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
         self.body = body.into();
         self
@@ -98,6 +112,7 @@ impl Request {
 }
 
 /// Split `scheme://authority/path?query`.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 fn split_url(url: &str) -> Result<(&str, &str, &str), HookError> {
     let (scheme, rest) = url
         .split_once("://")

@@ -70,6 +70,10 @@
 //! rewind_sdk::export_plugin!(Greeting: backup, revert);
 //! ```
 
+#![deny(missing_docs)]
+
+// Generated from the WIT; its doc comments are the WIT's.
+#[allow(missing_docs)]
 mod bindings {
     wit_bindgen::generate!({
         world: "host-api",
@@ -114,31 +118,37 @@ pub use serde as __serde;
 
 /// `describe`: every plugin implements this.
 pub trait Plugin {
+    /// Name, version, summary, requested capabilities and param specs.
     fn info() -> PluginInfo;
 }
 
 /// Capture data and state before a deploy.
 pub trait Backup {
+    /// Write artifacts for this instance and return them.
     fn backup(ctx: &Context) -> Result<Vec<ArtifactRef>, HookError>;
 }
 
 /// Put data back from the artifacts this instance produced in a backup run.
 pub trait Restore {
+    /// Restore from `artifacts`, this instance's output of the chosen backup.
     fn restore(ctx: &Context, artifacts: &[ArtifactRef]) -> Result<Report, HookError>;
 }
 
 /// Return code, schema or CDN to the recorded state (or to `ctx.target()`).
 pub trait Revert {
+    /// Revert using `artifacts`, this instance's output of the chosen backup.
     fn revert(ctx: &Context, artifacts: &[ArtifactRef]) -> Result<Report, HookError>;
 }
 
 /// Named checks, each healthy, degraded or unhealthy.
 pub trait Health {
+    /// Run every check and report each one.
     fn check(ctx: &Context) -> HealthReport;
 }
 
 /// Deliver an event (chat, mail, webhook).
 pub trait Notify {
+    /// Deliver `event`; a failure is reported and never fails the run.
     fn notify(ctx: &Context, event: &Event) -> Result<(), HookError>;
 }
 

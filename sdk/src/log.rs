@@ -5,22 +5,27 @@
 
 use crate::bindings::rewind::hooks::log::write;
 
+/// Log at trace level.
 pub fn trace(message: impl AsRef<str>) {
     write(Level::Trace, message.as_ref(), &[]);
 }
 
+/// Log at debug level.
 pub fn debug(message: impl AsRef<str>) {
     write(Level::Debug, message.as_ref(), &[]);
 }
 
+/// Log at info level.
 pub fn info(message: impl AsRef<str>) {
     write(Level::Info, message.as_ref(), &[]);
 }
 
+/// Log at warn level.
 pub fn warn(message: impl AsRef<str>) {
     write(Level::Warn, message.as_ref(), &[]);
 }
 
+/// Log at error level.
 pub fn error(message: impl AsRef<str>) {
     write(Level::Error, message.as_ref(), &[]);
 }

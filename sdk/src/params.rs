@@ -75,6 +75,7 @@ impl<T: ParamType> ParamType for Option<T> {
 /// a `T` itself, a `&str` for a `String`, an array of `&str` for a
 /// `Vec<String>`.
 pub trait IntoDefault<T> {
+    /// The default as a `T`.
     fn into_default(self) -> T;
 }
 

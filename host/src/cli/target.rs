@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use rewind::config::Config;
-use rewind::grants::{ExecPattern, Grants, OriginPattern, PathGrant};
+use rewind::grants::{GrantTexts, Grants};
 use rewind::sandbox::{Limits, SandboxSpec};
 
 use super::{AdHocArgs, Cli};
@@ -77,42 +77,26 @@ fn from_file(arg: &str, adhoc: &AdHocArgs) -> Result<PluginTarget> {
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "plugin".into());
 
-    let mut grants = Grants::default();
-    for text in &adhoc.grant_exec {
-        grants
-            .exec
-            .push(ExecPattern::parse(text).map_err(|e| anyhow::anyhow!("--grant-exec: {e}"))?);
-    }
-    for text in &adhoc.grant_path {
-        let absolute = absolutize(text)?;
-        grants
-            .paths
-            .push(PathGrant::parse(&absolute).map_err(|e| anyhow::anyhow!("--grant-path: {e}"))?);
-    }
-    for name in &adhoc.grant_env {
-        rewind::config::check_env_name(name).map_err(|e| anyhow::anyhow!("--grant-env: {e}"))?;
-        grants.env.push(name.clone());
-    }
-    for text in &adhoc.grant_http {
-        grants
-            .http
-            .push(OriginPattern::parse(text).map_err(|e| anyhow::anyhow!("--grant-http: {e}"))?);
-    }
-
-    for text in &adhoc.grant_tcp {
-        grants.tcp.push(
-            rewind::grants::TcpGrant::parse(text)
-                .map_err(|e| anyhow::anyhow!("--grant-tcp: {e}"))?,
-        );
-    }
-
-    for text in &adhoc.grant_owner {
-        grants.owners.push(
-            rewind::grants::OwnerGrant::parse(text)
-                .map_err(|e| anyhow::anyhow!("--grant-owner: {e}"))?,
-        );
-    }
-    grants.setid = adhoc.grant_setid;
+    // Relative --grant-path values are taken against the working directory.
+    let paths = adhoc
+        .grant_path
+        .iter()
+        .map(|text| absolutize(text))
+        .collect::<Result<Vec<_>>>()?;
+    let written = GrantTexts {
+        exec: adhoc.grant_exec.clone(),
+        paths,
+        env: adhoc.grant_env.clone(),
+        http: adhoc.grant_http.clone(),
+        tcp: adhoc.grant_tcp.clone(),
+        owners: adhoc.grant_owner.clone(),
+        setid: adhoc.grant_setid,
+    };
+    let texts = written.map(String::as_str);
+    let grants = Grants::from_texts(&texts).map_err(|err| {
+        let value = texts.get(err.key)[err.index];
+        anyhow::anyhow!("{} {value}: {}", err.key.flag(), err.message)
+    })?;
     let mut limits = Limits::default();
     if let Some(mb) = adhoc.memory_mb {
         limits.memory_bytes = mb << 20;

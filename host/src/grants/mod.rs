@@ -15,6 +15,7 @@ pub mod owners;
 pub mod paths;
 pub mod risks;
 pub mod tcp;
+pub mod text;
 
 use std::fmt;
 
@@ -25,6 +26,7 @@ pub use http::OriginPattern;
 pub use owners::OwnerGrant;
 pub use paths::{Access, PathGrant, normalize};
 pub use tcp::TcpGrant;
+pub use text::{GrantError, GrantKey, GrantTexts};
 
 /// The grants of one plugin instance, as parsed from `grants.*` in rewind.toml.
 #[derive(Debug, Clone, Default, Serialize)]

@@ -22,7 +22,9 @@ use crate::plugin::LoadedPlugin;
 use crate::sandbox::{HookInput, LogSink, call_hook};
 use crate::store::Store;
 
-/// Event kinds as written in the log and in the seeds' runbooks.
+/// Event kinds as written in the log and in the seeds' runbooks: the WIT
+/// `event-kind` case in upper case (the SDK's `Event::kind_name` is the
+/// same mapping; each side's test pins it to `wit/types.wit`).
 pub fn kind_name(kind: EventKind) -> &'static str {
     match kind {
         EventKind::Info => "INFO",
@@ -195,4 +197,35 @@ pub fn read_log(store: &Store) -> std::io::Result<Vec<LoggedEvent>> {
         .lines()
         .filter_map(|line| serde_json::from_str(line).ok())
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cases of `enum event-kind` in the WIT, in order.
+    fn wit_event_kinds() -> Vec<String> {
+        let wit = include_str!("../../../wit/types.wit");
+        let body = wit.split("enum event-kind {").nth(1).expect("event-kind");
+        let body = &body[..body.find('}').expect("end of event-kind")];
+        body.split(',')
+            .map(str::trim)
+            .filter(|case| !case.is_empty())
+            .map(|case| case.to_uppercase().replace('-', "_"))
+            .collect()
+    }
+
+    #[test]
+    fn kind_names_are_the_wit_case_names() {
+        let all = [
+            EventKind::Info,
+            EventKind::Success,
+            EventKind::Warning,
+            EventKind::Error,
+            EventKind::RollbackSuccess,
+            EventKind::RollbackFailed,
+        ];
+        let names: Vec<&str> = all.into_iter().map(kind_name).collect();
+        assert_eq!(names, wit_event_kinds());
+    }
 }

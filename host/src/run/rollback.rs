@@ -57,17 +57,6 @@ pub struct RollbackPlan {
     pub safety_backup: bool,
 }
 
-impl RollbackPlan {
-    /// Stored bytes the verification will read.
-    pub fn stored_bytes(&self) -> u64 {
-        self.steps
-            .iter()
-            .flat_map(|s| &s.artifacts)
-            .map(|a| a.blob.stored_size)
-            .sum()
-    }
-}
-
 #[derive(Debug)]
 pub struct RollbackResult {
     pub plan: RollbackPlan,
