@@ -180,7 +180,43 @@ pub struct Mariadb {
 }
 
 impl Mariadb {
+    /// A server of our own on a free port. A port is free when it is
+    /// picked but may be taken before the server binds it (tests run in
+    /// parallel); a server that then runs without its TCP port would leave
+    /// the test talking to another test's server, so the server is asked
+    /// over TCP which data directory it serves, and started again on
+    /// another port if it is not ours.
     pub fn start() -> Mariadb {
+        for _ in 0..5 {
+            let db = Self::start_once();
+            if db.serves_over_tcp() {
+                return db;
+            }
+        }
+        panic!("MariaDB could not get a TCP port of its own in 5 attempts");
+    }
+
+    fn serves_over_tcp(&self) -> bool {
+        let out = Command::new("mariadb")
+            .args(["--no-defaults", "--protocol=TCP", "-h", "127.0.0.1"])
+            .arg(format!("--port={}", self.port))
+            .args([
+                "-u",
+                "root",
+                &format!("-p{PASSWORD}"),
+                "-N",
+                "-e",
+                "SELECT @@datadir",
+            ])
+            .output()
+            .unwrap();
+        let served = String::from_utf8_lossy(&out.stdout);
+        let ours = self.dir.path().join("data");
+        out.status.success()
+            && std::path::Path::new(served.trim().trim_end_matches('/')) == ours.as_path()
+    }
+
+    fn start_once() -> Mariadb {
         let server = ["/usr/sbin/mariadbd", "/usr/sbin/mysqld"]
             .into_iter()
             .map(PathBuf::from)
