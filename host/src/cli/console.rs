@@ -152,7 +152,7 @@ impl Observer for Console {
         } else {
             run.kind.as_str()
         };
-        let mut text = format!("{} {what} {} {}", clock(), run.id, run.status.as_str());
+        let mut text = format!("{} {what} {} {}", clock(), run.id, run.status_text());
         if let Some(error) = &run.error {
             text.push_str(&format!(": {error}"));
         }

@@ -103,7 +103,7 @@ fn one_line(run: &RunManifest) -> String {
         "{:<22} {:<9} {:<12} {}  {}",
         run.id,
         kind,
-        run.status.as_str(),
+        run.status_text(),
         short_time(&run.started_at),
         extra.join(", ")
     )
@@ -234,7 +234,7 @@ pub fn short_time(text: &str) -> String {
 /// A manifest for people: header, then one line per step.
 pub fn print_manifest(run: &RunManifest) {
     println!("run {} ({}, number {})", run.id, run.kind.as_str(), run.seq);
-    println!("  status:   {}", run.status.as_str());
+    println!("  status:   {}", run.status_text());
     println!(
         "  started:  {}  finished: {}",
         short_time(&run.started_at),

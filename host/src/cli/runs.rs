@@ -201,11 +201,16 @@ pub fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<ExitCode> {
             RunStatus::Succeeded => {
                 println!("rolled back to {} (run {})", result.plan.source_run, run.id)
             }
-            _ => println!(
-                "rollback {} failed: {}",
-                run.id,
-                run.error.as_deref().unwrap_or("")
-            ),
+            _ => {
+                println!(
+                    "rollback {} failed: {}",
+                    run.id,
+                    run.error.as_deref().unwrap_or("")
+                );
+                if !result.problems.is_empty() {
+                    println!("{}", older_backup_hint(&result.plan.source_run));
+                }
+            }
         }
     }
     Ok(result.exit_code())
@@ -311,7 +316,8 @@ fn print_plan(result: &rewind::run::RollbackResult) {
         if let Some(said) = result.dry_run_steps.get(i) {
             match (&said.summary, &said.error) {
                 (_, Some(err)) => println!("       would fail: {err}"),
-                (Some(summary), None) => println!("       would: {summary}"),
+                // Plugins word their dry-run summaries themselves ("would …").
+                (Some(summary), None) => println!("       {summary}"),
                 _ => {}
             }
             for (k, v) in &said.details {
@@ -329,7 +335,17 @@ fn print_plan(result: &rewind::run::RollbackResult) {
         for p in &result.problems {
             println!("    {p}");
         }
+        println!("{}", older_backup_hint(&result.plan.source_run));
     }
+}
+
+/// What to do when the backup a rollback would use is damaged.
+fn older_backup_hint(source: &str) -> String {
+    format!(
+        "  backup {source} is damaged and will not be used; roll back to an older backup whose \
+         artifacts verify: `rewind rollback --to RUN` (`rewind history` lists the backups, \
+         `rewind artifacts verify` names every damaged one)"
+    )
 }
 
 pub fn guard(cli: &Cli, args: &GuardArgs) -> Result<ExitCode> {

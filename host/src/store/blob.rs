@@ -373,17 +373,17 @@ impl Read for BlobReader<'_> {
             meter.fetch_add(n as u64, Ordering::Relaxed);
         }
         if self.read > self.expected.size {
-            return Err(corrupt(&self.expected, "longer than recorded"));
+            return Err(corrupt(&self.expected, "it is longer than recorded"));
         }
         if n == 0 && !buf.is_empty() {
             let digest = hex::encode(std::mem::take(&mut self.hasher).finalize());
             if self.read != self.expected.size {
-                return Err(corrupt(&self.expected, "shorter than recorded"));
+                return Err(corrupt(&self.expected, "it is shorter than recorded"));
             }
             if digest != self.expected.digest {
                 return Err(corrupt(
                     &self.expected,
-                    &format!("its content hashes to {digest}"),
+                    &format!("its content hashes to {digest} instead"),
                 ));
             }
             self.verified = true;
@@ -396,7 +396,7 @@ fn corrupt(expected: &BlobInfo, why: &str) -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidData,
         format!(
-            "checksum mismatch: blob {} ({} bytes) is {why}",
+            "checksum mismatch: blob {} ({} bytes) is damaged: {why}",
             expected.digest, expected.size
         ),
     )

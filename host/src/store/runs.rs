@@ -249,6 +249,17 @@ impl RunManifest {
     }
 
     /// Can a rollback restore from this run? A backup that finished.
+    /// The run's status as an operator reads it: a guard whose deploy
+    /// failed but whose rollback restored a healthy state "rolled back",
+    /// not "failed" (its manifest status stays `failed`: the deploy did).
+    pub fn status_text(&self) -> &'static str {
+        if self.kind == RunKind::Guard && self.outcome.as_deref() == Some("rolled-back") {
+            "rolled back"
+        } else {
+            self.status.as_str()
+        }
+    }
+
     pub fn is_restorable(&self) -> bool {
         self.kind == RunKind::Backup && self.status == RunStatus::Succeeded
     }

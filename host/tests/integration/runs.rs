@@ -400,6 +400,17 @@ fn a_flipped_byte_fails_verify_and_rollback_refuses_before_touching_anything() {
         "{}",
         text(&out.stdout)
     );
+    // Said plainly, with what to do instead.
+    assert!(
+        text(&out.stdout).contains("is damaged:"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        text(&out.stdout).contains("rewind rollback --to RUN"),
+        "{}",
+        text(&out.stdout)
+    );
     // Nothing was touched: still the broken deploy, and no safety backup.
     assert_eq!(app.current(), "releases/v2");
     assert_eq!(app.read("shared/config.env"), b"DB_PASSWORD=wrong\n");
@@ -447,7 +458,8 @@ fn dry_run_prints_the_plan_with_digests_and_changes_nothing() {
         .as_str()
         .unwrap();
     assert!(plan.contains(digest), "{plan}");
-    assert!(plan.contains("would: would switch"), "{plan}");
+    assert!(plan.contains("would switch"), "{plan}");
+    assert!(!plan.contains("would: would"), "said once: {plan}");
     assert_eq!(app.current(), "releases/v2");
     assert_eq!(app.read("shared/config.env"), b"DB_PASSWORD=wrong\n");
     assert_eq!(
@@ -753,6 +765,19 @@ fn guard_exit_codes() {
     assert_eq!(result["outcome"], "rolled-back");
     assert_eq!(app.current(), "releases/v1");
     assert_eq!(app.read("shared/config.env"), CONFIG_V1.as_bytes());
+    // The timeline and the history say what happened: rolled back, not failed.
+    let guard_id = result["run"]["id"].as_str().unwrap().to_string();
+    assert!(
+        text(&out.stderr).contains(&format!("guard {guard_id} rolled back")),
+        "{}",
+        text(&out.stderr)
+    );
+    let history = text(&app.rewind(&["history"]).stdout);
+    let line = history
+        .lines()
+        .find(|l| l.starts_with(&guard_id))
+        .unwrap_or_else(|| panic!("{history}"));
+    assert!(line.contains("rolled back"), "{line}");
 
     // 3 as well when the deploy command itself fails.
     let out = app.rewind(&[
