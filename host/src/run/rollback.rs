@@ -589,22 +589,26 @@ fn restrict(plan: &mut RollbackPlan, only: &[String]) -> Result<()> {
 /// How many of a rollback's planned steps are done (succeeded or skipped),
 /// counting those of the failed runs it resumes.
 fn steps_done(run: &RunManifest, runs: &[RunManifest]) -> usize {
-    let own = run
-        .steps
-        .iter()
-        .filter(|s| {
-            s.hook != "health" && matches!(s.status, StepStatus::Succeeded | StepStatus::Skipped)
-        })
-        .count();
-    let before = run
-        .resumes
-        .as_deref()
-        .and_then(|id| {
-            runs.iter()
-                .find(|r| r.id == id && r.started_at < run.started_at)
-        })
-        .map_or(0, |r| steps_done(r, runs));
-    before + own
+    let mut done = 0;
+    let mut next = Some(run);
+    // Each link names an older run; the bound only guards a hand-edited
+    // cycle.
+    for _ in 0..=runs.len() {
+        let Some(run) = next else { break };
+        done += run
+            .steps
+            .iter()
+            .filter(|s| {
+                s.hook != "health"
+                    && matches!(s.status, StepStatus::Succeeded | StepStatus::Skipped)
+            })
+            .count();
+        next = run
+            .resumes
+            .as_deref()
+            .and_then(|id| runs.iter().find(|r| r.id == id));
+    }
+    done
 }
 
 /// The newest rollback run, if it failed (and so nothing has resumed or
