@@ -120,6 +120,7 @@ impl Observer for Console {
                     .unwrap_or_default(),
             ),
             StepStatus::Running => ("...", String::new()),
+            StepStatus::Skipped => ("skipped", String::new()),
         };
         let mut facts = vec![rewind::run::human_duration(Duration::from_millis(
             step.duration_ms,

@@ -116,6 +116,15 @@ pub fn status(cli: &Cli, json: bool) -> Result<ExitCode> {
     let journals = store.journals()?;
     let lock = store.lock_holder()?;
     let newest = newest_backup(&runs);
+    // An interrupted rollback is what `--resume` continues first.
+    let failed = if journals
+        .iter()
+        .any(|j| j.kind == rewind::store::RunKind::Rollback)
+    {
+        None
+    } else {
+        rewind::run::failed_rollback(&runs)
+    };
     let health = if config.guard.health.is_empty() {
         None
     } else {
@@ -137,6 +146,15 @@ pub fn status(cli: &Cli, json: bool) -> Result<ExitCode> {
                 "stopped": stopped_at(j).trim().to_string(),
                 "resumable": j.kind == rewind::store::RunKind::Rollback,
             })).collect::<Vec<_>>(),
+            "failed_rollback": failed.map(|r| {
+                let step = rewind::run::failed_step(r);
+                json!({
+                    "id": r.id, "source_run": r.source_run, "error": r.error,
+                    "failed_step": step.map(|s| json!({"instance": s.instance, "hook": s.hook})),
+                    "resume": "rewind rollback --resume",
+                    "skip": step.map(|s| format!("rewind rollback --resume --skip {}", s.instance)),
+                })
+            }),
             "lock": lock.as_ref().map(|h| json!({
                 "holder": h, "stale": h.is_stale(),
             })),
@@ -181,6 +199,17 @@ pub fn status(cli: &Cli, json: bool) -> Result<ExitCode> {
             journal.kind.as_str(),
             journal.id,
             stopped_at(journal)
+        );
+    }
+    if let Some(run) = failed {
+        let at = rewind::run::failed_step(run)
+            .map(|s| format!(" at step `{} {}`", s.instance, s.hook))
+            .unwrap_or_default();
+        println!(
+            "  FAILED:        rollback {} to {} failed{at}; {}",
+            run.id,
+            run.source_run.as_deref().unwrap_or("?"),
+            rewind::run::resume_hint(run)
         );
     }
     if !runs.is_empty() {
@@ -247,11 +276,15 @@ pub fn print_manifest(run: &RunManifest) {
         ("safety", &run.safety_run),
         ("backup", &run.backup_run),
         ("rollback", &run.rollback_run),
+        ("resumes", &run.resumes),
         ("error", &run.error),
     ] {
         if let Some(value) = value {
             println!("  {key:<9} {value}");
         }
+    }
+    if !run.only.is_empty() {
+        println!("  only      {}", run.only.join(", "));
     }
     if let Some(prev) = &run.previous {
         println!("  previous: {} sha256:{}", prev.id, prev.digest);

@@ -38,7 +38,9 @@ Examples:
   rewind rollback --yes                  to the newest backup
   rewind rollback --to 20261123-1715 --yes
   rewind rollback --chain db-only --yes  only the instances of a named chain
-  rewind rollback --resume               continue an interrupted rollback";
+  rewind rollback --only code --yes      only some instances of the chain
+  rewind rollback --resume               continue an interrupted or failed rollback
+  rewind rollback --resume --skip db     continue a failed one past its `db` step";
 
 pub const GUARD_AFTER_HELP: &str = "\
 Backs up (chains.backup), runs the deploy command with its output streamed,
@@ -87,9 +89,22 @@ pub struct RollbackArgs {
     /// Do not ask for confirmation.
     #[arg(long, short)]
     pub yes: bool,
-    /// Continue the interrupted rollback (`rewind status` shows it).
-    #[arg(long, conflicts_with_all = ["to", "dry_run"])]
+    /// Continue the interrupted rollback, or else the newest rollback if it failed, from
+    /// its first unfinished step (`rewind status` shows it).
+    #[arg(long, conflicts_with_all = ["to", "dry_run", "chain"])]
     pub resume: bool,
+    /// With --resume: do not run this instance's step, record it as skipped (repeatable).
+    #[arg(long, value_name = "INSTANCE", requires = "resume")]
+    pub skip: Vec<String>,
+    /// Run only these instances of the rollback chain, in chain order (repeatable, or a
+    /// comma-separated list).
+    #[arg(
+        long,
+        value_name = "INSTANCE",
+        value_delimiter = ',',
+        conflicts_with = "resume"
+    )]
+    pub only: Vec<String>,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -165,7 +180,7 @@ pub fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<ExitCode> {
     let interactive =
         std::io::stdin().is_terminal() && std::io::stderr().is_terminal() && !args.json;
     if interactive && !args.yes && !args.dry_run && !args.resume {
-        match confirm(&runner, to.as_deref(), args.chain.as_deref())? {
+        match confirm(&runner, to.as_deref(), args.chain.as_deref(), &args.only)? {
             Some(chosen) => to = Some(chosen),
             None => {
                 eprintln!("nothing was changed");
@@ -180,6 +195,8 @@ pub fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<ExitCode> {
         quick: args.quick,
         dry_run: args.dry_run,
         resume: args.resume,
+        skip: args.skip.clone(),
+        only: args.only.clone(),
         safety_best_effort: false,
         notify: true,
     })?;
@@ -207,7 +224,10 @@ pub fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<ExitCode> {
                     run.id,
                     run.error.as_deref().unwrap_or("")
                 );
-                if !result.problems.is_empty() {
+                // A damaged backup cannot be resumed from: name another.
+                if result.problems.is_empty() {
+                    println!("{}", rewind::run::resume_hint(run));
+                } else {
                     println!("{}", older_backup_hint(&result.plan.source_run));
                 }
             }
@@ -218,7 +238,12 @@ pub fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<ExitCode> {
 
 /// On a terminal: choose a backup (when none was named) and confirm.
 /// `None` means the operator declined.
-fn confirm(runner: &Runner<'_>, to: Option<&str>, chain: Option<&str>) -> Result<Option<String>> {
+fn confirm(
+    runner: &Runner<'_>,
+    to: Option<&str>,
+    chain: Option<&str>,
+    only: &[String],
+) -> Result<Option<String>> {
     let stdin = std::io::stdin();
     let mut answer = String::new();
     let chosen = match to {
@@ -262,7 +287,10 @@ fn confirm(runner: &Runner<'_>, to: Option<&str>, chain: Option<&str>) -> Result
             backups[index].clone()
         }
     };
-    let plan = runner.plan_rollback(&chosen, chain, false)?;
+    let mut plan = runner.plan_rollback(&chosen, chain, false)?;
+    if !only.is_empty() {
+        plan.steps.retain(|s| only.contains(&s.instance));
+    }
     eprintln!(
         "Rollback to {} ({}):",
         chosen.id,

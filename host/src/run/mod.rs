@@ -37,7 +37,9 @@ pub use events::{Events, LoggedEvent, Sink, SinkFailure};
 pub use guard::{GuardOptions, GuardOutcome, GuardResult};
 pub use health::{HealthResult, human_duration};
 pub use observer::{Observer, Silent};
-pub use rollback::{RollbackOptions, RollbackPlan, RollbackResult};
+pub use rollback::{
+    RollbackOptions, RollbackPlan, RollbackResult, failed_rollback, failed_step, resume_hint,
+};
 
 /// What taking the lock does with interrupted rollbacks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -303,6 +305,10 @@ impl<'a> Runner<'a> {
             StepStatus::Failed => (
                 EventKind::Error,
                 format!("{} {} failed", step.instance, step.hook),
+            ),
+            StepStatus::Skipped => (
+                EventKind::Info,
+                format!("{} {} skipped", step.instance, step.hook),
             ),
         };
         let message = step

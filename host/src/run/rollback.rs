@@ -26,8 +26,14 @@ pub struct RollbackOptions {
     pub quick: bool,
     /// Print the plan and let each plugin report what it would do.
     pub dry_run: bool,
-    /// Continue the interrupted rollback instead of starting a new one.
+    /// Continue the interrupted rollback, or else the newest rollback if it
+    /// failed, instead of starting a new one.
     pub resume: bool,
+    /// With `resume`: instances whose step is recorded as skipped instead
+    /// of run.
+    pub skip: Vec<String>,
+    /// Run only these instances of the chain (in chain order).
+    pub only: Vec<String>,
     /// Inside guard: a failed safety backup is reported, not fatal (the
     /// guard's own backup is minutes old).
     pub safety_best_effort: bool,
@@ -255,7 +261,8 @@ impl Runner<'_> {
 
     fn rollback_dry_run(&self, options: &RollbackOptions) -> Result<RollbackResult> {
         let source = self.choose_source(options.to.as_deref())?;
-        let plan = self.plan_rollback(&source, options.chain.as_deref(), options.quick)?;
+        let mut plan = self.plan_rollback(&source, options.chain.as_deref(), options.quick)?;
+        restrict(&mut plan, &options.only)?;
         let problems = self.verify_plan(&plan.steps);
         let mut scratch = RunManifest::start(
             RunKind::Rollback,
@@ -285,10 +292,11 @@ impl Runner<'_> {
     /// The rollback itself; the caller holds the lock.
     pub(crate) fn rollback_locked(&self, options: RollbackOptions) -> Result<RollbackResult> {
         let (mut run, source, plan, done) = if options.resume {
-            self.resume_state()?
+            self.resume_state(options.notify, &options.skip)?
         } else {
             let source = self.choose_source(options.to.as_deref())?;
-            let plan = self.plan_rollback(&source, options.chain.as_deref(), options.quick)?;
+            let mut plan = self.plan_rollback(&source, options.chain.as_deref(), options.quick)?;
+            restrict(&mut plan, &options.only)?;
             let mut run = self.begin(
                 RunKind::Rollback,
                 format!("rollback to {} started", source.id),
@@ -296,6 +304,7 @@ impl Runner<'_> {
             )?;
             run.source_run = Some(source.id.clone());
             run.chain = options.chain.clone();
+            run.only = options.only.clone();
             run.plan = plan
                 .steps
                 .iter()
@@ -308,6 +317,11 @@ impl Runner<'_> {
             (run, source, plan, 0)
         };
         let remaining = &plan.steps[done..];
+        let to_run: Vec<PlanStep> = remaining
+            .iter()
+            .filter(|s| !options.skip.contains(&s.instance))
+            .cloned()
+            .collect();
         let mut result = RollbackResult {
             plan: plan.clone(),
             run: None,
@@ -317,7 +331,7 @@ impl Runner<'_> {
         };
 
         // Nothing runs unless every artifact it needs is intact.
-        result.problems = self.verify_plan(remaining);
+        result.problems = self.verify_plan(&to_run);
         if !result.problems.is_empty() {
             run.status = RunStatus::Failed;
             run.error = Some(format!(
@@ -327,7 +341,7 @@ impl Runner<'_> {
             return self.finish_rollback(run, result, options.notify);
         }
 
-        if done == 0 && !options.quick {
+        if done == 0 && !options.quick && !self.safety_succeeded(&run) {
             // The safety backup covers exactly what the rollback changes:
             // the plan's instances that can back up.
             let mut instances = Vec::new();
@@ -371,6 +385,17 @@ impl Runner<'_> {
         }
 
         for step in remaining {
+            if options.skip.contains(&step.instance) {
+                let mut record = StepRecord::start(&step.instance, step.hook.as_str());
+                record.plugin = Some(step.plugin.clone());
+                record.status = StepStatus::Skipped;
+                record.summary = Some("skipped: `rewind rollback --resume --skip`".into());
+                run.steps.push(record.clone());
+                self.journal(&run);
+                self.observer.step_finished(&run, &record);
+                self.step_event(&run, &record);
+                continue;
+            }
             let input = match step.hook {
                 HookKind::Revert => HookInput::Revert(&step.artifacts),
                 _ => HookInput::Restore(&step.artifacts),
@@ -421,26 +446,42 @@ impl Runner<'_> {
         Ok(result)
     }
 
-    /// The interrupted rollback to resume: its journal, source, plan and
-    /// how many planned steps already succeeded.
-    fn resume_state(&self) -> Result<(RunManifest, RunManifest, RollbackPlan, usize)> {
-        let Some(mut run) = self
+    /// Whether the run's safety backup exists and succeeded.
+    fn safety_succeeded(&self, run: &RunManifest) -> bool {
+        run.safety_run.as_deref().is_some_and(|id| {
+            self.store
+                .find_run(id)
+                .is_ok_and(|r| r.status == RunStatus::Succeeded)
+        })
+    }
+
+    /// The rollback to resume: the interrupted one (its journal), or else
+    /// the newest rollback run if it failed (a new run that `resumes` it);
+    /// with its source, plan and how many planned steps are already done.
+    fn resume_state(
+        &self,
+        notify: bool,
+        skip: &[String],
+    ) -> Result<(RunManifest, RunManifest, RollbackPlan, usize)> {
+        let runs = self.store.runs()?;
+        let interrupted = self
             .store
             .journals()?
             .into_iter()
             .rev()
-            .find(|j| j.kind == RunKind::Rollback)
-        else {
-            refuse!(
-                "there is no interrupted rollback to resume (`rewind status` shows the last runs); \
-                 start a new one with `rewind rollback`"
-            );
+            .find(|j| j.kind == RunKind::Rollback);
+        let (mut run, failed) = match interrupted {
+            Some(journal) => (journal, None),
+            None => match failed_rollback(&runs) {
+                Some(failed) => (failed.clone(), Some(failed)),
+                None => refuse!(
+                    "there is no interrupted or failed rollback to resume (`rewind status` shows \
+                     the last runs); start a new one with `rewind rollback`"
+                ),
+            },
         };
         let Some(source_id) = run.source_run.clone() else {
-            refuse!(
-                "the interrupted rollback {} does not name its backup run",
-                run.id
-            );
+            refuse!("the rollback {} does not name its backup run", run.id);
         };
         let source = self.store.find_run(&source_id)?;
         let mut steps = Vec::new();
@@ -448,12 +489,57 @@ impl Runner<'_> {
             let hook: HookKind = planned.hook.parse().map_err(RunError::Refused)?;
             steps.push(self.plan_step(&source, &planned.instance, hook)?);
         }
-        let done = run
-            .steps
-            .iter()
-            .filter(|s| s.status == StepStatus::Succeeded && s.hook != "health")
-            .count()
-            .min(steps.len());
+        let done = steps_done(&run, &runs).min(steps.len());
+        for name in skip {
+            if !steps[done..].iter().any(|s| &s.instance == name) {
+                refuse!(
+                    "--skip {name}: the steps of rollback {} left to run are {}",
+                    run.id,
+                    steps[done..]
+                        .iter()
+                        .map(|s| format!("`{}`", s.instance))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+        }
+        // The same guarantees as a new rollback: every plugin it will use
+        // matches its pin before anything runs.
+        self.preload(steps[done..].iter().map(|s| &s.instance))?;
+        self.preload(&self.config.guard.health)?;
+        let plan = RollbackPlan {
+            source_run: source.id.clone(),
+            source_started_at: source.started_at.clone(),
+            source_label: source.label.clone(),
+            steps,
+            health: self.config.guard.health.clone(),
+            safety_backup: false,
+        };
+        if let Some(failed) = failed {
+            self.observer.note(
+                LogLevel::Info,
+                &format!(
+                    "resuming failed rollback {} to {}: {} of {} steps done",
+                    failed.id,
+                    source.id,
+                    done,
+                    plan.steps.len()
+                ),
+            );
+            let mut new = self.begin(
+                RunKind::Rollback,
+                format!("resuming rollback {} to {}", failed.id, source.id),
+                notify,
+            )?;
+            new.source_run = Some(source.id.clone());
+            new.safety_run = failed.safety_run.clone();
+            new.chain = failed.chain.clone();
+            new.only = failed.only.clone();
+            new.plan = failed.plan.clone();
+            new.resumes = Some(failed.id.clone());
+            self.journal(&new);
+            return Ok((new, source, plan, done));
+        }
         self.observer.note(
             LogLevel::Info,
             &format!(
@@ -461,7 +547,7 @@ impl Runner<'_> {
                 run.id,
                 stopped_at(&run),
                 done,
-                steps.len()
+                plan.steps.len()
             ),
         );
         for step in &mut run.steps {
@@ -474,14 +560,83 @@ impl Runner<'_> {
                 ));
             }
         }
-        let plan = RollbackPlan {
-            source_run: source.id.clone(),
-            source_started_at: source.started_at.clone(),
-            source_label: source.label.clone(),
-            steps,
-            health: self.config.guard.health.clone(),
-            safety_backup: false,
-        };
         Ok((run, source, plan, done))
+    }
+}
+
+/// Keep only the steps of `only` (all of them when empty); each must be in
+/// the plan.
+fn restrict(plan: &mut RollbackPlan, only: &[String]) -> Result<()> {
+    if only.is_empty() {
+        return Ok(());
+    }
+    for name in only {
+        if !plan.steps.iter().any(|s| &s.instance == name) {
+            refuse!(
+                "--only {name}: the rollback chain does not list it (it runs {})",
+                plan.steps
+                    .iter()
+                    .map(|s| format!("`{}`", s.instance))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+    plan.steps.retain(|s| only.contains(&s.instance));
+    Ok(())
+}
+
+/// How many of a rollback's planned steps are done (succeeded or skipped),
+/// counting those of the failed runs it resumes.
+fn steps_done(run: &RunManifest, runs: &[RunManifest]) -> usize {
+    let mut done = 0;
+    let mut next = Some(run);
+    // Each link names an older run; the bound only guards a hand-edited
+    // cycle.
+    for _ in 0..=runs.len() {
+        let Some(run) = next else { break };
+        done += run
+            .steps
+            .iter()
+            .filter(|s| {
+                s.hook != "health"
+                    && matches!(s.status, StepStatus::Succeeded | StepStatus::Skipped)
+            })
+            .count();
+        next = run
+            .resumes
+            .as_deref()
+            .and_then(|id| runs.iter().find(|r| r.id == id));
+    }
+    done
+}
+
+/// The newest rollback run, if it failed (and so nothing has resumed or
+/// superseded it): what `rollback --resume` continues when no rollback was
+/// interrupted.
+pub fn failed_rollback(runs: &[RunManifest]) -> Option<&RunManifest> {
+    runs.iter()
+        .rev()
+        .find(|r| r.kind == RunKind::Rollback)
+        .filter(|r| r.status == RunStatus::Failed)
+}
+
+/// The planned step a failed rollback stopped at, if a step failed.
+pub fn failed_step(run: &RunManifest) -> Option<&StepRecord> {
+    run.steps
+        .iter()
+        .rev()
+        .find(|s| s.hook != "health" && s.status == StepStatus::Failed)
+}
+
+/// What to do about a failed rollback: the exact commands that continue it.
+pub fn resume_hint(run: &RunManifest) -> String {
+    match failed_step(run) {
+        Some(step) => format!(
+            "continue it with `rewind rollback --resume` (runs `{0} {1}` again), or past that \
+             step with `rewind rollback --resume --skip {0}`",
+            step.instance, step.hook
+        ),
+        None => "continue it with `rewind rollback --resume`".to_string(),
     }
 }

@@ -66,6 +66,8 @@ pub enum StepStatus {
     Running,
     Succeeded,
     Failed,
+    /// Rollback: a planned step `rollback --resume --skip` passed over.
+    Skipped,
 }
 
 /// The link from a manifest to the one finished before it.
@@ -206,6 +208,13 @@ pub struct RunManifest {
     /// Rollback: the steps it will run, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub plan: Vec<PlannedStep>,
+    /// Rollback: the failed rollback run this one continues
+    /// (`rollback --resume`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumes: Option<String>,
+    /// Rollback: the instances `--only` restricted the chain to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub only: Vec<String>,
     pub steps: Vec<StepRecord>,
 }
 
@@ -236,6 +245,8 @@ impl RunManifest {
             rollback_run: None,
             outcome: None,
             plan: Vec::new(),
+            resumes: None,
+            only: Vec::new(),
             steps: Vec::new(),
         }
     }

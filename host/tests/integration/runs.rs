@@ -817,6 +817,149 @@ fn guard_exit_codes() {
     assert!(events.contains("\"ROLLBACK_FAILED\""), "{events}");
 }
 
+/// (instance, status) of a run's rollback steps, health left out.
+fn step_statuses(run: &Value) -> Vec<(String, String)> {
+    run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["hook"] != "health")
+        .map(|s| {
+            (
+                s["instance"].as_str().unwrap().to_string(),
+                s["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_failed_rollback_resumes_past_its_failed_step_or_retries_it() {
+    for skip in [true, false] {
+        let app = App::new(&["code", "config"], &["code", "breaker", "config"], "");
+        app.json(&["backup", "--json"], 0);
+        app.break_it();
+        fs::write(app.root().join("break-rollback"), "").unwrap();
+        // --quick: breaker (a command plugin) has no backup command, so a
+        // safety backup of it would fail.
+        let failed = app.json(&["rollback", "--yes", "--quick", "--json"], 4);
+        let failed_id = failed["run"]["id"].as_str().unwrap().to_string();
+        assert_eq!(
+            step_statuses(&failed["run"]),
+            [
+                ("code".into(), "succeeded".into()),
+                ("breaker".into(), "failed".into())
+            ]
+        );
+        assert_eq!(app.current(), "releases/v1");
+        assert_ne!(app.read("shared/config.env"), CONFIG_V1.as_bytes());
+
+        // status names the run and the commands that continue it.
+        let said = text(&app.rewind(&["status"]).stdout);
+        assert!(
+            said.contains(&format!("rollback {failed_id}"))
+                && said.contains("breaker revert")
+                && said.contains("`rewind rollback --resume`")
+                && said.contains("`rewind rollback --resume --skip breaker`"),
+            "{said}"
+        );
+        let status = app.json(&["status", "--json"], 0);
+        assert_eq!(status["failed_rollback"]["id"], failed_id.as_str());
+
+        // A step already done cannot be skipped; nothing is recorded.
+        let err = refused(&app, &["rollback", "--resume", "--skip", "code"]);
+        assert!(err.contains("--skip code"), "{err}");
+        // --skip only with --resume.
+        assert_eq!(
+            app.rewind(&["rollback", "--yes", "--skip", "breaker"])
+                .status
+                .code(),
+            Some(2)
+        );
+
+        let mut failed_id = failed_id;
+        let resumed = if skip {
+            app.json(&["rollback", "--resume", "--skip", "breaker", "--json"], 0)
+        } else {
+            // Still broken: the resume fails at the same step, and the next
+            // resume continues that run, with `code` still counted done.
+            let again = app.json(&["rollback", "--resume", "--json"], 4);
+            assert_eq!(again["run"]["resumes"], failed_id.as_str());
+            assert_eq!(
+                step_statuses(&again["run"]),
+                [("breaker".into(), "failed".into())]
+            );
+            failed_id = again["run"]["id"].as_str().unwrap().to_string();
+            fs::remove_file(app.root().join("break-rollback")).unwrap();
+            app.json(&["rollback", "--resume", "--json"], 0)
+        };
+        let run = &resumed["run"];
+        assert_eq!(run["resumes"], failed_id.as_str());
+        assert_eq!(run["source_run"], failed["run"]["source_run"]);
+        assert_eq!(run["plan"], failed["run"]["plan"]);
+        let breaker = if skip { "skipped" } else { "succeeded" };
+        assert_eq!(
+            step_statuses(run),
+            [
+                ("breaker".into(), breaker.into()),
+                ("config".into(), "succeeded".into())
+            ]
+        );
+        assert_eq!(app.current(), "releases/v1");
+        assert_eq!(app.read("shared/config.env"), CONFIG_V1.as_bytes());
+        // The same manifest on disk.
+        let id = run["id"].as_str().unwrap();
+        let stored: Value = serde_json::from_slice(
+            &fs::read(app.store().join("runs").join(format!("{id}.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(stored["resumes"], failed_id.as_str());
+
+        // Nothing is left to resume, and status says nothing failed.
+        let err = refused(&app, &["rollback", "--resume"]);
+        assert!(err.contains("no interrupted or failed rollback"), "{err}");
+        let said = text(&app.rewind(&["status"]).stdout);
+        assert!(!said.contains("FAILED"), "{said}");
+    }
+}
+
+#[test]
+fn rollback_only_runs_the_named_instances_of_the_chain() {
+    let app = App::new(&["code", "config"], &["code", "config"], "");
+    app.json(&["backup", "--json"], 0);
+    app.break_it();
+    let err = refused(&app, &["rollback", "--yes", "--only", "breaker"]);
+    assert!(err.contains("--only breaker"), "{err}");
+
+    let result = app.json(&["rollback", "--yes", "--only", "code", "--json"], 0);
+    let run = &result["run"];
+    assert_eq!(run["only"], serde_json::json!(["code"]));
+    assert_eq!(step_statuses(run), [("code".into(), "succeeded".into())]);
+    assert_eq!(app.current(), "releases/v1");
+    assert_eq!(app.read("shared/config.env"), b"DB_PASSWORD=wrong\n");
+    // The safety backup covers what those steps change: code only.
+    let safety = run["safety_run"].as_str().unwrap();
+    let safety: Value = serde_json::from_slice(
+        &fs::read(app.store().join("runs").join(format!("{safety}.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        step_statuses(&safety),
+        [("code".into(), "succeeded".into())]
+    );
+
+    // A comma list runs both, in chain order.
+    let result = app.json(&["rollback", "--yes", "--only", "config,code", "--json"], 0);
+    let planned: Vec<&str> = result["plan"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["instance"].as_str().unwrap())
+        .collect();
+    assert_eq!(planned, ["code", "config"]);
+    assert_eq!(app.read("shared/config.env"), CONFIG_V1.as_bytes());
+}
+
 #[test]
 fn rollback_with_nothing_to_roll_back_to_says_what_to_do() {
     let app = App::new(&["code"], &["code"], "");
@@ -828,7 +971,7 @@ fn rollback_with_nothing_to_roll_back_to_says_what_to_do() {
         text(&out.stderr)
     );
     let out = app.rewind(&["rollback", "--resume"]);
-    assert!(text(&out.stderr).contains("no interrupted rollback"));
+    assert!(text(&out.stderr).contains("no interrupted or failed rollback"));
 }
 
 #[test]
