@@ -204,52 +204,54 @@ rollback = ["db"]
 
 #[test]
 fn mariadb_backup_mutate_rollback_restores_identical_data_routines_and_triggers() {
-    let db = Mariadb::start();
-    seed_mariadb(&db);
-    let project = mariadb_project(&db, "");
-    let before = db.fingerprint("shop");
-    assert!(before.contains("orders: 5000"), "{before}");
+    crate::servers::with_mariadb(|db| {
+        seed_mariadb(db);
+        let project = mariadb_project(db, "");
+        let before = db.fingerprint("shop");
+        assert!(before.contains("orders: 5000"), "{before}");
 
-    project.json(&["backup", "--json"], 0);
-    db.sql(
-        "shop",
-        "alter table orders add column coupon varchar(20);
+        project.json(&["backup", "--json"], 0);
+        db.sql(
+            "shop",
+            "alter table orders add column coupon varchar(20);
          update orders set amount = amount * 2 where id % 3 = 0;
          delete from orders where id > 4000;
          drop table customers;
          drop trigger orders_note;
          drop procedure order_count;",
-    );
-    assert_ne!(db.fingerprint("shop"), before);
+        );
+        assert_ne!(db.fingerprint("shop"), before);
 
-    let result = project.json(&["rollback", "--yes", "--json"], 0);
-    assert_eq!(result["run"]["status"], "succeeded", "{result:#}");
-    assert_eq!(db.fingerprint("shop"), before);
-    assert_eq!(
-        db.sql(
-            "shop",
-            "select count(*) from information_schema.triggers where trigger_schema = 'shop'"
-        ),
-        "1"
-    );
-    assert_eq!(db.sql("shop", "call order_count()"), "5000");
+        let result = project.json(&["rollback", "--yes", "--json"], 0);
+        assert_eq!(result["run"]["status"], "succeeded", "{result:#}");
+        assert_eq!(db.fingerprint("shop"), before);
+        assert_eq!(
+            db.sql(
+                "shop",
+                "select count(*) from information_schema.triggers where trigger_schema = 'shop'"
+            ),
+            "1"
+        );
+        assert_eq!(db.sql("shop", "call order_count()"), "5000");
+    });
 }
 
 #[test]
 fn mariadb_recreate_mode_and_wrong_password() {
-    let db = Mariadb::start();
-    seed_mariadb(&db);
-    let mut project = mariadb_project(&db, ", mode = \"recreate\"");
-    let before = db.fingerprint("shop");
-    project.json(&["backup", "--json"], 0);
-    db.sql("shop", "create table new_feature (id int)");
-    project.json(&["rollback", "--quick", "--yes", "--json"], 0);
-    assert_eq!(db.fingerprint("shop"), before);
+    crate::servers::with_mariadb(|db| {
+        seed_mariadb(db);
+        let mut project = mariadb_project(db, ", mode = \"recreate\"");
+        let before = db.fingerprint("shop");
+        project.json(&["backup", "--json"], 0);
+        db.sql("shop", "create table new_feature (id int)");
+        project.json(&["rollback", "--quick", "--yes", "--json"], 0);
+        assert_eq!(db.fingerprint("shop"), before);
 
-    project.set_env("MYSQL_PWD", "wrong");
-    let run = project.json(&["backup", "--json"], 1);
-    let error = run["error"].as_str().unwrap();
-    assert!(error.contains("Access denied"), "{error}");
+        project.set_env("MYSQL_PWD", "wrong");
+        let run = project.json(&["backup", "--json"], 1);
+        let error = run["error"].as_str().unwrap();
+        assert!(error.contains("Access denied"), "{error}");
+    });
 }
 
 // ---------------------------------------------------------------- sqlite
