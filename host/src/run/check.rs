@@ -73,14 +73,27 @@ pub fn check_config(config: &Config, runtime: &Runtime) -> Vec<Finding> {
         for problem in crate::params::check(name, &info, &instance.params) {
             add(Level::Error, &subject, problem);
         }
+        // What a rollback would fail on, knowable now: a capability the
+        // plugin needs and does not have, a program that is not there.
         for missing in crate::grants::ungranted(&info.capabilities, &instance.grants) {
             add(
-                Level::Warning,
+                Level::Error,
                 &subject,
                 format!(
-                    "requests {missing}, which is not granted: the hooks that need it will be denied"
+                    "requests {missing}, which is not granted: the hooks that need it would be \
+                     denied; add the line (or a narrower grant that still covers what the hooks run)"
                 ),
             );
+        }
+        for pattern in &instance.grants.exec {
+            if let Err(why) = crate::sandbox::preflight_program(&instance.grants, &pattern.program)
+            {
+                add(
+                    Level::Error,
+                    &subject,
+                    format!("grants.exec `{pattern}`: {why}"),
+                );
+            }
         }
         for risk in crate::grants::risks::code_execution_risks(&instance.grants) {
             add(Level::Warning, &subject, risk);

@@ -13,6 +13,7 @@ mod fs;
 mod http;
 mod log;
 mod process;
+pub(crate) use process::preflight_program;
 mod refusals;
 pub(crate) mod resolve;
 pub(crate) mod wasi;

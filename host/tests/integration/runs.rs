@@ -712,8 +712,9 @@ fn check_accepts_a_good_config_and_names_what_is_wrong_in_a_bad_one() {
 #[test]
 fn check_refuses_a_param_of_the_wrong_type_naming_param_type_and_value() {
     let pin = crate::common::pin("postgres");
+    let grants = "grants.exec = [\"pg_dump **\", \"pg_restore **\", \"psql **\"]";
     let project = crate::common::Project::new(&format!(
-        "[plugins.db]\n{pin}\nparams = {{ database = \"app\", port = \"5432\" }}\n"
+        "[plugins.db]\n{pin}\n{grants}\nparams = {{ database = \"app\", port = \"5432\" }}\n"
     ));
     let out = project.rewind(&["check"]);
     let stdout = text(&out.stdout);
@@ -733,10 +734,43 @@ fn check_refuses_a_param_of_the_wrong_type_naming_param_type_and_value() {
 
     // The same value as an integer is fine.
     project.write(&format!(
-        "[plugins.db]\n{pin}\nparams = {{ database = \"app\", port = 5432, no_owner = true }}\n"
+        "[plugins.db]\n{pin}\n{grants}\nparams = {{ database = \"app\", port = 5432, no_owner = true }}\n"
     ));
     let report = project.json(&["check", "--json"], 0);
     assert_eq!(report["ok"], true, "{report:#}");
+}
+
+#[test]
+fn check_fails_for_what_a_rollback_would_fail_on_naming_the_fix() {
+    let pin = crate::common::pin("postgres");
+    // The plugin runs pg_dump, pg_restore and psql; none is granted.
+    let project = crate::common::Project::new(&format!(
+        "[plugins.db]\n{pin}\nparams = {{ database = \"app\" }}\n"
+    ));
+    let report = project.json(&["check", "--json"], 1);
+    let errors = report["findings"].to_string();
+    assert!(
+        errors.contains(r#"requests grants.exec = [\"pg_restore **\"], which is not granted"#),
+        "{errors}"
+    );
+    // A granted program that is not installed.
+    project.write(&format!(
+        "[plugins.db]\n{pin}\ngrants.exec = [\"pg_dump **\", \"pg_restore **\", \"psql **\", \"no-such-tool-here **\"]\nparams = {{ database = \"app\" }}\n"
+    ));
+    let report = project.json(&["check", "--json"], 1);
+    let errors: Vec<String> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["level"] == "error")
+        .map(|f| f["message"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("grants.exec `no-such-tool-here **`")
+            && errors[0].contains("was not found in /usr/local/sbin"),
+        "{errors:?}"
+    );
 }
 
 #[test]

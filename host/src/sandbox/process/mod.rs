@@ -16,6 +16,19 @@ mod contain;
 mod namespace;
 mod program;
 
+/// Preflight for `rewind check`: the program an exec grant names exists in
+/// `COMMAND_PATH` (or at its absolute path) and no plugin could replace it;
+/// else the reason the command would be refused when a hook runs it.
+pub(crate) fn preflight_program(
+    grants: &crate::grants::Grants,
+    program: &str,
+) -> Result<std::path::PathBuf, String> {
+    program::resolve_program(grants, program).map_err(|err| match err {
+        program::ProgramError::Invalid(m) | program::ProgramError::Missing(m) => m,
+        program::ProgramError::Refused(denial) => denial.grant,
+    })
+}
+
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::os::unix::process::CommandExt;
