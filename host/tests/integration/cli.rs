@@ -1,19 +1,12 @@
 //! The `rewind` binary, as an operator or plugin author runs it.
 
 use std::fs;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use crate::common::{HttpServer, plugin_path};
 
 fn rewind(args: &[&str], dir: &std::path::Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rewind"))
-        .args(args)
-        .current_dir(dir)
-        .env("REWIND_CACHE_DIR", dir.join("cache"))
-        .env("REWIND_STORE", dir.join("store"))
-        .env_remove("REWIND_CONFIG")
-        .output()
-        .unwrap()
+    crate::common::rewind_in(dir, args)
 }
 
 fn text(bytes: &[u8]) -> String {

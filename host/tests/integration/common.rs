@@ -369,6 +369,102 @@ fn read_chunked(reader: &mut impl BufRead) -> Vec<u8> {
     body
 }
 
+/// A scratch tree for filesystem attacks: `app` granted read-write,
+/// `app/protected` read-only inside it, `outside` granted nothing.
+pub struct NestedTree {
+    pub s: Scratch,
+    pub app: PathBuf,
+    pub protected: PathBuf,
+    pub outside: PathBuf,
+    pub plugin: LoadedPlugin,
+}
+
+/// What one attack of the hostile health hook produced.
+pub struct Attack {
+    pub status: HealthStatus,
+    pub detail: String,
+    /// The refusals the host logged during the call.
+    pub denials: Vec<String>,
+}
+
+pub fn nested_tree() -> NestedTree {
+    let s = scratch();
+    let root = s.path().canonicalize().unwrap();
+    let app = root.join("app");
+    let protected = app.join("protected");
+    let outside = root.join("outside");
+    std::fs::create_dir_all(&protected).unwrap();
+    std::fs::create_dir_all(app.join("sub")).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(protected.join("x"), "keep").unwrap();
+    std::fs::write(outside.join("secret"), "secret").unwrap();
+    NestedTree {
+        s,
+        app,
+        protected,
+        outside,
+        plugin: load("hostile"),
+    }
+}
+
+impl NestedTree {
+    /// The attack with `app` granted read-write and `protected` read-only.
+    pub fn call(
+        &self,
+        attack: &str,
+        target: impl AsRef<std::ffi::OsStr>,
+        extra: serde_json::Value,
+    ) -> Call {
+        let target = Path::new(target.as_ref()).display().to_string();
+        Call::new(
+            "hostile",
+            serde_json::json!({ "attack": attack, "target": target, "extra": extra }),
+        )
+        .path(&self.app)
+        .read_only(&self.protected)
+    }
+
+    pub fn run(&self, call: &Call) -> Attack {
+        let outcome = call.run(&self.plugin, &self.s.store, HookInput::Health);
+        let report = match outcome.result {
+            Ok(HookOutput::Health(report)) => report,
+            other => panic!("the health hook did not report: {other:?}"),
+        };
+        assert_eq!(report.checks.len(), 1, "{report:?}");
+        Attack {
+            status: report.checks[0].status,
+            detail: report.checks[0].detail.clone(),
+            denials: outcome
+                .logs
+                .iter()
+                .filter(|l| l.message.contains("denied:"))
+                .map(|l| l.message.clone())
+                .collect(),
+        }
+    }
+
+    pub fn outside_untouched(&self) {
+        assert_eq!(
+            std::fs::read_to_string(self.outside.join("secret")).unwrap(),
+            "secret"
+        );
+        assert_eq!(std::fs::read_dir(&self.outside).unwrap().count(), 1);
+    }
+}
+
+/// Run the real `rewind` binary in `dir`, with its cache and default store
+/// there and no config from the environment.
+pub fn rewind_in(dir: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_rewind"))
+        .args(args)
+        .current_dir(dir)
+        .env("REWIND_CACHE_DIR", dir.join("cache"))
+        .env("REWIND_STORE", dir.join("store"))
+        .env_remove("REWIND_CONFIG")
+        .output()
+        .unwrap()
+}
+
 /// `source = "…"` and `sha256 = "…"` lines for a built plugin.
 pub fn pin(crate_name: &str) -> String {
     let path = plugin_path(crate_name);

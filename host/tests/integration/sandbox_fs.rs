@@ -11,78 +11,26 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use rewind::bindings::rewind::hooks::types::HealthStatus;
-use rewind::plugin::LoadedPlugin;
-use rewind::sandbox::{HookInput, HookOutput};
 use serde_json::{Value, json};
 
-use crate::common::{Call, Scratch, scratch};
+use crate::common::{Attack, Call, NestedTree, nested_tree};
 
-/// A scratch tree: `app` granted read-write, `app/protected` read-only
-/// inside it, `outside` granted nothing.
-struct Tree {
-    s: Scratch,
-    app: PathBuf,
-    protected: PathBuf,
-    outside: PathBuf,
-    plugin: LoadedPlugin,
+/// The shared tree, with this file's checks on it.
+struct Tree(NestedTree);
+
+impl std::ops::Deref for Tree {
+    type Target = NestedTree;
+    fn deref(&self) -> &NestedTree {
+        &self.0
+    }
 }
 
 fn tree() -> Tree {
-    let s = scratch();
-    let root = s.path().canonicalize().unwrap();
-    let app = root.join("app");
-    let protected = app.join("protected");
-    let outside = root.join("outside");
-    fs::create_dir_all(&protected).unwrap();
-    fs::create_dir_all(app.join("sub")).unwrap();
-    fs::create_dir_all(&outside).unwrap();
-    fs::write(protected.join("x"), "keep").unwrap();
-    fs::write(outside.join("secret"), "secret").unwrap();
-    Tree {
-        s,
-        app,
-        protected,
-        outside,
-        plugin: crate::common::load("hostile"),
-    }
-}
-
-/// What one attack produced.
-struct Attack {
-    status: HealthStatus,
-    detail: String,
-    denials: Vec<String>,
+    let t = nested_tree();
+    Tree(t)
 }
 
 impl Tree {
-    fn call(&self, attack: &str, target: &Path, extra: Value) -> Call {
-        Call::new(
-            "hostile",
-            json!({ "attack": attack, "target": target.display().to_string(), "extra": extra }),
-        )
-        .path(&self.app)
-        .read_only(&self.protected)
-    }
-
-    fn run(&self, call: &Call) -> Attack {
-        let outcome = call.run(&self.plugin, &self.s.store, HookInput::Health);
-        let report = match outcome.result {
-            Ok(HookOutput::Health(report)) => report,
-            other => panic!("the health hook did not report: {other:?}"),
-        };
-        assert_eq!(report.checks.len(), 1, "{report:?}");
-        Attack {
-            status: report.checks[0].status,
-            detail: report.checks[0].detail.clone(),
-            denials: outcome
-                .logs
-                .iter()
-                .filter(|l| l.message.contains("denied:"))
-                .map(|l| l.message.clone())
-                .collect(),
-        }
-    }
-
     fn attack(&self, attack: &str, target: &Path, extra: Value) -> Attack {
         self.run(&self.call(attack, target, extra))
     }
@@ -128,14 +76,6 @@ impl Tree {
             .map(|e| e.file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("x")]);
-    }
-
-    fn outside_untouched(&self) {
-        assert_eq!(
-            fs::read_to_string(self.outside.join("secret")).unwrap(),
-            "secret"
-        );
-        assert_eq!(fs::read_dir(&self.outside).unwrap().count(), 1);
     }
 }
 

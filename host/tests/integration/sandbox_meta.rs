@@ -666,14 +666,7 @@ fn a_cache_dir_inside_a_grant_is_a_config_error_naming_instance_and_grant() {
 // ------------------------------------------------------------ ad-hoc flags
 
 fn rewind_in(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rewind"))
-        .args(args)
-        .current_dir(dir)
-        .env("REWIND_CACHE_DIR", dir.join("cache"))
-        .env("REWIND_STORE", dir.join("store"))
-        .env_remove("REWIND_CONFIG")
-        .output()
-        .unwrap();
+    let out = crate::common::rewind_in(dir, args);
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -9,80 +9,33 @@
 //! tool) lies in the read-write tree.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rewind::bindings::rewind::hooks::types::HealthStatus;
-use rewind::plugin::LoadedPlugin;
-use rewind::sandbox::{HookInput, HookOutput};
+use rewind::sandbox::HookInput;
 use serde_json::{Value, json};
 
-use crate::common::{Call, Scratch, scratch};
+use crate::common::{Attack, Call, NestedTree, nested_tree};
 
-struct Tree {
-    s: Scratch,
-    app: PathBuf,
-    protected: PathBuf,
-    outside: PathBuf,
-    plugin: LoadedPlugin,
-}
+/// The shared tree, with this file's checks on it.
+struct Tree(NestedTree);
 
-struct Attack {
-    status: HealthStatus,
-    detail: String,
-    denials: Vec<String>,
+impl std::ops::Deref for Tree {
+    type Target = NestedTree;
+    fn deref(&self) -> &NestedTree {
+        &self.0
+    }
 }
 
 fn tree() -> Tree {
-    let s = scratch();
-    let root = s.path().canonicalize().unwrap();
-    let app = root.join("app");
-    let protected = app.join("protected");
-    let outside = root.join("outside");
-    fs::create_dir_all(protected.join("v1")).unwrap();
-    fs::create_dir_all(app.join("sub")).unwrap();
-    fs::create_dir_all(&outside).unwrap();
-    fs::write(protected.join("x"), "keep").unwrap();
-    fs::write(protected.join("v1/conf"), "keep").unwrap();
-    fs::write(outside.join("secret"), "secret").unwrap();
-    std::os::unix::fs::symlink("protected/v1", app.join("current")).unwrap();
-    Tree {
-        s,
-        app,
-        protected,
-        outside,
-        plugin: crate::common::load("hostile"),
-    }
+    let t = nested_tree();
+    std::fs::create_dir_all(t.protected.join("v1")).unwrap();
+    std::fs::write(t.protected.join("v1/conf"), "keep").unwrap();
+    std::os::unix::fs::symlink("protected/v1", t.app.join("current")).unwrap();
+    Tree(t)
 }
 
 impl Tree {
-    fn call(&self, attack: &str, target: &str, extra: Value) -> Call {
-        Call::new(
-            "hostile",
-            json!({ "attack": attack, "target": target, "extra": extra }),
-        )
-        .path(&self.app)
-        .read_only(&self.protected)
-    }
-
-    fn run(&self, call: &Call) -> Attack {
-        let outcome = call.run(&self.plugin, &self.s.store, HookInput::Health);
-        let report = match outcome.result {
-            Ok(HookOutput::Health(report)) => report,
-            other => panic!("the health hook did not report: {other:?}"),
-        };
-        assert_eq!(report.checks.len(), 1, "{report:?}");
-        Attack {
-            status: report.checks[0].status,
-            detail: report.checks[0].detail.clone(),
-            denials: outcome
-                .logs
-                .iter()
-                .filter(|l| l.message.contains("denied:"))
-                .map(|l| l.message.clone())
-                .collect(),
-        }
-    }
-
     /// A raw `wasi:filesystem` attack starting at the `app` preopen.
     fn raw(&self, attack: &str, extra: Value) -> Attack {
         let mut extra = extra;
@@ -102,7 +55,7 @@ impl Tree {
 
     fn next_call_works(&self) {
         let ok = self.app.join("ok.txt");
-        let a = self.run(&self.call("write-file", &ok.display().to_string(), json!({})));
+        let a = self.run(&self.call("write-file", &ok, json!({})));
         assert_eq!(a.status, HealthStatus::Healthy, "{}", a.detail);
         assert!(a.denials.is_empty(), "{:?}", a.denials);
     }
@@ -130,14 +83,6 @@ impl Tree {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, vec!["conf".to_string()]);
-    }
-
-    fn outside_untouched(&self) {
-        assert_eq!(
-            fs::read_to_string(self.outside.join("secret")).unwrap(),
-            "secret"
-        );
-        assert_eq!(fs::read_dir(&self.outside).unwrap().count(), 1);
     }
 }
 
@@ -533,7 +478,7 @@ fn red_http_origin_is_the_host_connected_to_not_the_userinfo() {
     assert_eq!(server.hits(), 0);
     // The granted origin itself works (so the refusals above mean something).
     let call = t
-        .call("http", &server.url("/"), json!({}))
+        .call("http", server.url("/"), json!({}))
         .http(&server.origin());
     let a = t.run(&call);
     assert_eq!(a.status, HealthStatus::Healthy, "{}", a.detail);
