@@ -56,7 +56,29 @@ impl Params {
 
     /// The applied revisions (one per current head).
     fn current(&self) -> Result<BTreeSet<String>, HookError> {
-        let out = self.alembic(["current"]).run()?;
+        let command = self.alembic(["current"]);
+        let out = command.output()?;
+        if !out.success() {
+            // Alembic says what is wrong with its ini on stdout ("FAILED:
+            // No config file …"), everything else on stderr.
+            let said = format!("{}{}", out.stdout_text(), out.stderr_text());
+            if said.contains("No config file") || said.contains("No 'script_location' key") {
+                return Err(HookError::invalid_input(format!(
+                    "{} does not exist or has no [alembic] section with a script_location: \
+                     params.config must be the project's alembic.ini (absolute path)",
+                    self.config
+                )));
+            }
+            return Err(HookError::failed_with_stderr(
+                format!(
+                    "`{}` exited with {}",
+                    command.display(),
+                    out.exit_code
+                        .map_or("a signal".to_string(), |c| format!("code {c}"))
+                ),
+                said.as_bytes(),
+            ));
+        }
         Ok(parse_current(&out.stdout_text()))
     }
 }

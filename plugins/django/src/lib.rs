@@ -92,7 +92,10 @@ impl Params {
     }
 
     fn state(&self) -> Result<State, HookError> {
-        let out = self.manage(["showmigrations", "--plan"]).run()?;
+        let out = self
+            .manage(["showmigrations", "--plan"])
+            .run()
+            .map_err(|err| self.missing_manage(err))?;
         Ok(State {
             plan: parse_plan(&out.stdout_text()),
         })
@@ -155,6 +158,20 @@ fn targets(now: &State, recorded: &State) -> Vec<(String, String)> {
         .into_iter()
         .map(|(_, app, target)| (app, target))
         .collect()
+}
+
+impl Params {
+    /// Python's own words for a script that is not there, said as the fix.
+    fn missing_manage(&self, err: HookError) -> HookError {
+        if err.message().contains("can't open file") {
+            HookError::invalid_input(format!(
+                "{} does not exist: params.manage must be the project's manage.py (absolute path)",
+                self.manage
+            ))
+        } else {
+            err
+        }
+    }
 }
 
 /// Name the irreversible migration when Django refuses to unapply one.

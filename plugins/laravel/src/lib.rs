@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 
 use rewind_sdk::{
     ArtifactRef, Backup, Capabilities, Command, Context, Health, HealthCheck, HealthReport,
-    HealthStatus, HookError, Plugin, PluginInfo, Report, Revert, artifacts, log,
+    HealthStatus, HookError, Plugin, PluginInfo, Report, Revert, artifacts, log, take_denial,
 };
 use serde::{Deserialize, Serialize};
 
@@ -87,6 +87,9 @@ impl Params {
         }
         let mut said = out.stdout_text();
         said.push_str(&out.stderr_text());
+        if let Some(err) = self.missing_artisan(&said) {
+            return Err(err);
+        }
         Err(HookError::failed_with_stderr(
             format!(
                 "`{}` exited with {}",
@@ -96,6 +99,56 @@ impl Params {
             ),
             said.as_bytes(),
         ))
+    }
+
+    fn root(&self) -> &str {
+        self.app.trim_end_matches('/')
+    }
+
+    /// PHP's own words for a script that is not there, said as the fix.
+    fn missing_artisan(&self, said: &str) -> Option<HookError> {
+        said.contains("Could not open input file").then(|| {
+            HookError::invalid_input(format!(
+                "{}/artisan does not exist: params.app must be the Laravel application's root \
+                 (the directory holding artisan)",
+                self.root()
+            ))
+        })
+    }
+
+    /// The dry run's preflight: what would go wrong in a real revert that
+    /// can be known without changing anything. Artisan must run (it boots
+    /// the application), and with `maintenance` the directory `artisan
+    /// down` writes its marker into must exist: a real revert only warns
+    /// when it cannot enter maintenance mode, but the operator should hear
+    /// of it before the night it matters.
+    fn preflight(&self) -> Result<(), HookError> {
+        self.run(&["--version", "--no-interaction"])?;
+        if !(self.migrate && self.maintenance) {
+            return Ok(());
+        }
+        let framework = format!("{}/storage/framework", self.root());
+        let problem = match std::fs::metadata(&framework) {
+            Ok(meta) if meta.is_dir() => return Ok(()),
+            Ok(_) => "is not a directory",
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound && take_denial().is_none() => {
+                "does not exist"
+            }
+            Err(_) => {
+                // Not granted (the host has said which grant to add): the
+                // revert itself only warns, so the dry run does too.
+                log::info(format!(
+                    "maintenance mode not checked: {framework} is outside this instance's \
+                     grants (a read-only grant of it, or of the application, lets the dry run \
+                     check that `artisan down` can write there)"
+                ));
+                return Ok(());
+            }
+        };
+        Err(HookError::failed(format!(
+            "maintenance mode cannot be entered: {framework} {problem} (artisan down writes \
+             storage/framework/down); create it, or set maintenance = false"
+        )))
     }
 
     fn status(&self) -> Result<State, HookError> {
@@ -108,6 +161,9 @@ impl Params {
             });
         }
         if !out.success() {
+            if let Some(err) = self.missing_artisan(&format!("{text}{}", out.stderr_text())) {
+                return Err(err);
+            }
             return Err(HookError::failed_with_stderr(
                 format!("`{}` failed", command.display()),
                 format!("{text}{}", out.stderr_text()).as_bytes(),
@@ -257,6 +313,9 @@ impl Backup for Laravel {
 impl Revert for Laravel {
     fn revert(ctx: &Context, saved: &[ArtifactRef]) -> Result<Report, HookError> {
         let params: Params = ctx.params()?;
+        if ctx.dry_run() {
+            params.preflight()?;
+        }
         if !params.migrate {
             if ctx.dry_run() {
                 return Ok(Report::new(format!(
