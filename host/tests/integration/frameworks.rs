@@ -8,11 +8,11 @@ use std::process::Command;
 
 use crate::common::{Project, pin};
 
-fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap().flatten() {
         let target = to.join(entry.file_name());
@@ -26,14 +26,14 @@ fn copy_dir(from: &Path, to: &Path) {
 
 // ---------------------------------------------------------------- laravel
 
-struct LaravelApp {
-    root: PathBuf,
+pub(crate) struct LaravelApp {
+    pub(crate) root: PathBuf,
 }
 
 impl LaravelApp {
     /// The fixture app in `dir/app`, on SQLite (or the given .env), with
     /// its first migration run.
-    fn new(dir: &Path, env: Option<&str>) -> LaravelApp {
+    pub(crate) fn new(dir: &Path, env: Option<&str>) -> LaravelApp {
         let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/laravel-app");
         let root = dir.join("app");
         copy_dir(&fixture, &root);
@@ -46,7 +46,7 @@ impl LaravelApp {
         app
     }
 
-    fn artisan(&self, args: &[&str]) -> String {
+    pub(crate) fn artisan(&self, args: &[&str]) -> String {
         let out = Command::new("php")
             .arg(self.root.join("artisan"))
             .args(args)
@@ -62,7 +62,7 @@ impl LaravelApp {
     }
 
     /// Add a migration file; `up` and `down` are PHP statements.
-    fn add_migration(&self, name: &str, up: &str, down: &str) {
+    pub(crate) fn add_migration(&self, name: &str, up: &str, down: &str) {
         let class: String = name
             .split('_')
             .skip(4)
@@ -83,7 +83,7 @@ impl LaravelApp {
     }
 
     /// A migration creating (and dropping) one table.
-    fn add_table(&self, name: &str, table: &str) {
+    pub(crate) fn add_table(&self, name: &str, table: &str) {
         self.add_migration(
             name,
             &format!("Schema::create('{table}', function (Blueprint $t) {{ $t->id(); $t->string('label'); }});"),
@@ -93,7 +93,7 @@ impl LaravelApp {
 
     /// A release directory `base/releases/<name>` holding the fixture app,
     /// whose `.env` is `base/shared/.env`.
-    fn new_release(base: &Path, name: &str) -> LaravelApp {
+    pub(crate) fn new_release(base: &Path, name: &str) -> LaravelApp {
         let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/laravel-app");
         let root = base.join("releases").join(name);
         copy_dir(&fixture, &root);
@@ -103,11 +103,11 @@ impl LaravelApp {
     }
 
     /// The migrations table and the schema, from SQLite itself.
-    fn fingerprint(&self) -> String {
+    pub(crate) fn fingerprint(&self) -> String {
         self.fingerprint_of(&self.root.join("database/database.sqlite"))
     }
 
-    fn fingerprint_of(&self, db: &Path) -> String {
+    pub(crate) fn fingerprint_of(&self, db: &Path) -> String {
         let out = Command::new("sqlite3")
             .arg(db)
             .arg("select migration || ' ' || batch from migrations order by id; select name || ': ' || sql from sqlite_master where name not like 'sqlite_%' order by name;")
@@ -118,7 +118,7 @@ impl LaravelApp {
     }
 }
 
-fn laravel_project(app: &LaravelApp, params: &str) -> Project {
+pub(crate) fn laravel_project(app: &LaravelApp, params: &str) -> Project {
     let project = Project::new("");
     project.write(&format!(
         r#"[plugins.migrations]
@@ -446,7 +446,7 @@ retries = 0
 
 // ---------------------------------------------------------------- alembic
 
-fn venv_bin(program: &str) -> PathBuf {
+pub(crate) fn venv_bin(program: &str) -> PathBuf {
     let python = std::env::var("REWIND_TEST_PYTHON").unwrap_or_else(|_| {
         concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -463,13 +463,13 @@ fn venv_bin(program: &str) -> PathBuf {
     path
 }
 
-struct AlembicProject {
-    root: PathBuf,
-    url: String,
+pub(crate) struct AlembicProject {
+    pub(crate) root: PathBuf,
+    pub(crate) url: String,
 }
 
 impl AlembicProject {
-    fn new(dir: &Path, pg: &crate::servers::Postgres) -> AlembicProject {
+    pub(crate) fn new(dir: &Path, pg: &crate::servers::Postgres) -> AlembicProject {
         let fixture =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/alembic-project");
         let root = dir.join("alembic-project");
@@ -485,7 +485,7 @@ impl AlembicProject {
         }
     }
 
-    fn ini(&self) -> PathBuf {
+    pub(crate) fn ini(&self) -> PathBuf {
         self.root.join("alembic.ini")
     }
 
@@ -500,7 +500,7 @@ impl AlembicProject {
         );
     }
 
-    fn revision_with(
+    pub(crate) fn revision_with(
         &self,
         rev: &str,
         down: Option<&str>,
@@ -520,7 +520,7 @@ impl AlembicProject {
         .unwrap();
     }
 
-    fn alembic(&self, args: &[&str]) -> String {
+    pub(crate) fn alembic(&self, args: &[&str]) -> String {
         let out = Command::new(venv_bin("alembic"))
             .arg("-c")
             .arg(self.ini())
@@ -536,7 +536,7 @@ impl AlembicProject {
         text(&out.stdout)
     }
 
-    fn rewind_project(&self, extra: &str) -> Project {
+    pub(crate) fn rewind_project(&self, extra: &str) -> Project {
         let mut project = Project::new("");
         project.write(&format!(
             r#"[plugins.schema]
@@ -727,14 +727,14 @@ retries = 0
 // ---------------------------------------------------------------- django
 
 /// The fixture Django project (apps `shop` and `billing`) at `root`.
-struct DjangoProject {
-    root: PathBuf,
+pub(crate) struct DjangoProject {
+    pub(crate) root: PathBuf,
     /// PGPORT/PGPASSWORD/PGDATABASE, or SQLITE_PATH.
-    env: Vec<(String, String)>,
+    pub(crate) env: Vec<(String, String)>,
 }
 
 impl DjangoProject {
-    fn new(root: &Path, env: Vec<(String, String)>) -> DjangoProject {
+    pub(crate) fn new(root: &Path, env: Vec<(String, String)>) -> DjangoProject {
         let fixture =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/django-project");
         copy_dir(&fixture, root);
@@ -744,7 +744,7 @@ impl DjangoProject {
         }
     }
 
-    fn manage(&self, args: &[&str]) -> String {
+    pub(crate) fn manage(&self, args: &[&str]) -> String {
         let out = Command::new(venv_bin("python"))
             .arg(self.root.join("manage.py"))
             .args(args)
@@ -760,7 +760,13 @@ impl DjangoProject {
         text(&out.stdout)
     }
 
-    fn add_migration(&self, app: &str, name: &str, dependencies: &str, operations: &str) {
+    pub(crate) fn add_migration(
+        &self,
+        app: &str,
+        name: &str,
+        dependencies: &str,
+        operations: &str,
+    ) {
         std::fs::write(
             self.root.join(format!("{app}/migrations/{name}.py")),
             format!(
@@ -804,7 +810,7 @@ impl DjangoProject {
         project
     }
 
-    fn instance(&self, name: &str, manage: &Path) -> String {
+    pub(crate) fn instance(&self, name: &str, manage: &Path) -> String {
         let python = venv_bin("python");
         format!(
             r#"[plugins.{name}]

@@ -10,6 +10,7 @@ mod servers;
 mod cli;
 mod code;
 mod databases;
+mod fallbacks;
 mod first_plugins;
 mod frameworks;
 mod notify;
