@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use super::Result;
 use clap::Args;
 use rewind::config::Config;
-use rewind::run::check::{Level, check_config};
+use rewind::run::check::{self, Level};
 use serde_json::json;
 
 use super::{Cli, print_json};
@@ -288,7 +288,7 @@ pub fn init(cli: &Cli, args: &InitArgs) -> Result<ExitCode> {
 
 pub fn check(cli: &Cli, json: bool) -> Result<ExitCode> {
     let config = Config::load(&cli.config)?;
-    let findings = check_config(&config, &super::runtime()?);
+    let findings = check::check(&config, &super::runtime()?);
     let errors = findings.iter().filter(|f| f.level == Level::Error).count();
     if json {
         print_json(&json!({ "ok": errors == 0, "findings": findings }))?;

@@ -30,6 +30,44 @@ pub struct Finding {
     pub message: String,
 }
 
+/// `rewind check`: [`check_config`], then, if that found no error, the
+/// rollback chain's dry runs against the newest backup
+/// ([`Runner::rollback_preflight`]): each plugin's own preflight.
+///
+/// [`Runner::rollback_preflight`]: super::Runner::rollback_preflight
+pub fn check(config: &Config, runtime: &Runtime) -> Vec<Finding> {
+    let mut out = check_config(config, runtime);
+    let subject = "rollback preflight".to_string();
+    if out.iter().any(|f| f.level == Level::Error) {
+        out.push(Finding {
+            level: Level::Warning,
+            subject,
+            message: "not run until the errors above are fixed".into(),
+        });
+        return out;
+    }
+    let runner = crate::store::Store::open(&config.store.root())
+        .map_err(super::RunError::from)
+        .and_then(|store| {
+            super::Runner::new(
+                config,
+                store,
+                runtime.clone(),
+                &super::Silent,
+                "rewind check".into(),
+            )
+        });
+    match runner {
+        Ok(runner) => out.extend(runner.rollback_preflight()),
+        Err(err) => out.push(Finding {
+            level: Level::Error,
+            subject,
+            message: format!("{err:#}"),
+        }),
+    }
+    out
+}
+
 /// Check `config`, loading its plugins with `runtime`.
 pub fn check_config(config: &Config, runtime: &Runtime) -> Vec<Finding> {
     let mut out = Vec::new();

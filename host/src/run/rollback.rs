@@ -368,6 +368,68 @@ impl Runner<'_> {
         let mut plan = self.plan_rollback(&source, options.chain.as_deref(), options.quick)?;
         restrict(&mut plan, &options.only)?;
         let problems = self.verify_plan(&plan.steps);
+        self.dry_run_plan(plan, problems)
+    }
+
+    /// `rewind check`'s part of the rollback: each step's dry run (the
+    /// plugins' own preflight) against the newest backup. Artifacts are
+    /// not re-hashed here (that is `artifacts verify`); a plugin that reads
+    /// one still verifies it as it streams.
+    pub fn rollback_preflight(&self) -> Vec<super::check::Finding> {
+        use super::check::{Finding, Level};
+        let finding = |level, message: String| Finding {
+            level,
+            subject: "rollback preflight".into(),
+            message,
+        };
+        let runs = match self.store.runs() {
+            Ok(runs) => runs,
+            Err(err) => return vec![finding(Level::Error, format!("{err:#}"))],
+        };
+        let Some(source) = newest_backup(&runs) else {
+            return vec![finding(
+                Level::Ok,
+                "no backup yet: once one exists, the rollback chain's dry runs (each plugin's \
+                 own preflight) run here"
+                    .into(),
+            )];
+        };
+        let plan = match self.plan_rollback(source, None, true) {
+            Ok(plan) => plan,
+            Err(err) => return vec![finding(Level::Error, format!("{err:#}"))],
+        };
+        let result = match self.dry_run_plan(plan, Vec::new()) {
+            Ok(result) => result,
+            Err(err) => return vec![finding(Level::Error, format!("{err:#}"))],
+        };
+        let mut out: Vec<Finding> = result
+            .preflight
+            .iter()
+            .map(|p| finding(Level::Error, p.clone()))
+            .collect();
+        for step in result.dry_run_steps.iter().filter(|s| s.error.is_some()) {
+            let what = match &step.fallback_for {
+                Some(of) => format!("`{} {}` (fallback for `{of}`)", step.instance, step.hook),
+                None => format!("`{} {}`", step.instance, step.hook),
+            };
+            let err = step.error.as_ref().expect("filtered");
+            out.push(finding(
+                Level::Error,
+                format!("{what} would fail against backup {}: {err}", source.id),
+            ));
+        }
+        if out.is_empty() {
+            out.push(finding(
+                Level::Ok,
+                format!("every step's dry run passes against backup {}", source.id),
+            ));
+        }
+        out
+    }
+
+    /// Preflight and dry-run every step of `plan` unless verification
+    /// found `problems`.
+    fn dry_run_plan(&self, plan: RollbackPlan, problems: Vec<String>) -> Result<RollbackResult> {
         // The same preflight as `rewind check`, for what this rollback uses.
         let used: BTreeSet<&String> = plan
             .steps

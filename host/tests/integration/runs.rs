@@ -997,6 +997,14 @@ fn a_failed_step_falls_back_to_another_instance_and_the_rollback_succeeds() {
     app.break_it();
     fs::write(app.root().join("break-rollback"), "").unwrap();
 
+    // check runs every step's dry run, fallbacks too, against the backup.
+    let check = app.rewind(&["check"]);
+    let said = text(&check.stdout);
+    assert!(
+        said.contains("every step's dry run passes against backup"),
+        "{said}"
+    );
+
     // The plan shows the fallback, and runs its dry run too.
     let plan = app.rewind(&["rollback", "--dry-run"]);
     let said = text(&plan.stdout);
