@@ -240,11 +240,21 @@ impl<'a> Runner<'a> {
                 fields.push((key.to_string(), value.to_string()));
             }
         }
-        if let Some(failed) = run.steps.iter().find(|s| s.status == StepStatus::Failed) {
+        // A rollback that succeeded through a fallback did not fail at a
+        // step; say which fallback did the work instead.
+        let failed = match run.status {
+            RunStatus::Succeeded => None,
+            _ => run.steps.iter().find(|s| s.status == StepStatus::Failed),
+        };
+        if let Some(failed) = failed {
             fields.push((
                 "failed_step".to_string(),
                 format!("{} {}", failed.instance, failed.hook),
             ));
+        }
+        let fallbacks = rollback::fallbacks_used(run);
+        if !fallbacks.is_empty() {
+            fields.push(("fallbacks".to_string(), fallbacks.join("; ")));
         }
         // What the app is at now, as the plugins reported it (a release
         // name, a commit): what a notification reader wants first.
