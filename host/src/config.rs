@@ -140,6 +140,12 @@ struct RawInstance {
     params: toml::Table,
     #[serde(default)]
     limits: RawLimits,
+    /// The instance whose backup is restored when this one's rollback step
+    /// fails.
+    fallback: Option<Spanned<String>>,
+    /// `stop` or `continue`: what a rollback does after this instance's
+    /// step (and its fallback) failed.
+    on_failure: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -327,6 +333,34 @@ pub struct Instance {
     pub limits: Limits,
     /// `params`, as the JSON object the plugin receives.
     pub params: serde_json::Value,
+    /// `fallback`: the instance restored from the same backup when this
+    /// instance's rollback step fails.
+    pub fallback: Option<String>,
+    /// `on_failure`: what a rollback does when this instance's step (and
+    /// its fallback) failed.
+    pub on_failure: OnFailure,
+}
+
+/// What a rollback does when a step, and its fallback if it has one, failed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    /// End the rollback there: later steps do not run (`rollback --resume`
+    /// continues it).
+    #[default]
+    Stop,
+    /// Run the later steps anyway; the rollback is still reported failed.
+    Continue,
+}
+
+impl OnFailure {
+    /// The word written in `rewind.toml`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnFailure::Stop => "stop",
+            OnFailure::Continue => "continue",
+        }
+    }
 }
 
 impl Instance {
@@ -384,18 +418,58 @@ impl Config {
             None => crate::store::default_root(),
         };
         let mut instances = BTreeMap::new();
-        for (name, raw_instance) in raw.plugins {
+        let mut fallbacks = Vec::new();
+        for (name, mut raw_instance) in raw.plugins {
+            if let Some(fallback) = raw_instance.fallback.take() {
+                fallbacks.push((name.get_ref().clone(), fallback));
+            }
             let instance =
                 validate_instance(&loc, base_dir, cache_dir, &store_dir, &name, raw_instance)?;
             instances.insert(name.into_inner(), instance);
+        }
+        for (name, fallback) in fallbacks {
+            let target = fallback.get_ref();
+            if *target == name {
+                return Err(loc.error(
+                    Some(fallback.span()),
+                    format!(
+                        "`{name}` cannot be its own fallback; name the instance whose backup is \
+                         restored when `{name}` fails, e.g. fallback = \"db\""
+                    ),
+                ));
+            }
+            if !instances.contains_key(target) {
+                return Err(loc.error(
+                    Some(fallback.span()),
+                    format!(
+                        "fallback names `{target}`, which is not a plugin instance; defined \
+                         instances: {}",
+                        known(&instances)
+                    ),
+                ));
+            }
+            if let Some(instance) = instances.get_mut(&name) {
+                instance.fallback = Some(target.clone());
+            }
         }
 
         let check_refs = |list: &[Spanned<String>],
                           what: &str|
          -> Result<Vec<String>, ConfigError> {
             list.iter()
-                .map(|entry| {
-                    if instances.contains_key(entry.get_ref()) {
+                .enumerate()
+                .map(|(i, entry)| {
+                    // A rollback's steps, and resuming one, are keyed by
+                    // instance: each runs once per chain.
+                    if list[..i].iter().any(|e| e.get_ref() == entry.get_ref()) {
+                        Err(loc.error(
+                            Some(entry.span()),
+                            format!(
+                                "{what} lists `{}` twice; each instance runs once per chain",
+                                entry.get_ref()
+                            ),
+                        ))
+                    } else if instances.contains_key(entry.get_ref()) {
                         Ok(entry.get_ref().clone())
                     } else {
                         Err(loc.error(
@@ -599,6 +673,25 @@ fn validate_instance(
         limits.run_artifact_bytes = positive(mb, "run_artifacts_mb")?.saturating_mul(1 << 20);
     }
 
+    let on_failure = match &raw.on_failure {
+        None => OnFailure::default(),
+        Some(value) => match value.get_ref().as_str() {
+            "stop" => OnFailure::Stop,
+            "continue" => OnFailure::Continue,
+            other => {
+                return Err(loc.error(
+                    Some(value.span()),
+                    format!(
+                        "on_failure = \"{other}\" is not known; use \"stop\" (the default: \
+                         later steps do not run) or \"continue\" (later steps run, the rollback \
+                         is still reported failed); to restore another instance instead, set \
+                         fallback = \"INSTANCE\""
+                    ),
+                ));
+            }
+        },
+    };
+
     let params = serde_json::to_value(&raw.params).map_err(|err| {
         loc.error(
             Some(raw.source.span()),
@@ -616,6 +709,8 @@ fn validate_instance(
         grants: Arc::new(grants),
         limits,
         params,
+        fallback: None,
+        on_failure,
     })
 }
 
@@ -683,6 +778,40 @@ rollback = ["code"]
             err.message.contains("`dbb`") && err.message.contains("defined instances: db"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn fallbacks_and_on_failure_are_validated_at_their_value() {
+        let with = |extra: &str| {
+            format!(
+                "[project]\nname = \"x\"\n[plugins.db]\nsource = \"a.wasm\"\nsha256 = \"{PIN}\"\n\
+                 [plugins.migrations]\nsource = \"a.wasm\"\nsha256 = \"{PIN}\"\n{extra}\n"
+            )
+        };
+        let config = parse(&with("fallback = \"db\"\non_failure = \"continue\"")).unwrap();
+        let migrations = &config.instances["migrations"];
+        assert_eq!(migrations.fallback.as_deref(), Some("db"));
+        assert_eq!(migrations.on_failure, OnFailure::Continue);
+        assert_eq!(config.instances["db"].on_failure, OnFailure::Stop);
+
+        let err = parse(&with("fallback = \"dbb\"")).unwrap_err();
+        assert_eq!(err.location, Some((9, 12)), "{err}");
+        assert!(err.message.contains("`dbb`"), "{err}");
+        let err = parse(&with("fallback = \"migrations\"")).unwrap_err();
+        assert!(err.message.contains("its own fallback"), "{err}");
+        let err = parse(&with("on_failure = \"retry\"")).unwrap_err();
+        assert_eq!(err.location, Some((9, 14)), "{err}");
+        assert!(err.message.contains("\"stop\""), "{err}");
+    }
+
+    #[test]
+    fn a_chain_listing_an_instance_twice_points_at_the_second() {
+        let text = format!(
+            "[project]\nname = \"x\"\n[plugins.db]\nsource = \"a.wasm\"\nsha256 = \"{PIN}\"\n[chains]\nrollback = [\"db\", \"db\"]\n"
+        );
+        let err = parse(&text).unwrap_err();
+        assert_eq!(err.location, Some((7, 19)), "{err}");
+        assert!(err.message.contains("twice"), "{err}");
     }
 
     #[test]

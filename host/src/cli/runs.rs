@@ -4,7 +4,10 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use super::Result;
 use clap::Args;
-use rewind::run::{GuardOptions, GuardOutcome, Observer, RollbackOptions, Runner, Silent};
+use rewind::config::OnFailure;
+use rewind::run::{
+    GuardOptions, GuardOutcome, Observer, PlanStep, RollbackOptions, Runner, Silent,
+};
 use rewind::store::{RunManifest, RunStatus, StepStatus, newest_backup};
 use serde_json::json;
 
@@ -208,6 +211,7 @@ pub fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<ExitCode> {
             "ok": result.succeeded(),
             "plan": result.plan,
             "problems": result.problems,
+            "preflight": result.preflight,
             "run": result.run,
             "dry_run_steps": result.dry_run_steps,
         }))?;
@@ -216,7 +220,10 @@ pub fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<ExitCode> {
     } else if let Some(run) = &result.run {
         match run.status {
             RunStatus::Succeeded => {
-                println!("rolled back to {} (run {})", result.plan.source_run, run.id)
+                println!("rolled back to {} (run {})", result.plan.source_run, run.id);
+                for note in rewind::run::fallbacks_used(run) {
+                    println!("  {note}");
+                }
             }
             _ => {
                 println!(
@@ -288,9 +295,7 @@ fn confirm(
         }
     };
     let mut plan = runner.plan_rollback(&chosen, chain, false)?;
-    if !only.is_empty() {
-        plan.steps.retain(|s| only.contains(&s.instance));
-    }
+    rewind::run::restrict(&mut plan, only)?;
     eprintln!(
         "Rollback to {} ({}):",
         chosen.id,
@@ -298,11 +303,15 @@ fn confirm(
     );
     for (i, step) in plan.steps.iter().enumerate() {
         eprintln!(
-            "  {}. {} {} ({} artifact(s))",
+            "  {}. {} {} ({} artifact(s)){}",
             i + 1,
             step.instance,
             step.hook,
-            step.artifacts.len()
+            step.artifacts.len(),
+            step.fallback
+                .as_ref()
+                .map(|f| format!("; if it fails: {} {}", f.instance, f.hook))
+                .unwrap_or_default()
         );
     }
     eprint!("Proceed? [y/N]: ");
@@ -327,34 +336,38 @@ fn print_plan(result: &rewind::run::RollbackResult) {
         println!("  0. safety backup of what the steps below change");
     }
     for (i, step) in plan.steps.iter().enumerate() {
-        println!(
-            "  {}. {} {}  plugin {} sha256:{}",
-            i + 1,
-            step.instance,
-            step.hook,
-            step.plugin.source,
-            step.plugin.sha256
-        );
-        for a in &step.artifacts {
-            println!(
-                "       {:<20} sha256:{}  {} bytes",
-                a.name, a.blob.digest, a.blob.size
-            );
-        }
-        if let Some(said) = result.dry_run_steps.get(i) {
-            match (&said.summary, &said.error) {
-                (_, Some(err)) => println!("       would fail: {err}"),
-                // Plugins word their dry-run summaries themselves ("would …").
-                (Some(summary), None) => println!("       {summary}"),
-                _ => {}
+        println!("  {}. {} {}", i + 1, step.instance, step.hook);
+        print_plan_step(result, step, None, "       ");
+        match &step.fallback {
+            Some(fallback) => {
+                println!(
+                    "       if it fails: fall back to {} {} (from the same backup){}",
+                    fallback.instance,
+                    fallback.hook,
+                    match step.on_failure {
+                        OnFailure::Stop => ", and stop if that fails too",
+                        OnFailure::Continue => ", and go on if that fails too",
+                    }
+                );
+                print_plan_step(result, fallback, Some(&step.instance), "         ");
             }
-            for (k, v) in &said.details {
-                println!("         {k}: {v}");
-            }
+            None => println!(
+                "       if it fails: {}",
+                match step.on_failure {
+                    OnFailure::Stop => "stop (later steps do not run)",
+                    OnFailure::Continue => "go on with the next step (on_failure = \"continue\")",
+                }
+            ),
         }
     }
     if !plan.health.is_empty() {
         println!("  then health: {}", plan.health.join(", "));
+    }
+    if !result.preflight.is_empty() {
+        println!("  PREFLIGHT FAILED: the rollback would fail:");
+        for p in &result.preflight {
+            println!("    {p}");
+        }
     }
     if result.problems.is_empty() {
         println!("  all artifacts verified");
@@ -364,6 +377,40 @@ fn print_plan(result: &rewind::run::RollbackResult) {
             println!("    {p}");
         }
         println!("{}", older_backup_hint(&result.plan.source_run));
+    }
+}
+
+/// One planned step's plugin, artifacts and what its dry run said.
+fn print_plan_step(
+    result: &rewind::run::RollbackResult,
+    step: &PlanStep,
+    fallback_for: Option<&str>,
+    indent: &str,
+) {
+    println!(
+        "{indent}plugin {} sha256:{}",
+        step.plugin.source, step.plugin.sha256
+    );
+    for a in &step.artifacts {
+        println!(
+            "{indent}{:<20} sha256:{}  {} bytes",
+            a.name, a.blob.digest, a.blob.size
+        );
+    }
+    let said = result
+        .dry_run_steps
+        .iter()
+        .find(|s| s.instance == step.instance && s.fallback_for.as_deref() == fallback_for);
+    if let Some(said) = said {
+        match (&said.summary, &said.error) {
+            (_, Some(err)) => println!("{indent}would fail: {err}"),
+            // Plugins word their dry-run summaries themselves ("would …").
+            (Some(summary), None) => println!("{indent}{summary}"),
+            _ => {}
+        }
+        for (k, v) in &said.details {
+            println!("{indent}  {k}: {v}");
+        }
     }
 }
 
@@ -399,7 +446,16 @@ pub fn guard(cli: &Cli, args: &GuardArgs) -> Result<ExitCode> {
         let detail = result.run.error.as_deref().unwrap_or("");
         match result.outcome {
             GuardOutcome::Deployed => println!("deployed and healthy (run {})", result.run.id),
-            GuardOutcome::RolledBack => println!("ROLLED BACK: {detail}"),
+            GuardOutcome::RolledBack => {
+                println!("ROLLED BACK: {detail}");
+                let rollback = result.rollback.as_ref().and_then(|r| r.run.as_ref());
+                for note in rollback
+                    .map(rewind::run::fallbacks_used)
+                    .unwrap_or_default()
+                {
+                    println!("  {note}");
+                }
+            }
             GuardOutcome::RollbackFailed => {
                 println!("ROLLBACK FAILED, manual action needed: {detail}")
             }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use super::Result;
 use clap::Args;
 use rewind::config::Config;
-use rewind::run::check::{Level, check_config};
+use rewind::run::check::{self, Level};
 use serde_json::json;
 
 use super::{Cli, print_json};
@@ -190,10 +190,13 @@ limits = {{ timeout_s = 1800 }}
             text.push_str(&format!(
                 r#"
 # Migrations: undone with the new release's code, before the code switch.
+# If they cannot be undone, the database dump taken before the deploy is
+# restored instead, and the rollback goes on.
 [plugins.migrations]
 {laravel}
 grants.exec = ["php {app}/current/artisan **"]
 params = {{ app = "{app}/current", caches = [] }}
+fallback = "db"
 
 # Caches: rebuilt with the old release's code, after the code switch.
 [plugins.caches]
@@ -218,12 +221,13 @@ params = {{ app = "{app}/current", migrate = false, maintenance = false, caches 
 grants.exec = ["{app}/venv/bin/python {app}/current/manage.py **"]
 grants.env = ["DATABASE_URL"]
 params = {{ manage = "{app}/current/manage.py", python = "{app}/venv/bin/python", env = ["DATABASE_URL"], collectstatic = true }}
+fallback = "db"    # an irreversible migration: restore the dump taken before the deploy
 "#,
                 django = pin("django"),
             ));
             (
                 r#""db", "migrations", "config", "code""#,
-                r#""migrations", "config", "code", "db""#,
+                r#""migrations", "config", "code""#,
                 r#""web", "migrations""#,
             )
         }
@@ -236,6 +240,7 @@ params = {{ manage = "{app}/current/manage.py", python = "{app}/venv/bin/python"
 grants.exec = ["{app}/venv/bin/alembic -c {app}/current/alembic.ini **"]
 grants.env = ["DATABASE_URL"]
 params = {{ config = "{app}/current/alembic.ini", alembic = "{app}/venv/bin/alembic", env = ["DATABASE_URL"] }}
+fallback = "db"    # a downgrade that fails: restore the dump taken before the deploy
 "#,
                 alembic = pin("alembic"),
             ));
@@ -283,7 +288,7 @@ pub fn init(cli: &Cli, args: &InitArgs) -> Result<ExitCode> {
 
 pub fn check(cli: &Cli, json: bool) -> Result<ExitCode> {
     let config = Config::load(&cli.config)?;
-    let findings = check_config(&config, &super::runtime()?);
+    let findings = check::check(&config, &super::runtime()?);
     let errors = findings.iter().filter(|f| f.level == Level::Error).count();
     if json {
         print_json(&json!({ "ok": errors == 0, "findings": findings }))?;

@@ -4,6 +4,8 @@
 //! types, chain entries export the hooks they are used for, requested
 //! capabilities are granted, risky grant combinations, the store.
 
+use std::collections::BTreeSet;
+
 use serde::Serialize;
 
 use crate::config::Config;
@@ -28,6 +30,44 @@ pub struct Finding {
     pub message: String,
 }
 
+/// `rewind check`: [`check_config`], then, if that found no error, the
+/// rollback chain's dry runs against the newest backup
+/// ([`Runner::rollback_preflight`]): each plugin's own preflight.
+///
+/// [`Runner::rollback_preflight`]: super::Runner::rollback_preflight
+pub fn check(config: &Config, runtime: &Runtime) -> Vec<Finding> {
+    let mut out = check_config(config, runtime);
+    let subject = "rollback preflight".to_string();
+    if out.iter().any(|f| f.level == Level::Error) {
+        out.push(Finding {
+            level: Level::Warning,
+            subject,
+            message: "not run until the errors above are fixed".into(),
+        });
+        return out;
+    }
+    let runner = crate::store::Store::open(&config.store.root())
+        .map_err(super::RunError::from)
+        .and_then(|store| {
+            super::Runner::new(
+                config,
+                store,
+                runtime.clone(),
+                &super::Silent,
+                "rewind check".into(),
+            )
+        });
+    match runner {
+        Ok(runner) => out.extend(runner.rollback_preflight()),
+        Err(err) => out.push(Finding {
+            level: Level::Error,
+            subject,
+            message: format!("{err:#}"),
+        }),
+    }
+    out
+}
+
 /// Check `config`, loading its plugins with `runtime`.
 pub fn check_config(config: &Config, runtime: &Runtime) -> Vec<Finding> {
     let mut out = Vec::new();
@@ -44,61 +84,12 @@ pub fn check_config(config: &Config, runtime: &Runtime) -> Vec<Finding> {
         format!("{} parses", config.path.display()),
     );
     let mut hooks_of = std::collections::BTreeMap::new();
-    for (name, instance) in &config.instances {
-        let subject = format!("plugins.{name}");
-        let plugin = match crate::plugin::load(runtime, &instance.source, Some(&instance.sha256)) {
-            Ok(plugin) => plugin,
-            Err(err) => {
-                add(Level::Error, &subject, format!("{err:#}"));
-                continue;
-            }
-        };
-        let info = match crate::plugin::describe(&plugin, name) {
-            Ok(info) => info,
-            Err(err) => {
-                add(Level::Error, &subject, format!("describe failed: {err:#}"));
-                continue;
-            }
-        };
-        add(
-            Level::Ok,
-            &subject,
-            format!(
-                "{} {} pinned and loaded; hooks: {}",
-                info.name,
-                info.version,
-                plugin.hook_list()
-            ),
-        );
-        for problem in crate::params::check(name, &info, &instance.params) {
-            add(Level::Error, &subject, problem);
+    for name in config.instances.keys() {
+        let (findings, hooks) = check_instance(config, name, runtime);
+        out.extend(findings);
+        if let Some(hooks) = hooks {
+            hooks_of.insert(name.clone(), hooks);
         }
-        // What a rollback would fail on, knowable now: a capability the
-        // plugin needs and does not have, a program that is not there.
-        for missing in crate::grants::ungranted(&info.capabilities, &instance.grants) {
-            add(
-                Level::Error,
-                &subject,
-                format!(
-                    "requests {missing}, which is not granted: the hooks that need it would be \
-                     denied; add the line (or a narrower grant that still covers what the hooks run)"
-                ),
-            );
-        }
-        for pattern in &instance.grants.exec {
-            if let Err(why) = crate::sandbox::preflight_program(&instance.grants, &pattern.program)
-            {
-                add(
-                    Level::Error,
-                    &subject,
-                    format!("grants.exec `{pattern}`: {why}"),
-                );
-            }
-        }
-        for risk in crate::grants::risks::code_execution_risks(&instance.grants) {
-            add(Level::Warning, &subject, risk);
-        }
-        hooks_of.insert(name.clone(), plugin.hooks.clone());
     }
 
     let mut need = |list: &[String],
@@ -141,6 +132,36 @@ pub fn check_config(config: &Config, runtime: &Runtime) -> Vec<Finding> {
         &|h| h.contains(&HookKind::Notify),
         "notify",
     );
+    for (name, instance) in &config.instances {
+        let Some(fallback) = &instance.fallback else {
+            continue;
+        };
+        let subject = format!("plugins.{name}.fallback");
+        if let Some(hooks) = hooks_of.get(fallback)
+            && !hooks.contains(&HookKind::Revert)
+            && !hooks.contains(&HookKind::Restore)
+        {
+            out.push(Finding {
+                level: Level::Error,
+                subject: subject.clone(),
+                message: format!(
+                    "`{fallback}`'s plugin exports neither restore nor revert, so it cannot be \
+                     restored when `{name}` fails; name an instance that restores, e.g. the \
+                     database dump"
+                ),
+            });
+        }
+        if !config.chains.backup.contains(fallback) {
+            out.push(Finding {
+                level: Level::Error,
+                subject,
+                message: format!(
+                    "`{fallback}` is not in chains.backup, so no backup holds anything to \
+                     restore when `{name}` fails; add it to chains.backup"
+                ),
+            });
+        }
+    }
     for (key, list) in [
         ("chains.backup", &config.chains.backup),
         ("chains.rollback", &config.chains.rollback),
@@ -169,4 +190,100 @@ pub fn check_config(config: &Config, runtime: &Runtime) -> Vec<Finding> {
         },
     });
     out
+}
+
+/// Check one instance: pin, load, describe, params, requested capabilities,
+/// programs, paths it may write, risky grants. Returns its findings and,
+/// when it loaded, the hooks it exports.
+pub fn check_instance(
+    config: &Config,
+    name: &str,
+    runtime: &Runtime,
+) -> (Vec<Finding>, Option<BTreeSet<HookKind>>) {
+    let mut out = Vec::new();
+    let Some(instance) = config.instances.get(name) else {
+        return (out, None);
+    };
+    let subject = format!("plugins.{name}");
+    let mut add = |level, message: String| {
+        out.push(Finding {
+            level,
+            subject: subject.clone(),
+            message,
+        })
+    };
+    let plugin = match crate::plugin::load(runtime, &instance.source, Some(&instance.sha256)) {
+        Ok(plugin) => plugin,
+        Err(err) => {
+            add(Level::Error, format!("{err:#}"));
+            return (out, None);
+        }
+    };
+    let info = match crate::plugin::describe(&plugin, name) {
+        Ok(info) => info,
+        Err(err) => {
+            add(Level::Error, format!("describe failed: {err:#}"));
+            return (out, None);
+        }
+    };
+    add(
+        Level::Ok,
+        format!(
+            "{} {} pinned and loaded; hooks: {}",
+            info.name,
+            info.version,
+            plugin.hook_list()
+        ),
+    );
+    for problem in crate::params::check(name, &info, &instance.params) {
+        add(Level::Error, problem);
+    }
+    // What a rollback would fail on, knowable now: a capability the
+    // plugin needs and does not have, a program that is not there, a
+    // directory it may write that cannot be written.
+    for missing in crate::grants::ungranted(&info.capabilities, &instance.grants) {
+        add(
+            Level::Error,
+            format!(
+                "requests {missing}, which is not granted: the hooks that need it would be \
+                 denied; add the line (or a narrower grant that still covers what the hooks run)"
+            ),
+        );
+    }
+    for pattern in &instance.grants.exec {
+        if let Err(why) = crate::sandbox::preflight_program(&instance.grants, &pattern.program) {
+            add(Level::Error, format!("grants.exec `{pattern}`: {why}"));
+        }
+    }
+    for grant in instance.grants.paths.iter().filter(|g| g.writable) {
+        if let Some(why) = unwritable(&grant.path) {
+            add(
+                Level::Error,
+                format!(
+                    "grants.paths `{}` is granted read-write, but {why}: a hook that writes \
+                     there would fail; fix the directory, or grant it `ro:` if nothing writes",
+                    grant.path.display()
+                ),
+            );
+        }
+    }
+    for risk in crate::grants::risks::code_execution_risks(&instance.grants) {
+        add(Level::Warning, risk);
+    }
+    (out, Some(plugin.hooks.clone()))
+}
+
+/// Why nothing can be written at `path`, if it exists and nothing can: a
+/// read-only file system, or permissions. A grant of a path that does not
+/// exist yet is fine (a backup may create it).
+fn unwritable(path: &std::path::Path) -> Option<String> {
+    use rustix::fs::{Access, access};
+    if std::fs::symlink_metadata(path).is_err() {
+        return None;
+    }
+    match access(path, Access::WRITE_OK) {
+        Ok(()) => None,
+        Err(rustix::io::Errno::ROFS) => Some("it is on a read-only file system".into()),
+        Err(err) => Some(format!("it is not writable ({err})")),
+    }
 }

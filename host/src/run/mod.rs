@@ -38,7 +38,8 @@ pub use guard::{GuardOptions, GuardOutcome, GuardResult};
 pub use health::{HealthResult, human_duration};
 pub use observer::{Observer, Silent};
 pub use rollback::{
-    RollbackOptions, RollbackPlan, RollbackResult, failed_rollback, failed_step, resume_hint,
+    PlanStep, RollbackOptions, RollbackPlan, RollbackResult, failed_rollback, failed_step,
+    fallbacks_used, restrict, resume_hint,
 };
 
 /// What taking the lock does with interrupted rollbacks.
@@ -239,11 +240,21 @@ impl<'a> Runner<'a> {
                 fields.push((key.to_string(), value.to_string()));
             }
         }
-        if let Some(failed) = run.steps.iter().find(|s| s.status == StepStatus::Failed) {
+        // A rollback that succeeded through a fallback did not fail at a
+        // step; say which fallback did the work instead.
+        let failed = match run.status {
+            RunStatus::Succeeded => None,
+            _ => run.steps.iter().find(|s| s.status == StepStatus::Failed),
+        };
+        if let Some(failed) = failed {
             fields.push((
                 "failed_step".to_string(),
                 format!("{} {}", failed.instance, failed.hook),
             ));
+        }
+        let fallbacks = rollback::fallbacks_used(run);
+        if !fallbacks.is_empty() {
+            fields.push(("fallbacks".to_string(), fallbacks.join("; ")));
         }
         // What the app is at now, as the plugins reported it (a release
         // name, a commit): what a notification reader wants first.
@@ -328,10 +339,11 @@ impl<'a> Runner<'a> {
         instance: &str,
         input: HookInput<'_>,
         dry_run: bool,
-        target: Option<String>,
+        fallback_for: Option<&str>,
     ) -> Result<HookOutput, CallError> {
         let hook = input.name();
         let mut step = StepRecord::start(instance, hook);
+        step.fallback_for = fallback_for.map(str::to_string);
         let spec = self
             .config
             .instance(instance)
@@ -352,7 +364,7 @@ impl<'a> Runner<'a> {
             .map_err(|err| CallError::new(crate::sandbox::ErrorKind::Host, format!("{err:#}")));
         let (result, logs) = match result {
             Ok(plugin) => {
-                let ctx = self.context(spec, &run.id, dry_run, target);
+                let ctx = self.context(spec, &run.id, dry_run);
                 let mut sandbox = spec.sandbox_spec();
                 // Everything the run's calls stored so far (returned or not)
                 // counts against this instance's per-run quota: a run cannot
@@ -399,13 +411,7 @@ impl<'a> Runner<'a> {
         result
     }
 
-    fn context(
-        &self,
-        instance: &Instance,
-        run_id: &str,
-        dry_run: bool,
-        target: Option<String>,
-    ) -> HookContext {
+    fn context(&self, instance: &Instance, run_id: &str, dry_run: bool) -> HookContext {
         HookContext {
             run_id: run_id.to_string(),
             project: self.config.project.clone(),
@@ -413,7 +419,8 @@ impl<'a> Runner<'a> {
             instance: instance.name.clone(),
             dry_run,
             params_json: instance.params.to_string(),
-            target,
+            // Only `rewind hook --target` sets one.
+            target: None,
         }
     }
 

@@ -2,12 +2,15 @@
 //! take a safety backup, run the rollback chain, check health.
 
 use super::error::{Result, RunError, config_error, refuse};
+use std::collections::BTreeSet;
+
 use serde::Serialize;
 
 use super::backup::BackupOptions;
 use super::health::HealthResult;
 use super::{Runner, stopped_at};
 use crate::bindings::rewind::hooks::types::EventKind;
+use crate::config::OnFailure;
 use crate::exit::ExitCode;
 use crate::plugin::HookKind;
 use crate::sandbox::{HookInput, LogLevel};
@@ -48,6 +51,42 @@ pub struct PlanStep {
     pub plugin: PluginRef,
     /// The artifacts this instance wrote in the chosen backup run.
     pub artifacts: Vec<ArtifactRecord>,
+    /// What runs when this step fails: the instance's `fallback`, given
+    /// the artifacts it wrote in the same backup run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<Box<PlanStep>>,
+    /// What the rollback does when this step (and its fallback) failed.
+    pub on_failure: OnFailure,
+}
+
+impl PlanStep {
+    /// The step as recorded in the manifest, so a resumed rollback follows
+    /// the same plan whatever the config says by then.
+    fn planned(&self) -> PlannedStep {
+        PlannedStep {
+            instance: self.instance.clone(),
+            hook: self.hook.as_str().to_string(),
+            fallback: self.fallback.as_ref().map(|f| Box::new(f.planned())),
+            on_failure: Some(self.on_failure.as_str().to_string()),
+        }
+    }
+
+    /// This step and its fallback: every step that may run for it.
+    fn with_fallback(&self) -> impl Iterator<Item = &PlanStep> {
+        std::iter::once(self).chain(self.fallback.as_deref())
+    }
+
+    fn input(&self) -> HookInput<'_> {
+        match self.hook {
+            HookKind::Revert => HookInput::Revert(&self.artifacts),
+            _ => HookInput::Restore(&self.artifacts),
+        }
+    }
+
+    /// `` `instance hook` ``, as messages name a step.
+    fn name(&self) -> String {
+        format!("`{} {}`", self.instance, self.hook)
+    }
 }
 
 /// What a rollback will do.
@@ -70,6 +109,9 @@ pub struct RollbackResult {
     pub run: Option<RunManifest>,
     /// Verification problems (a rollback with any does not run).
     pub problems: Vec<String>,
+    /// Dry run: what `rewind check` finds wrong with the instances the
+    /// rollback uses (each a reason it would fail).
+    pub preflight: Vec<String>,
     /// Dry run: what each plugin said it would do.
     pub dry_run_steps: Vec<StepRecord>,
     pub health: Option<HealthResult>,
@@ -94,6 +136,7 @@ impl RollbackResult {
             Some(run) => run.status == RunStatus::Succeeded,
             None => {
                 self.problems.is_empty()
+                    && self.preflight.is_empty()
                     && self
                         .dry_run_steps
                         .iter()
@@ -151,10 +194,14 @@ impl Runner<'_> {
         chain: Option<&str>,
         quick: bool,
     ) -> Result<RollbackPlan> {
+        let key = match chain {
+            Some(name) => format!("chains.named.{name}"),
+            None => "chains.rollback".to_string(),
+        };
         let chain = self.config.chains.rollback_chain(chain)?;
         if chain.is_empty() {
             config_error!(
-                "{}: chains.rollback is empty; list the instances to roll back, e.g. \
+                "{}: {key} is empty; list the instances to roll back, e.g. \
                  `rollback = [\"code\", \"config\"]` under [chains]",
                 self.config.path.display()
             );
@@ -162,26 +209,25 @@ impl Runner<'_> {
         self.preload(&self.config.guard.health)?;
         let mut steps = Vec::new();
         for instance in chain {
-            let plugin = self.plugin(instance)?;
-            let hook = if plugin.hooks.contains(&HookKind::Revert) {
-                HookKind::Revert
-            } else if plugin.hooks.contains(&HookKind::Restore) {
-                HookKind::Restore
-            } else {
-                return Err(RunError::Plugin(anyhow::anyhow!(
-                    "chains.rollback names `{instance}`, whose plugin exports neither revert nor \
-                     restore (it exports: {})",
-                    plugin.hook_list()
-                )));
-            };
-            steps.push(self.plan_step(source, instance, hook)?);
+            let spec = self.config.instance(instance)?;
+            let mut step = self.plan_step(source, instance, self.rollback_hook(instance, &key)?)?;
+            step.on_failure = spec.on_failure;
+            if let Some(fallback) = &spec.fallback {
+                step.fallback = self.plan_fallback(source, instance, fallback)?;
+            }
+            steps.push(step);
         }
         for step in source.steps.iter().filter(|s| s.hook == "backup") {
-            if !chain.contains(&step.instance) && !step.artifacts.is_empty() {
+            let used = steps
+                .iter()
+                .flat_map(PlanStep::with_fallback)
+                .any(|s| s.instance == step.instance);
+            if !used && !step.artifacts.is_empty() {
                 self.observer.note(
                     LogLevel::Warn,
                     &format!(
-                        "backup {} holds artifacts of `{}`, which chains.rollback does not list: they will not be restored",
+                        "backup {} holds artifacts of `{}`, which {key} does not list (nor any \
+                         step's fallback): they will not be restored",
                         source.id, step.instance
                     ),
                 );
@@ -195,6 +241,47 @@ impl Runner<'_> {
             health: self.config.guard.health.clone(),
             safety_backup: !quick,
         })
+    }
+
+    /// The hook that rolls `instance` back: revert, or else restore.
+    fn rollback_hook(&self, instance: &str, listed_in: &str) -> Result<HookKind> {
+        let plugin = self.plugin(instance)?;
+        if plugin.hooks.contains(&HookKind::Revert) {
+            Ok(HookKind::Revert)
+        } else if plugin.hooks.contains(&HookKind::Restore) {
+            Ok(HookKind::Restore)
+        } else {
+            Err(RunError::Plugin(anyhow::anyhow!(
+                "{listed_in} names `{instance}`, whose plugin exports neither revert nor \
+                 restore (it exports: {})",
+                plugin.hook_list()
+            )))
+        }
+    }
+
+    /// The fallback step of `instance`: `fallback`'s restore from the same
+    /// backup. None, with a warning, when that backup holds nothing of it.
+    fn plan_fallback(
+        &self,
+        source: &RunManifest,
+        instance: &str,
+        fallback: &str,
+    ) -> Result<Option<Box<PlanStep>>> {
+        let key = format!("plugins.{instance}.fallback");
+        let step = self.plan_step(source, fallback, self.rollback_hook(fallback, &key)?)?;
+        if step.artifacts.is_empty() {
+            self.observer.note(
+                LogLevel::Warn,
+                &format!(
+                    "{key} = \"{fallback}\", but backup {} holds no artifacts of `{fallback}` \
+                     (is it in chains.backup?): if `{instance}` fails there is nothing to fall \
+                     back to",
+                    source.id
+                ),
+            );
+            return Ok(None);
+        }
+        Ok(Some(Box::new(step)))
     }
 
     fn plan_step(&self, source: &RunManifest, instance: &str, hook: HookKind) -> Result<PlanStep> {
@@ -213,13 +300,30 @@ impl Runner<'_> {
                 sha256: spec.sha256.clone(),
             },
             artifacts,
+            fallback: None,
+            on_failure: OnFailure::default(),
         })
+    }
+
+    /// A step as a resumed rollback recorded it, with its fallback.
+    fn replan_step(&self, source: &RunManifest, planned: &PlannedStep) -> Result<PlanStep> {
+        let hook: HookKind = planned.hook.parse().map_err(RunError::Refused)?;
+        let mut step = self.plan_step(source, &planned.instance, hook)?;
+        step.on_failure = match planned.on_failure.as_deref() {
+            Some("continue") => OnFailure::Continue,
+            _ => OnFailure::Stop,
+        };
+        if let Some(fallback) = &planned.fallback {
+            step.fallback = Some(Box::new(self.replan_step(source, fallback)?));
+        }
+        Ok(step)
     }
 
     /// Re-hash every artifact the plan will use; one line per problem.
     pub fn verify_plan(&self, steps: &[PlanStep]) -> Vec<String> {
         let total = steps
             .iter()
+            .flat_map(PlanStep::with_fallback)
             .flat_map(|s| &s.artifacts)
             .map(|a| a.blob.stored_size)
             .sum();
@@ -231,7 +335,7 @@ impl Runner<'_> {
                 let so_far = done.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
                 progress(so_far);
             };
-            for step in steps {
+            for step in steps.iter().flat_map(PlanStep::with_fallback) {
                 for artifact in &step.artifacts {
                     if let Err(err) = self.store.verify_blob_with(&artifact.blob, &tick) {
                         problems.push(format!(
@@ -264,6 +368,86 @@ impl Runner<'_> {
         let mut plan = self.plan_rollback(&source, options.chain.as_deref(), options.quick)?;
         restrict(&mut plan, &options.only)?;
         let problems = self.verify_plan(&plan.steps);
+        self.dry_run_plan(plan, problems)
+    }
+
+    /// `rewind check`'s part of the rollback: each step's dry run (the
+    /// plugins' own preflight) against the newest backup. Artifacts are
+    /// not re-hashed here (that is `artifacts verify`); a plugin that reads
+    /// one still verifies it as it streams.
+    pub fn rollback_preflight(&self) -> Vec<super::check::Finding> {
+        use super::check::{Finding, Level};
+        let finding = |level, message: String| Finding {
+            level,
+            subject: "rollback preflight".into(),
+            message,
+        };
+        let runs = match self.store.runs() {
+            Ok(runs) => runs,
+            Err(err) => return vec![finding(Level::Error, format!("{err:#}"))],
+        };
+        let Some(source) = newest_backup(&runs) else {
+            return vec![finding(
+                Level::Ok,
+                "no backup yet: once one exists, the rollback chain's dry runs (each plugin's \
+                 own preflight) run here"
+                    .into(),
+            )];
+        };
+        let plan = match self.plan_rollback(source, None, true) {
+            Ok(plan) => plan,
+            Err(err) => return vec![finding(Level::Error, format!("{err:#}"))],
+        };
+        let result = match self.dry_run_plan(plan, Vec::new()) {
+            Ok(result) => result,
+            Err(err) => return vec![finding(Level::Error, format!("{err:#}"))],
+        };
+        let mut out: Vec<Finding> = result
+            .preflight
+            .iter()
+            .map(|p| finding(Level::Error, p.clone()))
+            .collect();
+        for step in result.dry_run_steps.iter().filter(|s| s.error.is_some()) {
+            let what = match &step.fallback_for {
+                Some(of) => format!("`{} {}` (fallback for `{of}`)", step.instance, step.hook),
+                None => format!("`{} {}`", step.instance, step.hook),
+            };
+            let err = step.error.as_ref().expect("filtered");
+            out.push(finding(
+                Level::Error,
+                format!("{what} would fail against backup {}: {err}", source.id),
+            ));
+        }
+        if out.is_empty() {
+            out.push(finding(
+                Level::Ok,
+                format!("every step's dry run passes against backup {}", source.id),
+            ));
+        }
+        out
+    }
+
+    /// Preflight and dry-run every step of `plan` unless verification
+    /// found `problems`.
+    fn dry_run_plan(&self, plan: RollbackPlan, problems: Vec<String>) -> Result<RollbackResult> {
+        // The same preflight as `rewind check`, for what this rollback uses.
+        let used: BTreeSet<&String> = plan
+            .steps
+            .iter()
+            .flat_map(PlanStep::with_fallback)
+            .map(|s| &s.instance)
+            .chain(&plan.health)
+            .collect();
+        let mut preflight = Vec::new();
+        for instance in used {
+            let (findings, _) = super::check::check_instance(self.config, instance, &self.runtime);
+            preflight.extend(
+                findings
+                    .into_iter()
+                    .filter(|f| f.level == super::check::Level::Error)
+                    .map(|f| format!("{}: {}", f.subject, f.message)),
+            );
+        }
         let mut scratch = RunManifest::start(
             RunKind::Rollback,
             &self.config.project,
@@ -271,12 +455,18 @@ impl Runner<'_> {
         );
         if problems.is_empty() {
             let saved = self.recording.replace(false);
+            // Each plugin's dry run is its preflight: the fallbacks too.
             for step in &plan.steps {
-                let input = match step.hook {
-                    HookKind::Revert => HookInput::Revert(&step.artifacts),
-                    _ => HookInput::Restore(&step.artifacts),
-                };
-                let _ = self.hook_step(&mut scratch, &step.instance, input, true, None);
+                let _ = self.hook_step(&mut scratch, &step.instance, step.input(), true, None);
+                if let Some(fallback) = &step.fallback {
+                    let _ = self.hook_step(
+                        &mut scratch,
+                        &fallback.instance,
+                        fallback.input(),
+                        true,
+                        Some(&step.instance),
+                    );
+                }
             }
             self.recording.set(saved);
         }
@@ -284,6 +474,7 @@ impl Runner<'_> {
             plan,
             run: None,
             problems,
+            preflight,
             dry_run_steps: scratch.steps,
             health: None,
         })
@@ -305,27 +496,25 @@ impl Runner<'_> {
             run.source_run = Some(source.id.clone());
             run.chain = options.chain.clone();
             run.only = options.only.clone();
-            run.plan = plan
-                .steps
-                .iter()
-                .map(|s| PlannedStep {
-                    instance: s.instance.clone(),
-                    hook: s.hook.as_str().to_string(),
-                })
-                .collect();
+            run.plan = plan.steps.iter().map(PlanStep::planned).collect();
             self.journal(&run);
-            (run, source, plan, 0)
+            (run, source, plan, BTreeSet::new())
         };
-        let remaining = &plan.steps[done..];
+        let remaining: Vec<&PlanStep> = plan
+            .steps
+            .iter()
+            .filter(|s| !done.contains(&s.instance))
+            .collect();
         let to_run: Vec<PlanStep> = remaining
             .iter()
             .filter(|s| !options.skip.contains(&s.instance))
-            .cloned()
+            .map(|s| (*s).clone())
             .collect();
         let mut result = RollbackResult {
             plan: plan.clone(),
             run: None,
             problems: Vec::new(),
+            preflight: Vec::new(),
             dry_run_steps: Vec::new(),
             health: None,
         };
@@ -341,15 +530,16 @@ impl Runner<'_> {
             return self.finish_rollback(run, result, options.notify);
         }
 
-        if done == 0 && !options.quick && !self.safety_succeeded(&run) {
-            // The safety backup covers exactly what the rollback changes:
-            // the plan's instances that can back up.
+        if done.is_empty() && !options.quick && !self.safety_succeeded(&run) {
+            // The safety backup covers exactly what the rollback may
+            // change: the plan's instances and fallbacks that can back up.
             let mut instances = Vec::new();
-            for step in &plan.steps {
-                if self
-                    .plugin(&step.instance)?
-                    .hooks
-                    .contains(&HookKind::Backup)
+            for step in plan.steps.iter().flat_map(PlanStep::with_fallback) {
+                if !instances.contains(&step.instance)
+                    && self
+                        .plugin(&step.instance)?
+                        .hooks
+                        .contains(&HookKind::Backup)
                 {
                     instances.push(step.instance.clone());
                 }
@@ -384,7 +574,8 @@ impl Runner<'_> {
             }
         }
 
-        for step in remaining {
+        let mut failures = Vec::new();
+        for (i, step) in remaining.iter().enumerate() {
             if options.skip.contains(&step.instance) {
                 let mut record = StepRecord::start(&step.instance, step.hook.as_str());
                 record.plugin = Some(step.plugin.clone());
@@ -396,22 +587,54 @@ impl Runner<'_> {
                 self.step_event(&run, &record);
                 continue;
             }
-            let input = match step.hook {
-                HookKind::Revert => HookInput::Revert(&step.artifacts),
-                _ => HookInput::Restore(&step.artifacts),
+            let Err(err) = self.hook_step(&mut run, &step.instance, step.input(), false, None)
+            else {
+                continue;
             };
-            if let Err(err) = self.hook_step(&mut run, &step.instance, input, false, None) {
+            let mut failure = format!("{} failed: {err}", step.name());
+            if let Some(fallback) = &step.fallback {
+                self.observer.note(
+                    LogLevel::Warn,
+                    &format!(
+                        "{} failed; falling back to {} from backup {}",
+                        step.name(),
+                        fallback.name(),
+                        source.id
+                    ),
+                );
+                match self.hook_step(
+                    &mut run,
+                    &fallback.instance,
+                    fallback.input(),
+                    false,
+                    Some(&step.instance),
+                ) {
+                    Ok(_) => continue,
+                    Err(err) => failure.push_str(&format!(
+                        "; its fallback {} failed too: {err}",
+                        fallback.name()
+                    )),
+                }
+            }
+            failures.push(failure);
+            if step.on_failure == OnFailure::Stop {
+                let not_run: Vec<String> = remaining[i + 1..].iter().map(|s| s.name()).collect();
                 run.status = RunStatus::Failed;
-                run.error = Some(format!(
-                    "step `{} {}` failed, later steps did not run: {err}",
-                    step.instance, step.hook
-                ));
+                run.error = Some(stop_report(&run, &failures, &not_run));
                 return self.finish_rollback(run, result, options.notify);
             }
         }
 
         let health = self.health_gate(&mut run);
-        if !health.healthy {
+        if !failures.is_empty() {
+            // on_failure = "continue": every step ran, not every one worked.
+            run.status = RunStatus::Failed;
+            run.error = Some(format!(
+                "{} (on_failure = \"continue\": the later steps ran); health: {}",
+                failures.join("; "),
+                health.summary()
+            ));
+        } else if !health.healthy {
             run.status = RunStatus::Failed;
             run.error = Some(format!(
                 "rolled back to {}, but the health checks still fail: {}",
@@ -462,7 +685,7 @@ impl Runner<'_> {
         &self,
         notify: bool,
         skip: &[String],
-    ) -> Result<(RunManifest, RunManifest, RollbackPlan, usize)> {
+    ) -> Result<(RunManifest, RunManifest, RollbackPlan, BTreeSet<String>)> {
         let runs = self.store.runs()?;
         let interrupted = self
             .store
@@ -486,17 +709,19 @@ impl Runner<'_> {
         let source = self.store.find_run(&source_id)?;
         let mut steps = Vec::new();
         for planned in &run.plan {
-            let hook: HookKind = planned.hook.parse().map_err(RunError::Refused)?;
-            steps.push(self.plan_step(&source, &planned.instance, hook)?);
+            steps.push(self.replan_step(&source, planned)?);
         }
-        let done = steps_done(&run, &runs).min(steps.len());
+        let done = steps_done(&run, &runs);
+        let left: Vec<&PlanStep> = steps
+            .iter()
+            .filter(|s| !done.contains(&s.instance))
+            .collect();
         for name in skip {
-            if !steps[done..].iter().any(|s| &s.instance == name) {
+            if !left.iter().any(|s| &s.instance == name) {
                 refuse!(
                     "--skip {name}: the steps of rollback {} left to run are {}",
                     run.id,
-                    steps[done..]
-                        .iter()
+                    left.iter()
                         .map(|s| format!("`{}`", s.instance))
                         .collect::<Vec<_>>()
                         .join(", ")
@@ -505,7 +730,11 @@ impl Runner<'_> {
         }
         // The same guarantees as a new rollback: every plugin it will use
         // matches its pin before anything runs.
-        self.preload(steps[done..].iter().map(|s| &s.instance))?;
+        self.preload(
+            left.iter()
+                .flat_map(|s| s.with_fallback())
+                .map(|s| &s.instance),
+        )?;
         self.preload(&self.config.guard.health)?;
         let plan = RollbackPlan {
             source_run: source.id.clone(),
@@ -522,7 +751,7 @@ impl Runner<'_> {
                     "resuming failed rollback {} to {}: {} of {} steps done",
                     failed.id,
                     source.id,
-                    done,
+                    done.len(),
                     plan.steps.len()
                 ),
             );
@@ -546,7 +775,7 @@ impl Runner<'_> {
                 "resuming rollback {} (interrupted{}): {} of {} steps done",
                 run.id,
                 stopped_at(&run),
-                done,
+                done.len(),
                 plan.steps.len()
             ),
         );
@@ -566,7 +795,7 @@ impl Runner<'_> {
 
 /// Keep only the steps of `only` (all of them when empty); each must be in
 /// the plan.
-fn restrict(plan: &mut RollbackPlan, only: &[String]) -> Result<()> {
+pub fn restrict(plan: &mut RollbackPlan, only: &[String]) -> Result<()> {
     if only.is_empty() {
         return Ok(());
     }
@@ -586,29 +815,66 @@ fn restrict(plan: &mut RollbackPlan, only: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// How many of a rollback's planned steps are done (succeeded or skipped),
-/// counting those of the failed runs it resumes.
-fn steps_done(run: &RunManifest, runs: &[RunManifest]) -> usize {
-    let mut done = 0;
+/// The instances whose planned step is done: succeeded, skipped, or failed
+/// and then replaced by its fallback that succeeded; in this run and the
+/// failed runs it resumes.
+fn steps_done(run: &RunManifest, runs: &[RunManifest]) -> BTreeSet<String> {
+    let mut done = BTreeSet::new();
     let mut next = Some(run);
     // Each link names an older run; the bound only guards a hand-edited
     // cycle.
     for _ in 0..=runs.len() {
         let Some(run) = next else { break };
-        done += run
-            .steps
-            .iter()
-            .filter(|s| {
-                s.hook != "health"
-                    && matches!(s.status, StepStatus::Succeeded | StepStatus::Skipped)
-            })
-            .count();
+        done.extend(run.steps.iter().filter_map(step_done));
         next = run
             .resumes
             .as_deref()
             .and_then(|id| runs.iter().find(|r| r.id == id));
     }
     done
+}
+
+/// The planned instance a record completes, if it does.
+fn step_done(record: &StepRecord) -> Option<String> {
+    match (&record.fallback_for, record.status) {
+        _ if record.hook == "health" => None,
+        (Some(instance), StepStatus::Succeeded) => Some(instance.clone()),
+        (None, StepStatus::Succeeded | StepStatus::Skipped) => Some(record.instance.clone()),
+        _ => None,
+    }
+}
+
+/// Why a rollback stopped: the steps that ran and how each ended, what
+/// failed, what did not run.
+fn stop_report(run: &RunManifest, failures: &[String], not_run: &[String]) -> String {
+    let ran: Vec<String> = run
+        .steps
+        .iter()
+        .filter(|s| s.hook != "health")
+        .map(|s| {
+            let fallback = s
+                .fallback_for
+                .as_deref()
+                .map(|f| format!(" (fallback for `{f}`)"))
+                .unwrap_or_default();
+            format!(
+                "`{} {}`{fallback} {}",
+                s.instance,
+                s.hook,
+                s.status.as_str()
+            )
+        })
+        .collect();
+    let not_run = if not_run.is_empty() {
+        "none".to_string()
+    } else {
+        not_run.join(", ")
+    };
+    format!(
+        "{}\nsteps run: {}\nnot run: {not_run}",
+        failures.join("\n"),
+        ran.join(", ")
+    )
 }
 
 /// The newest rollback run, if it failed (and so nothing has resumed or
@@ -623,10 +889,30 @@ pub fn failed_rollback(runs: &[RunManifest]) -> Option<&RunManifest> {
 
 /// The planned step a failed rollback stopped at, if a step failed.
 pub fn failed_step(run: &RunManifest) -> Option<&StepRecord> {
+    let replaced: BTreeSet<String> = run.steps.iter().filter_map(step_done).collect();
+    run.steps.iter().find(|s| {
+        s.hook != "health"
+            && s.fallback_for.is_none()
+            && s.status == StepStatus::Failed
+            && !replaced.contains(&s.instance)
+    })
+}
+
+/// The steps of a rollback that failed and were replaced by their fallback,
+/// one sentence each: worth saying even when the rollback succeeded.
+pub fn fallbacks_used(run: &RunManifest) -> Vec<String> {
     run.steps
         .iter()
-        .rev()
-        .find(|s| s.hook != "health" && s.status == StepStatus::Failed)
+        .filter(|s| s.status == StepStatus::Succeeded)
+        .filter_map(|s| {
+            let failed = s.fallback_for.as_deref()?;
+            Some(format!(
+                "`{failed}` failed to roll back; its fallback `{} {}` restored the backup instead \
+                 (the manifest has `{failed}`'s error)",
+                s.instance, s.hook
+            ))
+        })
+        .collect()
 }
 
 /// What to do about a failed rollback: the exact commands that continue it.

@@ -70,6 +70,17 @@ pub enum StepStatus {
     Skipped,
 }
 
+impl StepStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Running => "running",
+            StepStatus::Succeeded => "succeeded",
+            StepStatus::Failed => "failed",
+            StepStatus::Skipped => "skipped",
+        }
+    }
+}
+
 /// The link from a manifest to the one finished before it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChainLink {
@@ -127,6 +138,10 @@ pub struct StepRecord {
     /// What the plugin logged at info and above (at most 200 lines).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub logs: Vec<crate::sandbox::LogLine>,
+    /// A rollback step run because the step of this instance failed (its
+    /// `fallback`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_for: Option<String>,
 }
 
 impl StepRecord {
@@ -147,6 +162,7 @@ impl StepRecord {
             command: None,
             exit_code: None,
             logs: Vec::new(),
+            fallback_for: None,
         }
     }
 }
@@ -157,6 +173,12 @@ impl StepRecord {
 pub struct PlannedStep {
     pub instance: String,
     pub hook: String,
+    /// What runs if this step fails: the fallback instance and its hook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<Box<PlannedStep>>,
+    /// `stop` or `continue` after this step (and its fallback) failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<String>,
 }
 
 /// Everything recorded about one run.

@@ -124,6 +124,15 @@ rollback = [{rollback}]
         fs::write(root.join("rewind.toml"), text).unwrap();
     }
 
+    /// Add `line` to the table of `instance` in rewind.toml.
+    fn set(&self, instance: &str, line: &str) {
+        let path = self.root().join("rewind.toml");
+        let header = format!("[plugins.{instance}]\n");
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(text.contains(&header), "no {header} in rewind.toml");
+        fs::write(&path, text.replace(&header, &format!("{header}{line}\n"))).unwrap();
+    }
+
     fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rewind"));
         cmd.args(args)
@@ -955,6 +964,176 @@ fn a_failed_rollback_resumes_past_its_failed_step_or_retries_it() {
         let said = text(&app.rewind(&["status"]).stdout);
         assert!(!said.contains("FAILED"), "{said}");
     }
+}
+
+/// Each step record as (instance, status, fallback_for).
+fn step_records(run: &Value) -> Vec<(String, String, String)> {
+    run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["hook"] != "health")
+        .map(|s| {
+            (
+                s["instance"].as_str().unwrap().to_string(),
+                s["status"].as_str().unwrap().to_string(),
+                s["fallback_for"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+fn records(list: &[(&str, &str, &str)]) -> Vec<(String, String, String)> {
+    list.iter()
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+        .collect()
+}
+
+#[test]
+fn a_failed_step_falls_back_to_another_instance_and_the_rollback_succeeds() {
+    let app = App::new(&["code", "config"], &["code", "breaker"], "");
+    app.set("breaker", "fallback = \"config\"");
+    app.json(&["backup", "--json"], 0);
+    app.break_it();
+    fs::write(app.root().join("break-rollback"), "").unwrap();
+
+    // check runs every step's dry run, fallbacks too, against the backup.
+    let check = app.rewind(&["check"]);
+    let said = text(&check.stdout);
+    assert!(
+        said.contains("every step's dry run passes against backup"),
+        "{said}"
+    );
+
+    // The plan shows the fallback, and runs its dry run too.
+    let plan = app.rewind(&["rollback", "--dry-run"]);
+    let said = text(&plan.stdout);
+    assert!(
+        said.contains("if it fails: fall back to config"),
+        "{said}\n{}",
+        text(&plan.stderr)
+    );
+    let dry = app.json(&["rollback", "--dry-run", "--json"], 0);
+    assert_eq!(dry["plan"]["steps"][1]["fallback"]["instance"], "config");
+    assert!(
+        dry["dry_run_steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["instance"] == "config" && s["fallback_for"] == "breaker"),
+        "{dry}"
+    );
+
+    let result = app.json(&["rollback", "--yes", "--quick", "--json"], 0);
+    let run = &result["run"];
+    assert_eq!(run["status"], "succeeded");
+    assert_eq!(
+        step_records(run),
+        records(&[
+            ("code", "succeeded", ""),
+            ("breaker", "failed", ""),
+            ("config", "succeeded", "breaker"),
+        ])
+    );
+    let breaker = &run["steps"][1];
+    assert!(
+        breaker["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("disk full"),
+        "{breaker}"
+    );
+    // The fallback restored config from the same backup.
+    assert_eq!(app.current(), "releases/v1");
+    assert_eq!(app.read("shared/config.env"), CONFIG_V1.as_bytes());
+    // Nothing is left to resume.
+    let said = text(&app.rewind(&["status"]).stdout);
+    assert!(!said.contains("FAILED"), "{said}");
+    let err = refused(&app, &["rollback", "--resume"]);
+    assert!(err.contains("no interrupted or failed rollback"), "{err}");
+}
+
+#[test]
+fn a_failed_step_without_fallback_stops_or_continues_and_names_what_ran_and_what_did_not() {
+    // stop (the default): the report names every step.
+    let app = App::new(&["code", "config"], &["breaker", "code", "config"], "");
+    app.json(&["backup", "--json"], 0);
+    app.break_it();
+    fs::write(app.root().join("break-rollback"), "").unwrap();
+    let out = app.rewind(&["rollback", "--yes", "--quick"]);
+    assert_eq!(out.status.code(), Some(4));
+    let said = text(&out.stdout);
+    for expected in [
+        "`breaker revert` failed",
+        "disk full",
+        "\nsteps run: `breaker revert` failed\n",
+        "\nnot run: `code revert`, `config",
+        "`rewind rollback --resume --skip breaker`",
+    ] {
+        assert!(said.contains(expected), "no {expected:?} in:\n{said}");
+    }
+    assert_eq!(app.current(), "releases/v2");
+
+    // continue: the later steps run; the rollback is still failed.
+    let app = App::new(&["code", "config"], &["breaker", "code", "config"], "");
+    app.set("breaker", "on_failure = \"continue\"");
+    app.json(&["backup", "--json"], 0);
+    app.break_it();
+    fs::write(app.root().join("break-rollback"), "").unwrap();
+    let result = app.json(&["rollback", "--yes", "--quick", "--json"], 4);
+    let run = &result["run"];
+    assert_eq!(
+        step_records(run),
+        records(&[
+            ("breaker", "failed", ""),
+            ("code", "succeeded", ""),
+            ("config", "succeeded", ""),
+        ])
+    );
+    let error = run["error"].as_str().unwrap();
+    assert!(
+        error.contains("`breaker revert` failed") && error.contains("on_failure = \"continue\""),
+        "{error}"
+    );
+    assert_eq!(app.current(), "releases/v1");
+    assert_eq!(app.read("shared/config.env"), CONFIG_V1.as_bytes());
+    // Resuming retries only the failed step.
+    fs::remove_file(app.root().join("break-rollback")).unwrap();
+    let resumed = app.json(&["rollback", "--resume", "--json"], 0);
+    assert_eq!(
+        step_records(&resumed["run"]),
+        records(&[("breaker", "succeeded", "")])
+    );
+}
+
+#[test]
+fn a_fallback_or_on_failure_that_cannot_work_is_a_config_or_check_error() {
+    let app = App::new(&["code", "config"], &["code", "breaker"], "");
+    app.set("breaker", "on_failure = \"retry\"");
+    let out = app.rewind(&["check"]);
+    assert_eq!(out.status.code(), Some(2));
+    let said = text(&out.stderr);
+    assert!(
+        said.contains("rewind.toml:") && said.contains("on_failure = \"retry\""),
+        "{said}"
+    );
+
+    let app = App::new(&["code", "config"], &["code", "breaker"], "");
+    app.set("breaker", "fallback = \"nothing\"");
+    let said = text(&app.rewind(&["check"]).stderr);
+    assert!(said.contains("fallback names `nothing`"), "{said}");
+
+    // A fallback that no backup covers: check names the fix.
+    let app = App::new(&["code"], &["code", "breaker"], "");
+    app.set("breaker", "fallback = \"config\"");
+    let out = app.rewind(&["check"]);
+    assert_ne!(out.status.code(), Some(0));
+    let said = text(&out.stdout);
+    assert!(
+        said.contains("`config` is not in chains.backup")
+            && said.contains("add it to chains.backup"),
+        "{said}"
+    );
 }
 
 #[test]
