@@ -363,6 +363,39 @@ fn laravel_without_fallback_stops_names_the_command_and_resume_skip_finishes() {
 
 // ------------------------------------------------- django on postgresql
 
+/// `[plugins.db]`: the postgres plugin on `pg`'s database `shop`, restored
+/// with `mode = "recreate"`, so the restore is exactly the dump, whatever
+/// the deploy added.
+fn postgres_db(pg: &Postgres) -> String {
+    format!(
+        r#"[plugins.db]
+{postgres}
+grants.exec = ["{bin}/pg_dump **", "{bin}/pg_restore **", "{bin}/psql **"]
+grants.env = ["PGPASSWORD"]
+params = {{ database = "shop", port = {port}, bin_dir = "{bin}", password_env = "PGPASSWORD", mode = "recreate" }}
+"#,
+        postgres = pin("postgres"),
+        bin = pg.bin.display(),
+        port = pg.port,
+    )
+}
+
+/// `rollback --yes`: exit 0, `instance`'s revert failed and `db`'s restore,
+/// as its fallback, succeeded, and so did the run. `instance`'s error.
+fn rolled_back_through_db(project: &Project, instance: &str) -> String {
+    let result = project.json(&["rollback", "--yes", "--json"], 0);
+    let run = &result["run"];
+    assert_eq!(run["status"], "succeeded", "{run:#}");
+    assert_eq!(
+        steps(run),
+        [
+            format!("{instance} revert failed"),
+            format!("db restore succeeded fallback_for {instance}")
+        ]
+    );
+    step_error(run, instance, "revert")
+}
+
 /// Django on PostgreSQL: the deploy adds a field and runs a data migration
 /// without `reverse_code`, so Django refuses to unapply it; the postgres
 /// restore of the same backup brings back every table, row and
@@ -393,24 +426,10 @@ fn django_irreversible_migration_on_postgres_falls_back_to_the_db_restore() {
     let (before, migrations_before) = (pg.fingerprint("shop"), django_migrations());
 
     let mut project = Project::new("");
-    let bin = pg.bin.display();
     project.write(&format!(
-        r#"{migrations}fallback = "db"
-
-[plugins.db]
-{postgres}
-grants.exec = ["{bin}/pg_dump **", "{bin}/pg_restore **", "{bin}/psql **"]
-grants.env = ["PGPASSWORD"]
-# recreate: the restore is exactly the dump, whatever the deploy added.
-params = {{ database = "shop", port = {port}, bin_dir = "{bin}", password_env = "PGPASSWORD", mode = "recreate" }}
-
-[chains]
-backup = ["db", "migrations"]
-rollback = ["migrations"]
-"#,
+        "{migrations}fallback = \"db\"\n\n{db}\n[chains]\nbackup = [\"db\", \"migrations\"]\nrollback = [\"migrations\"]\n",
         migrations = django.instance("migrations", &django.root.join("manage.py")),
-        postgres = pin("postgres"),
-        port = pg.port,
+        db = postgres_db(&pg),
     ));
     for (k, v) in &env {
         project.set_env(k, v);
@@ -433,17 +452,7 @@ rollback = ["migrations"]
     django.manage(&["migrate", "--noinput"]);
     assert_ne!(pg.fingerprint("shop"), before);
 
-    let result = project.json(&["rollback", "--yes", "--json"], 0);
-    let run = &result["run"];
-    assert_eq!(run["status"], "succeeded", "{run:#}");
-    assert_eq!(
-        steps(run),
-        [
-            "migrations revert failed",
-            "db restore succeeded fallback_for migrations"
-        ]
-    );
-    let error = step_error(run, "migrations", "revert");
+    let error = rolled_back_through_db(&project, "migrations");
     assert!(
         error.contains("irreversible") && error.contains("billing.0002_reprice"),
         "{error}"
@@ -484,18 +493,7 @@ fn alembic_downgrade_failing_midway_falls_back_to_the_db_restore() {
     alembic.alembic(&["upgrade", "head"]);
     let before = pg.fingerprint("shop");
 
-    let bin = pg.bin.display();
-    let project = alembic.rewind_project(&format!(
-        r#"
-[plugins.db]
-{postgres}
-grants.exec = ["{bin}/pg_dump **", "{bin}/pg_restore **", "{bin}/psql **"]
-grants.env = ["PGPASSWORD"]
-params = {{ database = "shop", port = {port}, bin_dir = "{bin}", password_env = "PGPASSWORD", mode = "recreate" }}
-"#,
-        postgres = pin("postgres"),
-        port = pg.port,
-    ));
+    let project = alembic.rewind_project(&format!("\n{}", postgres_db(&pg)));
     // The schema instance falls back to db, which the backup chain covers.
     let config_path = project.root().join("rewind.toml");
     let config = std::fs::read_to_string(&config_path).unwrap();
@@ -537,17 +535,7 @@ params = {{ database = "shop", port = {port}, bin_dir = "{bin}", password_env = 
     );
     alembic.alembic(&["upgrade", "head"]);
 
-    let result = project.json(&["rollback", "--yes", "--json"], 0);
-    let run = &result["run"];
-    assert_eq!(run["status"], "succeeded", "{run:#}");
-    assert_eq!(
-        steps(run),
-        [
-            "schema revert failed",
-            "db restore succeeded fallback_for schema"
-        ]
-    );
-    let error = step_error(run, "schema", "revert");
+    let error = rolled_back_through_db(&project, "schema");
     assert!(
         error.contains("r2 cannot be downgraded"),
         "alembic's error: {error}"

@@ -70,12 +70,7 @@ impl Params {
                 )));
             }
             return Err(HookError::failed_with_stderr(
-                format!(
-                    "`{}` exited with {}",
-                    command.display(),
-                    out.exit_code
-                        .map_or("a signal".to_string(), |c| format!("code {c}"))
-                ),
+                format!("`{}` failed", command.display()),
                 said.as_bytes(),
             ));
         }
