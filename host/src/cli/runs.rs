@@ -457,7 +457,15 @@ pub fn guard(cli: &Cli, args: &GuardArgs) -> Result<ExitCode> {
                 }
             }
             GuardOutcome::RollbackFailed => {
-                println!("ROLLBACK FAILED, manual action needed: {detail}")
+                println!("ROLLBACK FAILED, manual action needed: {detail}");
+                if let Some(rollback) = result.rollback.as_ref() {
+                    match &rollback.run {
+                        Some(run) if rollback.problems.is_empty() => {
+                            println!("{}", rewind::run::resume_hint(run))
+                        }
+                        _ => println!("{}", older_backup_hint(&rollback.plan.source_run)),
+                    }
+                }
             }
             GuardOutcome::DeployFailed | GuardOutcome::BackupFailed => {
                 println!("FAILED: {detail}")

@@ -195,6 +195,9 @@ limits = {{ timeout_s = 1800 }}
 [plugins.migrations]
 {laravel}
 grants.exec = ["php {app}/current/artisan **"]
+# Read-only: lets its preflight (`rewind check`, `rollback --dry-run`) see
+# that `artisan down` can write storage/framework.
+grants.paths = ["ro:{app}"]
 params = {{ app = "{app}/current", caches = [] }}
 fallback = "db"
 

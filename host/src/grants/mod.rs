@@ -144,12 +144,20 @@ pub fn ungranted(
 ) -> Vec<String> {
     let concrete = |s: &str| !s.contains('<') && !s.trim().is_empty();
     let mut out = Vec::new();
+    // A request names a program and the arguments the plugin may use; the
+    // operator may grant narrower arguments or the program at a full path
+    // (`/usr/lib/postgresql/15/bin/pg_dump`). Only a program no grant names
+    // at all is certain to be denied.
+    let program_name = |program: &str| {
+        std::path::Path::new(program)
+            .file_name()
+            .map(|n| n.to_os_string())
+    };
     for text in requested.exec.iter().filter(|s| concrete(s)) {
         let covered = ExecPattern::parse(text).is_ok_and(|want| {
-            grants
-                .exec
-                .iter()
-                .any(|g| g.to_string() == want.to_string())
+            grants.exec.iter().any(|g| {
+                g.program == want.program || program_name(&g.program) == program_name(&want.program)
+            })
         });
         if !covered {
             out.push(grant_line("exec", text));
@@ -186,4 +194,40 @@ pub fn ungranted(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bindings::rewind::hooks::types::Capabilities;
+
+    fn grants(exec: &[&str]) -> Grants {
+        Grants {
+            exec: exec
+                .iter()
+                .map(|e| ExecPattern::parse(e).unwrap())
+                .collect(),
+            ..Grants::default()
+        }
+    }
+
+    #[test]
+    fn a_requested_program_is_covered_by_any_grant_of_it_at_any_path() {
+        let requested = Capabilities {
+            exec: vec!["pg_dump **".into(), "pg_restore **".into()],
+            paths: Vec::new(),
+            env: Vec::new(),
+            http: Vec::new(),
+        };
+        // The operator's narrower arguments and full paths are their choice.
+        let covered = grants(&[
+            "/usr/lib/postgresql/15/bin/pg_dump -Fc *",
+            "pg_restore --list *",
+        ]);
+        assert!(ungranted(&requested, &covered).is_empty());
+        // A program no grant names is certain to be denied.
+        let missing = ungranted(&requested, &grants(&["pg_dump **"]));
+        assert_eq!(missing.len(), 1, "{missing:?}");
+        assert!(missing[0].contains("pg_restore **"), "{missing:?}");
+    }
 }
