@@ -862,17 +862,9 @@ fn guard_exit_codes() {
 
 /// (instance, status) of a run's rollback steps, health left out.
 fn step_statuses(run: &Value) -> Vec<(String, String)> {
-    run["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|s| s["hook"] != "health")
-        .map(|s| {
-            (
-                s["instance"].as_str().unwrap().to_string(),
-                s["status"].as_str().unwrap().to_string(),
-            )
-        })
+    step_records(run)
+        .into_iter()
+        .map(|(instance, status, _)| (instance, status))
         .collect()
 }
 
