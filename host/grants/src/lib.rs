@@ -1,5 +1,7 @@
-//! What an operator granted a plugin instance, and the one check per
-//! capability kind.
+//! `rewind-grants`: what an operator granted a plugin instance, and the one
+//! check per capability kind. It depends on no other rewind crate: the
+//! sandbox, the config and the compile cache all build on it, so it must
+//! not know any of them.
 //!
 //! Deny by default: an empty [`Grants`] allows nothing. Each capability kind
 //! has one module here with one check that every enforcement point calls
@@ -7,6 +9,8 @@
 //! socket and name-lookup gates), and every refusal is a [`Denial`] that
 //! renders the exact line to add to rewind.toml, so the operator never has
 //! to guess which grant was missing.
+
+#![warn(missing_docs)]
 
 pub mod env;
 pub mod exec;
@@ -129,61 +133,8 @@ pub(crate) fn toml_string(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()
 }
 
-/// `grants.<key> = ["<value>"]`, quoted for TOML.
-pub(crate) fn grant_line(key: &str, value: &str) -> String {
+/// `grants.<key> = ["<value>"]`, quoted for TOML: the line a refusal or a
+/// check tells the operator to add.
+pub fn grant_line(key: &str, value: &str) -> String {
     format!("grants.{key} = [{}]", toml_string(value))
-}
-
-/// Concrete capabilities a plugin requests that `grants` does not cover,
-/// as the grant line that would. Requests written as placeholders
-/// (`<origin of params.url>`) depend on params and are skipped: the grants
-/// are the boundary, the requests are advice.
-pub fn ungranted(
-    requested: &crate::bindings::rewind::hooks::types::Capabilities,
-    grants: &Grants,
-) -> Vec<String> {
-    let concrete = |s: &str| !s.contains('<') && !s.trim().is_empty();
-    let mut out = Vec::new();
-    for text in requested.exec.iter().filter(|s| concrete(s)) {
-        let covered = ExecPattern::parse(text).is_ok_and(|want| {
-            grants
-                .exec
-                .iter()
-                .any(|g| g.to_string() == want.to_string())
-        });
-        if !covered {
-            out.push(grant_line("exec", text));
-        }
-    }
-    for request in requested.paths.iter().filter(|p| concrete(&p.path)) {
-        let path = normalize(std::path::Path::new(&request.path));
-        let wanted = if request.writable {
-            Access::ReadWrite
-        } else {
-            Access::ReadOnly
-        };
-        if grants.access(&path).is_none_or(|a| a < wanted) {
-            let prefix = if request.writable { "" } else { "ro:" };
-            out.push(grant_line("paths", &format!("{prefix}{}", path.display())));
-        }
-    }
-    for name in requested.env.iter().filter(|s| concrete(s)) {
-        if grants.check_env(name).is_err() {
-            out.push(grant_line("env", name));
-        }
-    }
-    for text in requested.http.iter().filter(|s| concrete(s)) {
-        let covered = OriginPattern::parse(text).is_ok_and(|want| {
-            grants.http.iter().any(|g| {
-                g.to_string() == want.to_string()
-                    || want
-                        .port
-                        .is_some_and(|port| g.matches(&want.scheme, &want.host, port))
-            })
-        });
-        if !covered {
-            out.push(grant_line("http", text));
-        }
-    }
-    out
 }

@@ -191,7 +191,7 @@ fn list(paths: &[&Path]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::grants::{ExecPattern, PathGrant};
+    use crate::{ExecPattern, PathGrant};
 
     fn grants(exec: &[&str], paths: &[&str]) -> Grants {
         Grants {

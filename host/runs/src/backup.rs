@@ -3,9 +3,9 @@
 use super::error::{Result, config_error};
 
 use super::Runner;
-use crate::bindings::rewind::hooks::types::EventKind;
-use crate::sandbox::HookInput;
-use crate::store::{RunKind, RunManifest, RunStatus};
+use rewind_sandbox::HookInput;
+use rewind_sandbox::bindings::rewind::hooks::types::EventKind;
+use rewind_store::{RunKind, RunManifest, RunStatus};
 
 /// How a backup run is started.
 #[derive(Debug, Clone, Default)]

@@ -7,8 +7,8 @@
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::engine::Runtime;
-use crate::plugin::HookKind;
+use rewind_sandbox::engine::Runtime;
+use rewind_sandbox::plugin::HookKind;
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -46,14 +46,15 @@ pub fn check_config(config: &Config, runtime: &Runtime) -> Vec<Finding> {
     let mut hooks_of = std::collections::BTreeMap::new();
     for (name, instance) in &config.instances {
         let subject = format!("plugins.{name}");
-        let plugin = match crate::plugin::load(runtime, &instance.source, Some(&instance.sha256)) {
-            Ok(plugin) => plugin,
-            Err(err) => {
-                add(Level::Error, &subject, format!("{err:#}"));
-                continue;
-            }
-        };
-        let info = match crate::plugin::describe(&plugin, name) {
+        let plugin =
+            match rewind_sandbox::plugin::load(runtime, &instance.source, Some(&instance.sha256)) {
+                Ok(plugin) => plugin,
+                Err(err) => {
+                    add(Level::Error, &subject, format!("{err:#}"));
+                    continue;
+                }
+            };
+        let info = match rewind_sandbox::plugin::describe(&plugin, name) {
             Ok(info) => info,
             Err(err) => {
                 add(Level::Error, &subject, format!("describe failed: {err:#}"));
@@ -70,12 +71,12 @@ pub fn check_config(config: &Config, runtime: &Runtime) -> Vec<Finding> {
                 plugin.hook_list()
             ),
         );
-        for problem in crate::params::check(name, &info, &instance.params) {
+        for problem in rewind_sandbox::params::check(name, &info, &instance.params) {
             add(Level::Error, &subject, problem);
         }
         // What a rollback would fail on, knowable now: a capability the
         // plugin needs and does not have, a program that is not there.
-        for missing in crate::grants::ungranted(&info.capabilities, &instance.grants) {
+        for missing in rewind_sandbox::requests::ungranted(&info.capabilities, &instance.grants) {
             add(
                 Level::Error,
                 &subject,
@@ -86,7 +87,7 @@ pub fn check_config(config: &Config, runtime: &Runtime) -> Vec<Finding> {
             );
         }
         for pattern in &instance.grants.exec {
-            if let Err(why) = crate::sandbox::preflight_program(&instance.grants, &pattern.program)
+            if let Err(why) = rewind_sandbox::preflight_program(&instance.grants, &pattern.program)
             {
                 add(
                     Level::Error,
@@ -95,7 +96,7 @@ pub fn check_config(config: &Config, runtime: &Runtime) -> Vec<Finding> {
                 );
             }
         }
-        for risk in crate::grants::risks::code_execution_risks(&instance.grants) {
+        for risk in rewind_grants::risks::code_execution_risks(&instance.grants) {
             add(Level::Warning, &subject, risk);
         }
         hooks_of.insert(name.clone(), plugin.hooks.clone());
@@ -155,7 +156,7 @@ pub fn check_config(config: &Config, runtime: &Runtime) -> Vec<Finding> {
     }
 
     let root = config.store.root();
-    let store_check = crate::store::Store::open(&root).and_then(|s| s.check_writable());
+    let store_check = rewind_store::Store::open(&root).and_then(|s| s.check_writable());
     out.push(match store_check {
         Ok(()) => Finding {
             level: Level::Ok,

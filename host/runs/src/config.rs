@@ -16,8 +16,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::grants::{GrantTexts, Grants};
-use crate::sandbox::{Limits, SandboxSpec};
+use rewind_grants::{GrantTexts, Grants};
+use rewind_sandbox::{Limits, SandboxSpec};
 
 /// The default config file name, looked up in the working directory.
 pub const DEFAULT_CONFIG: &str = "rewind.toml";
@@ -249,8 +249,8 @@ impl StoreConfig {
     /// The store directory: `store.url`, else the default location.
     pub fn root(&self) -> PathBuf {
         match &self.url {
-            Some(url) => crate::store::root_from_url(url),
-            None => crate::store::default_root(),
+            Some(url) => rewind_store::root_from_url(url),
+            None => rewind_store::default_root(),
         }
     }
 }
@@ -357,9 +357,9 @@ impl Config {
     /// relative plugin sources. No instance may be granted a path that
     /// contains the compile cache ([`Runtime::default_cache_dir`]).
     ///
-    /// [`Runtime::default_cache_dir`]: crate::engine::Runtime::default_cache_dir
+    /// [`Runtime::default_cache_dir`]: rewind_sandbox::engine::Runtime::default_cache_dir
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let cache_dir = crate::engine::Runtime::default_cache_dir();
+        let cache_dir = rewind_sandbox::engine::Runtime::default_cache_dir();
         Config::parse_with_cache(path, text, cache_dir.as_deref())
     }
 
@@ -380,8 +380,8 @@ impl Config {
 
         // The store holds every instance's dumps: no plugin may see it.
         let store_dir = match &raw.store.url {
-            Some(url) => crate::store::root_from_url(url.get_ref()),
-            None => crate::store::default_root(),
+            Some(url) => rewind_store::root_from_url(url.get_ref()),
+            None => rewind_store::default_root(),
         };
         let mut instances = BTreeMap::new();
         for (name, raw_instance) in raw.plugins {
@@ -530,7 +530,12 @@ fn validate_instance(
         }
         None => {
             let hint = std::fs::read(&source)
-                .map(|bytes| format!("sha256 = \"{}\"", crate::plugin::sha256_hex(&bytes)))
+                .map(|bytes| {
+                    format!(
+                        "sha256 = \"{}\"",
+                        rewind_sandbox::plugin::sha256_hex(&bytes)
+                    )
+                })
                 .unwrap_or_else(|_| "sha256 = \"<digest from `rewind plugins inspect`>\"".into());
             return Err(loc.error(
                 Some(raw.source.span()),
@@ -549,7 +554,7 @@ fn validate_instance(
         let entry = entries.get(err.key)[err.index];
         loc.error(Some(entry.span()), err.to_string())
     })?;
-    for private in crate::grants::paths::host_private(store_dir, cache_dir) {
+    for private in rewind_grants::paths::host_private(store_dir, cache_dir) {
         let Some(grant) = grants.grant_containing(&private.path) else {
             continue;
         };

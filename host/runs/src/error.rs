@@ -8,8 +8,8 @@
 
 use std::io;
 
-use crate::exit::ExitCode;
-use crate::store::LockError;
+use rewind_core::exit::ExitCode;
+use rewind_store::LockError;
 
 /// What stopped a run before (or while) it could be recorded.
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +66,7 @@ pub type Result<T, E = RunError> = std::result::Result<T, E>;
 /// `return Err(RunError::Refused(format!(…)))`.
 macro_rules! refuse {
     ($($arg:tt)*) => {
-        return Err($crate::run::RunError::Refused(format!($($arg)*)))
+        return Err($crate::RunError::Refused(format!($($arg)*)))
     };
 }
 pub(crate) use refuse;
@@ -74,7 +74,7 @@ pub(crate) use refuse;
 /// `return Err(RunError::Config(anyhow!(…)))`.
 macro_rules! config_error {
     ($($arg:tt)*) => {
-        return Err($crate::run::RunError::Config(anyhow::anyhow!($($arg)*)))
+        return Err($crate::RunError::Config(anyhow::anyhow!($($arg)*)))
     };
 }
 pub(crate) use config_error;
@@ -82,7 +82,7 @@ pub(crate) use config_error;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::LockHolder;
+    use rewind_store::LockHolder;
 
     #[test]
     fn only_a_held_lock_is_busy() {

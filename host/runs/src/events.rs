@@ -15,12 +15,12 @@ use std::thread::JoinHandle;
 
 use serde::{Deserialize, Serialize};
 
-use crate::bindings::rewind::hooks::types::{Event, EventKind, HookContext};
 use crate::config::Instance;
-use crate::engine::Runtime;
-use crate::plugin::LoadedPlugin;
-use crate::sandbox::{HookInput, LogSink, call_hook};
-use crate::store::Store;
+use rewind_sandbox::bindings::rewind::hooks::types::{Event, EventKind, HookContext};
+use rewind_sandbox::engine::Runtime;
+use rewind_sandbox::plugin::LoadedPlugin;
+use rewind_sandbox::{HookInput, LogSink, call_hook};
+use rewind_store::Store;
 
 /// Event kinds as written in the log and in the seeds' runbooks: the WIT
 /// `event-kind` case in upper case (the SDK's `Event::kind_name` is the

@@ -5,14 +5,14 @@ use std::process::Command;
 use std::time::Instant;
 
 use super::error::{Result, refuse};
-use crate::exit::ExitCode;
+use rewind_core::exit::ExitCode;
 
 use super::Runner;
 use super::backup::BackupOptions;
 use super::rollback::{RollbackOptions, RollbackResult};
-use crate::bindings::rewind::hooks::types::EventKind;
-use crate::sandbox::LogLevel;
-use crate::store::{RunKind, RunManifest, RunStatus, StepRecord, StepStatus};
+use rewind_sandbox::LogLevel;
+use rewind_sandbox::bindings::rewind::hooks::types::EventKind;
+use rewind_store::{RunKind, RunManifest, RunStatus, StepRecord, StepStatus};
 
 #[derive(Debug, Clone, Default)]
 pub struct GuardOptions {
@@ -223,8 +223,8 @@ impl Runner<'_> {
             }
             Err(why) => {
                 step.status = StepStatus::Failed;
-                step.error = Some(crate::sandbox::CallError::new(
-                    crate::sandbox::ErrorKind::Failed,
+                step.error = Some(rewind_sandbox::CallError::new(
+                    rewind_sandbox::ErrorKind::Failed,
                     why.clone(),
                 ));
             }

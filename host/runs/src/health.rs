@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use crate::bindings::rewind::hooks::types::HealthStatus;
-use crate::sandbox::{HookInput, HookOutput, LogLevel};
-use crate::store::{RunManifest, StepRecord};
+use rewind_sandbox::bindings::rewind::hooks::types::HealthStatus;
+use rewind_sandbox::{HookInput, HookOutput, LogLevel};
+use rewind_store::{RunManifest, StepRecord};
 
 use super::Runner;
 
@@ -109,7 +109,7 @@ impl Runner<'_> {
     /// `rewind health`: one pass, recorded nowhere but returned.
     pub fn health(&self) -> (HealthResult, Vec<StepRecord>) {
         let mut scratch = RunManifest::start(
-            crate::store::RunKind::Guard,
+            rewind_store::RunKind::Guard,
             &self.config.project,
             &self.config.environment,
         );

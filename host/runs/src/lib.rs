@@ -1,3 +1,9 @@
+//! `rewind-runs`: the library the `rewind` CLI calls. It reads
+//! `rewind.toml` ([`config`]: grants and limits per instance), runs chains
+//! of hook calls recorded as manifests, checks a config ([`check`]) and runs
+//! one hook on its own ([`hook`], for `rewind hook`). It builds on
+//! `rewind-sandbox` for the calls and `rewind-store` for what they keep.
+//!
 //! Runs: chains of hook calls recorded as manifests.
 //!
 //! A [`Runner`] holds what every run needs (config, store, engine, loaded
@@ -8,8 +14,11 @@
 //! hash-chained manifest. Progress is reported to an [`Observer`] (the
 //! terminal timeline, plain lines, or nothing).
 
+#![warn(missing_docs)]
+
 mod backup;
 pub mod check;
+pub mod config;
 mod error;
 pub mod events;
 mod guard;
@@ -22,12 +31,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::bindings::rewind::hooks::types::{Event, EventKind, HookContext};
 use crate::config::{Config, Instance};
-use crate::engine::Runtime;
-use crate::plugin::LoadedPlugin;
-use crate::sandbox::{CallError, HookInput, HookOutput, LogLevel, LogSink, call_hook};
-use crate::store::{
+use rewind_sandbox::bindings::rewind::hooks::types::{Event, EventKind, HookContext};
+use rewind_sandbox::engine::Runtime;
+use rewind_sandbox::plugin::LoadedPlugin;
+use rewind_sandbox::{CallError, HookInput, HookOutput, LogLevel, LogSink, call_hook};
+use rewind_store::{
     PluginRef, PrunePlan, RetentionPolicy, RunKind, RunManifest, RunStatus, StepRecord, StepStatus,
     Store, StoreLock,
 };
@@ -105,9 +114,10 @@ impl<'a> Runner<'a> {
             return Ok(plugin.clone());
         }
         let spec = self.config.instance(instance)?;
-        let plugin = crate::plugin::load(&self.runtime, &spec.source, Some(&spec.sha256)).map_err(
-            |err| RunError::Plugin(err.context(format!("loading plugin instance `{instance}`"))),
-        )?;
+        let plugin = rewind_sandbox::plugin::load(&self.runtime, &spec.source, Some(&spec.sha256))
+            .map_err(|err| {
+                RunError::Plugin(err.context(format!("loading plugin instance `{instance}`")))
+            })?;
         let plugin = Arc::new(plugin);
         self.plugins
             .borrow_mut()
@@ -163,7 +173,7 @@ impl<'a> Runner<'a> {
                 if step.status == StepStatus::Running {
                     step.status = StepStatus::Failed;
                     step.error = Some(CallError::new(
-                        crate::sandbox::ErrorKind::Host,
+                        rewind_sandbox::ErrorKind::Host,
                         "interrupted: the process stopped during this step".into(),
                     ));
                 }
@@ -335,7 +345,7 @@ impl<'a> Runner<'a> {
         let spec = self
             .config
             .instance(instance)
-            .map_err(|err| CallError::new(crate::sandbox::ErrorKind::Host, format!("{err:#}")))?;
+            .map_err(|err| CallError::new(rewind_sandbox::ErrorKind::Host, format!("{err:#}")))?;
         step.plugin = Some(PluginRef {
             source: spec.source.display().to_string(),
             sha256: spec.sha256.clone(),
@@ -349,7 +359,7 @@ impl<'a> Runner<'a> {
         let started = Instant::now();
         let result = self
             .plugin(instance)
-            .map_err(|err| CallError::new(crate::sandbox::ErrorKind::Host, format!("{err:#}")));
+            .map_err(|err| CallError::new(rewind_sandbox::ErrorKind::Host, format!("{err:#}")));
         let (result, logs) = match result {
             Ok(plugin) => {
                 let ctx = self.context(spec, &run.id, dry_run, target);
@@ -489,7 +499,7 @@ impl<'a> Runner<'a> {
             timestamp: jiff::Timestamp::now().to_string(),
             fields: vec![
                 ("run_kind".to_string(), "prune".to_string()),
-                ("host".to_string(), crate::store::hostname()),
+                ("host".to_string(), rewind_store::hostname()),
                 ("runs".to_string(), plan.runs.len().to_string()),
                 ("blobs".to_string(), plan.blobs.len().to_string()),
                 ("bytes".to_string(), plan.bytes.to_string()),
@@ -543,7 +553,7 @@ fn record_output(step: &mut StepRecord, output: &HookOutput) {
             step.checks = report
                 .checks
                 .iter()
-                .map(|c| crate::store::CheckRecord {
+                .map(|c| rewind_store::CheckRecord {
                     name: c.name.clone(),
                     status: health::status_name(c.status).to_string(),
                     detail: c.detail.clone(),

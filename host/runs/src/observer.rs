@@ -1,7 +1,7 @@
 //! How a run reports progress while it happens.
 
-use crate::sandbox::{LogLevel, LogLine};
-use crate::store::{RunManifest, StepRecord, Store};
+use rewind_sandbox::{LogLevel, LogLine};
+use rewind_store::{RunManifest, StepRecord, Store};
 
 /// Receives a run's progress: the CLI draws a timeline from it; tests and
 /// `--json` use [`Silent`]. Every method has a do-nothing default.

@@ -7,11 +7,11 @@ use serde::Serialize;
 use super::backup::BackupOptions;
 use super::health::HealthResult;
 use super::{Runner, stopped_at};
-use crate::bindings::rewind::hooks::types::EventKind;
-use crate::exit::ExitCode;
-use crate::plugin::HookKind;
-use crate::sandbox::{HookInput, LogLevel};
-use crate::store::{
+use rewind_core::exit::ExitCode;
+use rewind_sandbox::bindings::rewind::hooks::types::EventKind;
+use rewind_sandbox::plugin::HookKind;
+use rewind_sandbox::{HookInput, LogLevel};
+use rewind_store::{
     ArtifactRecord, PlannedStep, PluginRef, RunKind, RunManifest, RunStatus, StepRecord,
     StepStatus, newest_backup,
 };
@@ -553,8 +553,8 @@ impl Runner<'_> {
         for step in &mut run.steps {
             if step.status == StepStatus::Running {
                 step.status = StepStatus::Failed;
-                step.error = Some(crate::sandbox::CallError::new(
-                    crate::sandbox::ErrorKind::Host,
+                step.error = Some(rewind_sandbox::CallError::new(
+                    rewind_sandbox::ErrorKind::Host,
                     "interrupted: the process stopped during this step; it runs again on resume"
                         .into(),
                 ));

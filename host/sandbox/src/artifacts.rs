@@ -8,7 +8,7 @@ use wasmtime::component::Resource;
 use super::HookState;
 use crate::bindings::rewind::hooks::artifacts::{Host, HostReader, HostWriter};
 use crate::bindings::rewind::hooks::types::{ArtifactRef, HookError};
-use crate::store::{ArtifactRecord, BlobReader, BlobWriter};
+use rewind_store::{ArtifactRecord, BlobReader, BlobWriter};
 
 /// A writer resource: the blob being written and what will be recorded.
 pub struct WriterHandle {
@@ -49,8 +49,8 @@ impl HookState {
         // Deny by default: these hooks have no artifacts to return, so what
         // they stored would only fill the store.
         if matches!(self.call.hook, "describe" | "health" | "notify") {
-            return Err(self.call.denied(crate::grants::Denial::new(
-                crate::grants::Kind::Never,
+            return Err(self.call.denied(rewind_grants::Denial::new(
+                rewind_grants::Kind::Never,
                 format!("store artifact `{name}` in a {} hook", self.call.hook),
                 "only backup, restore and revert hooks may store artifacts",
             )));

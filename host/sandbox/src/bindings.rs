@@ -2,7 +2,7 @@
 
 wasmtime::component::bindgen!({
     world: "plugin",
-    path: "../wit",
+    path: "../../wit",
     // Host imports are synchronous (they bound their own waiting: commands
     // by their timeout, store I/O by the disk); exports are called with
     // `call_async` so that a deadline can end a guest blocked in a WASI
@@ -10,7 +10,7 @@ wasmtime::component::bindgen!({
     imports: { default: trappable },
     exports: { default: async },
     with: {
-        "rewind:hooks/artifacts.writer": crate::sandbox::artifacts::WriterHandle,
-        "rewind:hooks/artifacts.reader": crate::sandbox::artifacts::ReaderHandle,
+        "rewind:hooks/artifacts.writer": crate::artifacts::WriterHandle,
+        "rewind:hooks/artifacts.reader": crate::artifacts::ReaderHandle,
     },
 });

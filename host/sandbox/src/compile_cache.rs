@@ -10,7 +10,7 @@
 //!   and not writable by group or others, unless it has the sticky bit (as
 //!   `/tmp`), where nobody else can rename or remove the entries of ours;
 //! * no plugin may be granted a path containing it (config validation
-//!   checks [`crate::grants::paths::host_private`]);
+//!   checks [`rewind_grants::paths::host_private`]);
 //! * an entry is opened with `O_NOFOLLOW` beneath the directory's
 //!   descriptor, must be a regular file owned by that user with no group or
 //!   other permissions, and is read whole into memory, where its header is
@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{FileType, Mode, OFlags};
 use sha2::{Digest as _, Sha256};
 
-use crate::store::{create_private_dir, write_atomic};
+use rewind_store::{create_private_dir, write_atomic};
 
 /// The first bytes of every entry.
 pub const MAGIC: &[u8; 8] = b"REWINDC1";
@@ -114,7 +114,7 @@ pub fn open_dir(dir: &Path) -> Result<CacheDir, CacheError> {
         )));
     }
     // The ancestors of the directory as the kernel sees it.
-    let real = super::sandbox::resolve::real_path(&fd)
+    let real = super::resolve::real_path(&fd)
         .map_err(|err| error(format!("cannot read where it is: {err}")))?;
     for ancestor in real.ancestors().skip(1) {
         let meta = std::fs::metadata(ancestor)

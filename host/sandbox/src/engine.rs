@@ -11,9 +11,9 @@ use anyhow::Result;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine};
 
+use crate::HookState;
 use crate::bindings::Plugin;
 use crate::compile_cache::{self, CacheDir};
-use crate::sandbox::HookState;
 
 /// How often the epoch advances. Deadlines are whole ticks, so this is the
 /// resolution of a hook's wall-clock limit; checking an epoch costs a load
@@ -69,7 +69,7 @@ impl Runtime {
         // The async WASI bindings: a guest waiting in a host call (sleep,
         // poll, socket, HTTP) is then a pending future that the call's
         // deadline can drop, not a blocked thread that nothing can stop.
-        crate::sandbox::wasi::add_to_linker(&mut linker)?;
+        crate::wasi::add_to_linker(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         Plugin::add_to_linker::<HookState, HasSelf<HookState>>(&mut linker, |state| state)?;
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 use super::refusals::Refusals;
-use crate::grants::Grants;
+use rewind_grants::Grants;
 
 pub(super) struct HttpGate {
     grants: Arc<Grants>,
@@ -48,8 +48,8 @@ impl WasiHttpHooks for HttpGate {
         // the gate checks, but the connection would be made to the whole
         // authority (a name lookup of `user@host` leaks `user`).
         if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
-            let denial = crate::grants::Denial::new(
-                crate::grants::Kind::Never,
+            let denial = rewind_grants::Denial::new(
+                rewind_grants::Kind::Never,
                 format!(
                     "{scheme}://{}",
                     uri.authority().map(|a| a.as_str()).unwrap_or_default()

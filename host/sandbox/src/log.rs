@@ -10,29 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use super::bounded;
 
-use serde::{Deserialize, Serialize};
-
 use crate::bindings::rewind::hooks::log as wit_log;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogLevel {
-    Trace,
-    Debug,
-    Info,
-    Warn,
-    Error,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LogLine {
-    pub level: LogLevel,
-    pub instance: String,
-    pub hook: String,
-    pub message: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub fields: Vec<(String, String)>,
-}
+use rewind_core::{LogLevel, LogLine};
 
 /// A call's lines and what the cap dropped.
 #[derive(Default)]

@@ -4,73 +4,19 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use anyhow::{Context as _, Result, bail};
-use serde::Serialize;
-use sha2::{Digest, Sha256};
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, InstancePre};
 
+use crate::HookState;
 use crate::engine::Runtime;
-use crate::sandbox::HookState;
+pub use rewind_core::{HookKind, sha256_hex};
 
 /// The WIT package plugins are built against.
 pub const WIT_PACKAGE: &str = "rewind:hooks";
 /// The API versions this host supports.
 pub const SUPPORTED_API_VERSIONS: &[&str] = &["0.1.0"];
-
-/// The five hook kinds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HookKind {
-    Backup,
-    Restore,
-    Revert,
-    Health,
-    Notify,
-}
-
-impl HookKind {
-    pub const ALL: [HookKind; 5] = [
-        HookKind::Backup,
-        HookKind::Restore,
-        HookKind::Revert,
-        HookKind::Health,
-        HookKind::Notify,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HookKind::Backup => "backup",
-            HookKind::Restore => "restore",
-            HookKind::Revert => "revert",
-            HookKind::Health => "health",
-            HookKind::Notify => "notify",
-        }
-    }
-}
-
-impl fmt::Display for HookKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for HookKind {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        HookKind::ALL
-            .into_iter()
-            .find(|h| h.as_str() == s)
-            .ok_or_else(|| {
-                format!(
-                    "unknown hook `{s}`; expected one of: backup, restore, revert, health, notify"
-                )
-            })
-    }
-}
 
 /// A compiled plugin, ready to instantiate once per hook call.
 pub struct LoadedPlugin {
@@ -102,10 +48,6 @@ impl LoadedPlugin {
         let names: Vec<&str> = self.hooks.iter().map(|h| h.as_str()).collect();
         names.join(", ")
     }
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 /// Read, pin-check, compile and inspect a plugin file.
@@ -230,13 +172,13 @@ pub fn describe(
     instance: &str,
 ) -> Result<crate::bindings::rewind::hooks::types::PluginInfo> {
     use crate::bindings::rewind::hooks::types::HookContext;
-    use crate::sandbox::{HookInput, HookOutput, LogSink, SandboxSpec, call_hook};
+    use crate::{HookInput, HookOutput, LogSink, SandboxSpec, call_hook};
     let scratch = tempfile::tempdir()?;
-    let store = crate::store::Store::open(scratch.path())?;
+    let store = rewind_store::Store::open(scratch.path())?;
     let spec = SandboxSpec {
         instance: instance.to_string(),
         grants: Default::default(),
-        limits: crate::sandbox::Limits {
+        limits: crate::Limits {
             timeout: DESCRIBE_TIMEOUT,
             ..Default::default()
         },

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use super::LogSink;
 use crate::bindings::rewind::hooks::types::Denial as WitDenial;
-use crate::grants::Denial;
+use rewind_grants::Denial;
 
 /// Refusals kept per call; more are still logged (the log is capped too).
 const MAX_KEPT: usize = 64;

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 
-use crate::grants::{Denial, Grants, normalize};
+use rewind_grants::{Denial, Grants, normalize};
 
 /// A path opened beneath its grant.
 #[derive(Debug)]
@@ -126,7 +126,7 @@ pub(crate) fn proc_path(fd: &impl AsFd) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::grants::PathGrant;
+    use rewind_grants::PathGrant;
 
     #[test]
     fn a_symlink_into_a_nested_read_only_grant_is_refused_for_writing() {

@@ -43,7 +43,7 @@ pub(crate) fn create_private(path: &Path) -> io::Result<File> {
 }
 
 /// Create a directory (and parents) with mode 0700.
-pub(crate) fn create_private_dir(path: &Path) -> io::Result<()> {
+pub fn create_private_dir(path: &Path) -> io::Result<()> {
     if path.is_dir() {
         return Ok(());
     }
@@ -57,7 +57,7 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// Write `bytes` to `path` atomically: temp file, fsync, rename, fsync dir.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path.parent().expect("atomic writes target a file in a dir");
     create_private_dir(dir)?;
     let tmp = dir.join(format!(

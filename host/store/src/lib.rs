@@ -1,4 +1,8 @@
-//! The artifact store: checksummed blobs and the records that name them.
+//! `rewind-store`: the artifact store, checksummed blobs and the records
+//! that name them (run manifests, the journal, the lock, verify and prune).
+//! It depends on `rewind-core` only, and never on wasmtime: what a run
+//! recorded can be read, verified and pruned without the sandbox
+//! (ARCHITECTURE.md's dependency check enforces it).
 //!
 //! The local directory store is the embedded default. Its layout:
 //!
@@ -16,6 +20,8 @@
 //!
 //! See `docs/store-format.md` for the complete format.
 
+#![warn(missing_docs)]
+
 mod blob;
 mod check;
 mod lock;
@@ -30,7 +36,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 
 pub use blob::{BlobInfo, BlobReader, BlobWriter, Quota};
-pub(crate) use blob::{create_private_dir, write_atomic};
+pub use blob::{create_private_dir, write_atomic};
 pub use check::{Problem, PrunePlan, PrunedRun, RetentionPolicy, VerifyReport, newest_backup};
 pub use lock::{LockError, LockHolder, StoreLock, hostname};
 pub use runs::{

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::{ArtifactRecord, FormatError, Store, write_atomic};
-use crate::sandbox::CallError;
+use rewind_core::CallError;
 
 /// The manifest format written by this version.
 pub const MANIFEST_FORMAT: &str = "rewind.run/1";
@@ -126,7 +126,7 @@ pub struct StepRecord {
     pub exit_code: Option<i32>,
     /// What the plugin logged at info and above (at most 200 lines).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub logs: Vec<crate::sandbox::LogLine>,
+    pub logs: Vec<rewind_core::LogLine>,
 }
 
 impl StepRecord {
@@ -435,7 +435,7 @@ impl Store {
         let head = Head {
             id: manifest.id.clone(),
             seq: manifest.seq,
-            digest: crate::plugin::sha256_hex(&bytes),
+            digest: rewind_core::sha256_hex(&bytes),
         };
         write_atomic(
             &self.head_path(),
@@ -510,7 +510,7 @@ impl Store {
     /// The raw bytes of a finished manifest and their sha256.
     pub fn manifest_file(&self, id: &str) -> io::Result<(Vec<u8>, String)> {
         let bytes = fs::read(self.manifest_path(id))?;
-        let digest = crate::plugin::sha256_hex(&bytes);
+        let digest = rewind_core::sha256_hex(&bytes);
         Ok((bytes, digest))
     }
 

@@ -176,7 +176,7 @@ pub(crate) fn check_or_write(root: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Store;
+    use crate::Store;
 
     fn version(root: &Path) -> String {
         fs::read_to_string(root.join(VERSION_FILE)).unwrap()

@@ -19,8 +19,8 @@ mod program;
 /// Preflight for `rewind check`: the program an exec grant names exists in
 /// `COMMAND_PATH` (or at its absolute path) and no plugin could replace it;
 /// else the reason the command would be refused when a hook runs it.
-pub(crate) fn preflight_program(
-    grants: &crate::grants::Grants,
+pub fn preflight_program(
+    grants: &rewind_grants::Grants,
     program: &str,
 ) -> Result<std::path::PathBuf, String> {
     program::resolve_program(grants, program).map_err(|err| match err {
@@ -41,12 +41,12 @@ use super::HookState;
 use super::resolve::{ResolveError, resolve};
 use crate::bindings::rewind::hooks::process::{Command, Host, Output};
 use crate::bindings::rewind::hooks::types::{ArtifactRef, Failure, HookError};
-use crate::grants::risks::COMMAND_PATH;
-use crate::grants::{Denial, Kind};
-use crate::store::{ArtifactRecord, BlobInfo, BlobReader, BlobWriter};
 use contain::{ChildContainment, Containment};
 use namespace::{MountPlan, Workdir};
 use program::{ProgramError, resolve_program};
+use rewind_grants::risks::COMMAND_PATH;
+use rewind_grants::{Denial, Kind};
+use rewind_store::{ArtifactRecord, BlobInfo, BlobReader, BlobWriter};
 
 /// How long a stopped command's supervisor gets to kill what it started
 /// before the host kills the whole process group itself.
@@ -214,7 +214,7 @@ impl HookState {
             Some(dir) => match call
                 .grants
                 // The refusal a plugin sees names the working directory.
-                .check_dir(&crate::grants::normalize(std::path::Path::new(dir)))
+                .check_dir(&rewind_grants::normalize(std::path::Path::new(dir)))
                 .or_else(|d| match std::path::Path::new(dir).is_absolute() {
                     true => Err(ResolveError::Denied(d)),
                     false => Ok(()), // `resolve` says it must be absolute

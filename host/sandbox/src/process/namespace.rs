@@ -1,7 +1,7 @@
 //! The working directory, and read-only grants that bind commands too.
 //!
 //! The working directory is resolved once, beneath its grant, by descriptor
-//! ([`crate::sandbox::resolve`]); the child `fchdir`s to that descriptor, so
+//! ([`crate::resolve`]); the child `fchdir`s to that descriptor, so
 //! swapping a path component for a symlink after the check changes nothing.
 //!
 //! A command is an ordinary host process: `ro:` means nothing to it unless
@@ -38,7 +38,7 @@ use std::sync::OnceLock;
 use rustix::fs::{CWD, Mode, OFlags, ResolveFlags};
 use rustix::mount::{MoveMountFlags, OpenTreeFlags};
 
-use crate::grants::Grants;
+use rewind_grants::Grants;
 
 /// A command's working directory, opened beneath its grant.
 #[derive(Debug)]
@@ -68,7 +68,7 @@ impl Workdir {
             Mode::empty(),
         )?;
         // By its real path: the child may open it again by name.
-        let real = crate::sandbox::resolve::real_path(&fd).unwrap_or_else(|_| path.to_path_buf());
+        let real = crate::resolve::real_path(&fd).unwrap_or_else(|_| path.to_path_buf());
         Workdir::new(fd, &real)
     }
 

@@ -13,8 +13,8 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::grants::risks::COMMAND_PATH;
-use crate::grants::{Denial, Grants, Kind};
+use rewind_grants::risks::COMMAND_PATH;
+use rewind_grants::{Denial, Grants, Kind};
 
 /// Why a program cannot run.
 #[derive(Debug)]
@@ -51,7 +51,7 @@ pub(super) fn resolve_program(grants: &Grants, program: &str) -> Result<PathBuf,
                 ))
             })?
     };
-    let lexical = crate::grants::normalize(&found);
+    let lexical = rewind_grants::normalize(&found);
     let canonical = found
         .canonicalize()
         .map_err(|err| ProgramError::Missing(format!("program {}: {err}", found.display())))?;
@@ -114,7 +114,7 @@ fn is_executable(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::grants::PathGrant;
+    use rewind_grants::PathGrant;
 
     fn grants(paths: &[&Path]) -> Grants {
         Grants {

@@ -54,9 +54,9 @@ use wasmtime_wasi::p2::bindings::filesystem::types::{
 };
 use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, FsError, FsResult};
 
-use crate::grants::{Access, Denial, Grants, Kind, normalize};
-use crate::sandbox::resolve::{self, ResolveError};
-use crate::sandbox::{CallState, HookState};
+use crate::resolve::{self, ResolveError};
+use crate::{CallState, HookState};
+use rewind_grants::{Access, Denial, Grants, Kind, normalize};
 
 /// The guest path of the catch-all preopen.
 pub(crate) const CATCH_ALL: &str = "/";

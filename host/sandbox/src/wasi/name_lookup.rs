@@ -18,7 +18,7 @@ use wasmtime_wasi::p2::bindings::sockets::ip_name_lookup::{
 use wasmtime_wasi::p2::bindings::sockets::network::{self, ErrorCode, IpAddress, Network};
 use wasmtime_wasi::sockets::WasiSocketsCtxView;
 
-use crate::sandbox::{CallState, HookState};
+use crate::{CallState, HookState};
 
 /// `HasData` for the guarded name lookup.
 pub(crate) struct GuardedLookup;
