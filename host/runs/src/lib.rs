@@ -23,6 +23,7 @@ mod error;
 pub mod events;
 mod guard;
 mod health;
+pub mod hook;
 mod observer;
 mod rollback;
 
