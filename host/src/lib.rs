@@ -15,7 +15,7 @@
 //! [`grants`] is `rewind-grants`; [`store`] is `rewind-store`; [`run`] and
 //! [`config`] are `rewind-runs`; [`exit`] is `rewind-core`'s.
 
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 pub use rewind_core::exit;
 pub use rewind_grants as grants;

@@ -6,7 +6,7 @@
 //! them, and the exit codes are defined once for the library and the CLI.
 //! Nothing here knows WebAssembly, grants or files.
 
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 mod error;
 pub mod exit;

@@ -32,7 +32,9 @@ pub enum ArgPattern {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(into = "String")]
 pub struct ExecPattern {
+    /// The program, by name (looked up in `COMMAND_PATH`) or absolute path.
     pub program: String,
+    /// One pattern per argument; a trailing `*` takes any rest.
     pub args: Vec<ArgPattern>,
 }
 
@@ -164,6 +166,7 @@ impl ExecPattern {
             .any(|a| !matches!(a, ArgPattern::Literal(_)))
     }
 
+    /// Whether this pattern allows running `program` with `args`.
     pub fn matches(&self, program: &str, args: &[String]) -> bool {
         if self.program != program {
             return false;

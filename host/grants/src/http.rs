@@ -13,7 +13,9 @@ use super::{Denial, Grants, Kind, grant_line};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(into = "String")]
 pub struct OriginPattern {
+    /// `http` or `https`.
     pub scheme: String,
+    /// Host name or address, lower case; may start with `*.`.
     pub host: String,
     /// None = any port.
     pub port: Option<u16>,
@@ -43,6 +45,7 @@ pub(crate) fn default_port(scheme: &str) -> Option<u16> {
 }
 
 impl OriginPattern {
+    /// Parse `scheme://host[:port]` as written in a grant.
     pub fn parse(text: &str) -> Result<Self, String> {
         let usage = || {
             format!(
@@ -79,6 +82,7 @@ impl OriginPattern {
         })
     }
 
+    /// Whether a request to `scheme://host:port` is within this origin.
     pub fn matches(&self, scheme: &str, host: &str, port: u16) -> bool {
         let host = host.to_ascii_lowercase();
         let host_ok = match self.host.strip_prefix("*.") {

@@ -10,7 +10,7 @@
 //! renders the exact line to add to rewind.toml, so the operator never has
 //! to guess which grant was missing.
 
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 pub mod env;
 pub mod exec;
@@ -35,9 +35,13 @@ pub use text::{GrantError, GrantKey, GrantTexts};
 /// The grants of one plugin instance, as parsed from `grants.*` in rewind.toml.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Grants {
+    /// Commands the `process` import may run.
     pub exec: Vec<ExecPattern>,
+    /// Directories and files, read-only or read-write.
     pub paths: Vec<PathGrant>,
+    /// Environment variables a hook may read (and pass to commands).
     pub env: Vec<String>,
+    /// Origins outgoing HTTP may reach.
     pub http: Vec<OriginPattern>,
     /// Plain TCP connections (SMTP): `host:port`.
     pub tcp: Vec<TcpGrant>,
@@ -54,10 +58,15 @@ pub struct Grants {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
+    /// Running a command.
     Exec,
+    /// A file or directory.
     Path,
+    /// An environment variable.
     Env,
+    /// An HTTP request.
     Http,
+    /// A TCP connection or name lookup.
     Tcp,
     /// Resolving a host name (allowed only for names in `grants.tcp`).
     Dns,
@@ -71,6 +80,7 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The word a refusal uses for it (`command`, `path`, …).
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Exec => "exec",
@@ -95,6 +105,7 @@ impl fmt::Display for Kind {
 /// A refused capability, with the grant that would allow it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Denial {
+    /// What kind of capability was refused.
     pub kind: Kind,
     /// What the plugin tried.
     pub attempted: String,
@@ -104,6 +115,7 @@ pub struct Denial {
 }
 
 impl Denial {
+    /// A refusal of `attempted`, naming the `grant` line that would allow it.
     pub fn new(kind: Kind, attempted: impl Into<String>, grant: impl Into<String>) -> Self {
         Denial {
             kind,

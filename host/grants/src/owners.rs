@@ -16,7 +16,9 @@ use super::{Denial, Grants, Kind, grant_line};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(into = "String")]
 pub struct OwnerGrant {
+    /// The user to give files to, when the grant names one.
     pub uid: Option<u32>,
+    /// The group to give files to, when the grant names one.
     pub gid: Option<u32>,
     text: String,
 }
@@ -37,6 +39,7 @@ impl fmt::Display for OwnerGrant {
 pub const SETID_BITS: u32 = 0o6000;
 
 impl OwnerGrant {
+    /// Parse `user`, `user:group` or `:group` as written in a grant.
     pub fn parse(text: &str) -> Result<Self, String> {
         let (user, group) = match text.split_once(':') {
             Some((u, g)) => (u, Some(g)),

@@ -21,14 +21,18 @@ use super::{Denial, Grants, Kind, grant_line};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Access {
+    /// Read and list only.
     ReadOnly,
+    /// Also create, write, rename and delete.
     ReadWrite,
 }
 
 /// A granted directory, preopened at the same path in the guest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PathGrant {
+    /// The granted path, normalised and absolute.
     pub path: PathBuf,
+    /// False for an `ro:` grant.
     pub writable: bool,
 }
 
@@ -51,6 +55,7 @@ impl PathGrant {
         })
     }
 
+    /// What this grant allows beneath its path.
     pub fn access(&self) -> Access {
         if self.writable {
             Access::ReadWrite
@@ -158,6 +163,7 @@ impl Grants {
 /// A directory that only the host may touch, which no grant may contain.
 #[derive(Debug, Clone)]
 pub struct HostPrivate {
+    /// The private path, absolute.
     pub path: PathBuf,
     /// "the store", "the compile cache".
     pub what: &'static str,

@@ -14,7 +14,9 @@ use super::{Denial, Grants, Kind, grant_line};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(into = "String")]
 pub struct TcpGrant {
+    /// Host name or address.
     pub host: String,
+    /// The port.
     pub port: u16,
 }
 

@@ -9,11 +9,17 @@ use super::{ExecPattern, Grants, OriginPattern, OwnerGrant, PathGrant, TcpGrant}
 /// A kind of grant written as a list of texts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GrantKey {
+    /// `grants.exec`.
     Exec,
+    /// `grants.paths`.
     Paths,
+    /// `grants.env`.
     Env,
+    /// `grants.http`.
     Http,
+    /// `grants.tcp`.
     Tcp,
+    /// `grants.owners`.
     Owners,
 }
 
@@ -57,13 +63,19 @@ impl GrantKey {
 /// (for rewind.toml) the entries that carry them with their spans.
 #[derive(Debug, Clone)]
 pub struct GrantTexts<T> {
+    /// `grants.exec` as written.
     pub exec: Vec<T>,
     /// Absolute paths, optionally prefixed `ro:` or `rw:`.
     pub paths: Vec<T>,
+    /// `grants.env` as written.
     pub env: Vec<T>,
+    /// `grants.http` as written.
     pub http: Vec<T>,
+    /// `grants.tcp` as written.
     pub tcp: Vec<T>,
+    /// `grants.owners` as written.
     pub owners: Vec<T>,
+    /// `grants.setid`: commands and `fs` may set setuid/setgid bits.
     pub setid: bool,
 }
 
@@ -112,8 +124,11 @@ impl<T> GrantTexts<T> {
 /// A grant text that does not parse: the `index`-th value of `key`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GrantError {
+    /// Which key the bad grant was under.
     pub key: GrantKey,
+    /// Its position in that list, from 0.
     pub index: usize,
+    /// Why it is not a grant.
     pub message: String,
 }
 

@@ -14,17 +14,22 @@ use rewind_sandbox::plugin::HookKind;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
+    /// What a run would fail on.
     Error,
+    /// A risk or something a run may trip on.
     Warning,
+    /// Checked and fine.
     Ok,
 }
 
 /// One thing `check_config` found.
 #[derive(Debug, Clone, Serialize)]
 pub struct Finding {
+    /// How bad it is.
     pub level: Level,
     /// What it is about: `config`, `plugins.<name>`, `chains.backup`, `store`, …
     pub subject: String,
+    /// What was found, and what to do about it.
     pub message: String,
 }
 

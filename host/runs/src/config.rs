@@ -25,9 +25,11 @@ pub const DEFAULT_CONFIG: &str = "rewind.toml";
 /// An error in a config file, located at a line and column.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
+    /// The config file.
     pub path: PathBuf,
     /// 1-based line and column, when the error has a location.
     pub location: Option<(usize, usize)>,
+    /// What is wrong.
     pub message: String,
     /// The offending source line, for display under the message.
     pub source_line: Option<String>,
@@ -227,21 +229,30 @@ struct RawNotify {
 pub struct Config {
     /// The file it was read from.
     pub path: PathBuf,
+    /// The project named in events and manifests.
     pub project: String,
+    /// The environment named in events and manifests (`production`).
     pub environment: String,
+    /// Where the artifact store is and how long runs are kept.
     pub store: StoreConfig,
     /// Plugin instances by name, in name order.
     pub instances: BTreeMap<String, Instance>,
+    /// Which instances run in which order.
     pub chains: Chains,
+    /// `rewind guard`'s health gate.
     pub guard: GuardConfig,
+    /// Instances that receive each run's start and outcome.
     pub notify_sinks: Vec<String>,
 }
 
+/// `[store]`: the artifact store and its retention.
 #[derive(Debug, Clone, Default)]
 pub struct StoreConfig {
     /// `file://` URL or plain path of the store; `None` means the default.
     pub url: Option<String>,
+    /// Keep runs younger than this many days.
     pub keep_days: Option<u32>,
+    /// Keep at least this many newest backup runs.
     pub keep_last: Option<u32>,
 }
 
@@ -255,9 +266,12 @@ impl StoreConfig {
     }
 }
 
+/// `[chains]`: the instances each kind of run calls, in order.
 #[derive(Debug, Clone, Default)]
 pub struct Chains {
+    /// Instances a backup runs.
     pub backup: Vec<String>,
+    /// Instances a rollback runs (restore or revert each).
     pub rollback: Vec<String>,
     /// Named chains (`[chains.named]`): one list of instances used by
     /// `rewind backup --chain NAME` and `rewind rollback --chain NAME`.
@@ -296,11 +310,16 @@ impl Chains {
     }
 }
 
+/// `[guard]`: the health gate after a deploy.
 #[derive(Debug, Clone)]
 pub struct GuardConfig {
+    /// Instances whose health hook decides.
     pub health: Vec<String>,
+    /// Health passes after the first before giving up.
     pub retries: u32,
+    /// Wait between passes.
     pub delay: Duration,
+    /// Roll back when the deploy fails or stays unhealthy.
     pub auto_rollback: bool,
 }
 
@@ -318,18 +337,22 @@ impl Default for GuardConfig {
 /// One `[plugins.<name>]` instance.
 #[derive(Debug, Clone)]
 pub struct Instance {
+    /// The instance's name (`[plugins.<name>]`).
     pub name: String,
     /// The plugin file, resolved against the config file's directory.
     pub source: PathBuf,
     /// The pinned sha256 (lower-case hex).
     pub sha256: String,
+    /// What it may reach.
     pub grants: Arc<Grants>,
+    /// Its memory, time and output limits.
     pub limits: Limits,
     /// `params`, as the JSON object the plugin receives.
     pub params: serde_json::Value,
 }
 
 impl Instance {
+    /// What the sandbox runs a call of this instance as.
     pub fn sandbox_spec(&self) -> SandboxSpec {
         SandboxSpec {
             instance: self.name.clone(),

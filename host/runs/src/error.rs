@@ -37,7 +37,9 @@ pub enum RunError {
     /// A finished run's manifest could not be written.
     #[error("writing the manifest of run {run}: {source}")]
     Manifest {
+        /// The run's id.
         run: String,
+        /// Why the write failed.
         #[source]
         source: io::Error,
     },

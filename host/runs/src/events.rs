@@ -39,13 +39,21 @@ pub fn kind_name(kind: EventKind) -> &'static str {
 /// One line of `events.jsonl`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LoggedEvent {
+    /// When it happened (RFC 3339).
     pub timestamp: String,
+    /// The event kind in upper case (`ROLLBACK_SUCCESS`).
     pub kind: String,
+    /// The run it belongs to.
     pub run_id: String,
+    /// The project of the config.
     pub project: String,
+    /// The environment of the config.
     pub environment: String,
+    /// One line for people.
     pub title: String,
+    /// The details.
     pub message: String,
+    /// Structured fields.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fields: Vec<(String, String)>,
 }
@@ -67,14 +75,18 @@ impl LoggedEvent {
 
 /// A sink ready to be called: its instance and loaded plugin.
 pub struct Sink {
+    /// The `[plugins.<name>]` instance.
     pub instance: Instance,
+    /// Its plugin, loaded and pin-checked.
     pub plugin: Arc<LoadedPlugin>,
 }
 
 /// What a sink delivery came to, for the run's report.
 #[derive(Debug, Clone)]
 pub struct SinkFailure {
+    /// The sink instance that failed.
     pub instance: String,
+    /// Why.
     pub message: String,
 }
 
@@ -88,6 +100,7 @@ pub struct Events {
 }
 
 impl Events {
+    /// The event log of `store` (`events.jsonl`), delivering to `sinks`.
     pub fn new(store: &Store, runtime: &Runtime, sinks: Vec<Sink>) -> Self {
         Events {
             path: store.events_path(),

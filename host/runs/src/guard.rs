@@ -14,6 +14,7 @@ use rewind_sandbox::LogLevel;
 use rewind_sandbox::bindings::rewind::hooks::types::EventKind;
 use rewind_store::{RunKind, RunManifest, RunStatus, StepRecord, StepStatus};
 
+/// How `rewind guard` runs.
 #[derive(Debug, Clone, Default)]
 pub struct GuardOptions {
     /// Never roll back, whatever `guard.auto_rollback` says.
@@ -49,6 +50,7 @@ impl GuardOutcome {
         }
     }
 
+    /// The outcome as recorded in the guard manifest (`rolled-back`).
     pub fn as_str(self) -> &'static str {
         match self {
             GuardOutcome::Deployed => "deployed",
@@ -60,11 +62,16 @@ impl GuardOutcome {
     }
 }
 
+/// What a guarded deploy did: its own manifest and the runs it linked.
 #[derive(Debug)]
 pub struct GuardResult {
+    /// How it ended.
     pub outcome: GuardOutcome,
+    /// The guard run's manifest.
     pub run: RunManifest,
+    /// The backup taken before the deploy.
     pub backup: RunManifest,
+    /// The rollback, when one ran.
     pub rollback: Option<RollbackResult>,
 }
 

@@ -20,13 +20,16 @@ pub fn status_name(status: HealthStatus) -> &'static str {
 /// The outcome of the health checks.
 #[derive(Debug, Clone)]
 pub struct HealthResult {
+    /// Every instance reported healthy in the last pass.
     pub healthy: bool,
     /// What failed, one line per failing check.
     pub failures: Vec<String>,
+    /// Passes made.
     pub attempts: u32,
 }
 
 impl HealthResult {
+    /// One line: healthy or not, after how many passes.
     pub fn summary(&self) -> String {
         if self.healthy {
             "healthy".into()
@@ -133,6 +136,7 @@ impl Runner<'_> {
     }
 }
 
+/// `1.5 s`, `2 min 3 s`: a duration for people.
 pub fn human_duration(d: Duration) -> String {
     let ms = d.as_millis();
     if ms < 1000 {

@@ -14,7 +14,7 @@
 //! hash-chained manifest. Progress is reported to an [`Observer`] (the
 //! terminal timeline, plain lines, or nothing).
 
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 mod backup;
 pub mod check;
@@ -64,7 +64,9 @@ enum Interrupted {
 
 /// Executes runs for one config and store.
 pub struct Runner<'a> {
+    /// The config runs are made of.
     pub config: &'a Config,
+    /// The store runs are recorded in.
     pub store: Store,
     runtime: Runtime,
     observer: &'a dyn Observer,

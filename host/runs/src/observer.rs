@@ -6,12 +6,15 @@ use rewind_store::{RunManifest, StepRecord, Store};
 /// Receives a run's progress: the CLI draws a timeline from it; tests and
 /// `--json` use [`Silent`]. Every method has a do-nothing default.
 pub trait Observer: Sync {
+    /// A run was recorded in the journal and begins.
     fn run_started(&self, _run: &RunManifest) {}
     /// A step begins; `store` meters the blob bytes it moves.
     fn step_started(&self, _run: &RunManifest, _step: &StepRecord, _store: &Store) {}
     /// What the plugin logged during the step, before it is recorded.
     fn step_logs(&self, _step: &StepRecord, _logs: &[LogLine]) {}
+    /// A step ended (its record says how).
     fn step_finished(&self, _run: &RunManifest, _step: &StepRecord) {}
+    /// The run ended and its manifest is final.
     fn run_finished(&self, _run: &RunManifest) {}
     /// Something the operator should read (a stale lock taken over, a
     /// retry, a sink that failed).

@@ -16,6 +16,7 @@ use rewind_store::{
     StepStatus, newest_backup,
 };
 
+/// How `rewind rollback` runs.
 #[derive(Debug, Clone, Default)]
 pub struct RollbackOptions {
     /// A backup run id (or unique prefix); default: the newest backup.
@@ -37,6 +38,7 @@ pub struct RollbackOptions {
     /// Inside guard: a failed safety backup is reported, not fatal (the
     /// guard's own backup is minutes old).
     pub safety_best_effort: bool,
+    /// Send the outcome to the notify sinks.
     pub notify: bool,
 }
 
@@ -55,16 +57,22 @@ pub struct PlanStep {
 pub struct RollbackPlan {
     /// The backup run restored from.
     pub source_run: String,
+    /// When the backup run started.
     pub source_started_at: String,
+    /// The backup run's label, if any.
     pub source_label: Option<String>,
+    /// The restore or revert steps, in chain order.
     pub steps: Vec<PlanStep>,
     /// Health instances checked afterwards.
     pub health: Vec<String>,
+    /// A safety backup is taken first.
     pub safety_backup: bool,
 }
 
+/// What a rollback did.
 #[derive(Debug)]
 pub struct RollbackResult {
+    /// What it planned.
     pub plan: RollbackPlan,
     /// The finished manifest; `None` for a dry run.
     pub run: Option<RunManifest>,
@@ -72,6 +80,7 @@ pub struct RollbackResult {
     pub problems: Vec<String>,
     /// Dry run: what each plugin said it would do.
     pub dry_run_steps: Vec<StepRecord>,
+    /// The health pass after it, when the config names health instances.
     pub health: Option<HealthResult>,
 }
 
@@ -89,6 +98,7 @@ impl RollbackResult {
         }
     }
 
+    /// The rollback ran, every step succeeded and health (if checked) passed.
     pub fn succeeded(&self) -> bool {
         match &self.run {
             Some(run) => run.status == RunStatus::Succeeded,

@@ -23,6 +23,7 @@ pub const MAX_ENTRIES: usize = 256;
 pub const MAX_FIELDS: usize = 32;
 /// Log lines kept per call, and their total bytes.
 pub const MAX_LOG_LINES: usize = 10_000;
+/// Bytes of log lines kept per call.
 pub const MAX_LOG_BYTES: usize = 4 << 20;
 /// Host-side resources (readers, writers, streams, pollables, HTTP header
 /// maps…) a guest may hold open at once. Each may hold host memory of its

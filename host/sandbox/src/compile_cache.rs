@@ -42,7 +42,9 @@ const HEADER_LEN: usize = MAGIC.len() + 32 + 32;
 /// Why a cache directory is not used.
 #[derive(Debug)]
 pub struct CacheError {
+    /// The directory refused.
     pub dir: PathBuf,
+    /// Why.
     pub message: String,
 }
 
@@ -147,6 +149,7 @@ fn digest_bytes(hex_digest: &str) -> Option<[u8; 32]> {
 }
 
 impl CacheDir {
+    /// The directory.
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -109,6 +109,7 @@ impl Runtime {
         Some(base.join("rewind").join("components"))
     }
 
+    /// The wasmtime engine, for inspecting component types.
     pub fn engine(&self) -> &Engine {
         &self.inner.engine
     }

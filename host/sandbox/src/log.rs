@@ -90,6 +90,7 @@ impl LogSink {
         });
     }
 
+    /// Record a warning from the host about this call.
     pub fn warn(&self, message: String) {
         self.line(LogLevel::Warn, message, Vec::new());
     }

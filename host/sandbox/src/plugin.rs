@@ -20,9 +20,11 @@ pub const SUPPORTED_API_VERSIONS: &[&str] = &["0.1.0"];
 
 /// A compiled plugin, ready to instantiate once per hook call.
 pub struct LoadedPlugin {
+    /// The .wasm file.
     pub path: PathBuf,
     /// sha256 of the .wasm file.
     pub sha256: String,
+    /// The `rewind:hooks` version it was built against.
     pub api_version: String,
     /// Hooks the component exports (besides `describe`).
     pub hooks: BTreeSet<HookKind>,

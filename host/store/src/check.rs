@@ -15,19 +15,25 @@ use super::{BlobInfo, Store, blob};
 pub struct Problem {
     /// The run it concerns, when there is one.
     pub run: Option<String>,
+    /// What is wrong.
     pub message: String,
 }
 
+/// What `verify` checked and found.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct VerifyReport {
+    /// Runs checked.
     pub runs: usize,
+    /// Blobs checked.
     pub blobs: usize,
     /// Stored bytes read.
     pub bytes: u64,
+    /// Everything wrong, in the order found.
     pub problems: Vec<Problem>,
 }
 
 impl VerifyReport {
+    /// Nothing is wrong.
     pub fn ok(&self) -> bool {
         self.problems.is_empty()
     }
@@ -54,19 +60,27 @@ impl Default for RetentionPolicy {
     }
 }
 
+/// A run prune removes (or would).
 #[derive(Debug, Clone, Serialize)]
 pub struct PrunedRun {
+    /// Its id.
     pub id: String,
+    /// Its kind.
     pub kind: RunKind,
+    /// It was a safety backup.
     pub safety: bool,
+    /// When it started.
     pub started_at: String,
 }
 
+/// What prune removes (or would), by the retention rule.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PrunePlan {
+    /// The runs.
     pub runs: Vec<PrunedRun>,
     /// Blobs no remaining run refers to: digest and stored size.
     pub blobs: Vec<(String, u64)>,
+    /// Blob bytes freed (blobs no kept run names).
     pub bytes: u64,
     /// Safety backups kept only because they are safety backups.
     pub safety_kept: usize,

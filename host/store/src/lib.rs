@@ -20,7 +20,7 @@
 //!
 //! See `docs/store-format.md` for the complete format.
 
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 mod blob;
 mod check;
@@ -52,10 +52,14 @@ pub struct ArtifactRecord {
     pub instance: String,
     /// Hook that produced it ("backup").
     pub hook: String,
+    /// The artifact's name within the step (`dump`).
     pub name: String,
+    /// Its media type (`application/sql`).
     pub media_type: String,
+    /// Labels the plugin attached.
     #[serde(default)]
     pub labels: Vec<(String, String)>,
+    /// The blob holding its content.
     #[serde(flatten)]
     pub blob: BlobInfo,
 }
@@ -91,6 +95,7 @@ impl Store {
         self.meter.load(Ordering::Relaxed)
     }
 
+    /// The store's directory.
     pub fn root(&self) -> &Path {
         &self.root
     }

@@ -21,8 +21,11 @@ use super::Store;
 /// Who holds a lock.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockHolder {
+    /// Process id of the holder.
     pub pid: u32,
+    /// Host name of the holder.
     pub host: String,
+    /// When the holder took the lock.
     pub started_at: String,
     /// The command line, e.g. `rewind rollback --yes`.
     pub command: String,
@@ -59,14 +62,19 @@ impl LockHolder {
 pub enum LockError {
     /// A live run holds it.
     Held {
+        /// Who holds it.
         holder: LockHolder,
+        /// The lock file.
         path: PathBuf,
     },
     /// Held from another host: it may be alive.
     HeldElsewhere {
+        /// Who holds it.
         holder: LockHolder,
+        /// The lock file.
         path: PathBuf,
     },
+    /// The lock file could not be read or written.
     Io(io::Error),
 }
 

@@ -20,15 +20,20 @@ use rewind_core::CallError;
 /// The manifest format written by this version.
 pub const MANIFEST_FORMAT: &str = "rewind.run/1";
 
+/// What a run did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RunKind {
+    /// Backed up.
     Backup,
+    /// Rolled back.
     Rollback,
+    /// A guarded deploy.
     Guard,
 }
 
 impl RunKind {
+    /// `backup`, `rollback`, `guard`.
     pub fn as_str(self) -> &'static str {
         match self {
             RunKind::Backup => "backup",
@@ -38,18 +43,22 @@ impl RunKind {
     }
 }
 
+/// How a run ended, or that it has not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RunStatus {
     /// In the journal: not finished (or its process died).
     Running,
+    /// Every step succeeded.
     Succeeded,
+    /// A step failed or the run could not finish.
     Failed,
     /// Its process died; closed by a later run.
     Interrupted,
 }
 
 impl RunStatus {
+    /// `running`, `succeeded`, `failed`, `interrupted`.
     pub fn as_str(self) -> &'static str {
         match self {
             RunStatus::Running => "running",
@@ -60,11 +69,15 @@ impl RunStatus {
     }
 }
 
+/// How a step ended, or that it has not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StepStatus {
+    /// Not finished yet (or its run was interrupted).
     Running,
+    /// It succeeded.
     Succeeded,
+    /// It failed.
     Failed,
     /// Rollback: a planned step `rollback --resume --skip` passed over.
     Skipped,
@@ -73,7 +86,9 @@ pub enum StepStatus {
 /// The link from a manifest to the one finished before it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChainLink {
+    /// The run's id.
     pub id: String,
+    /// Its position in the chain.
     pub seq: u64,
     /// sha256 of the previous manifest file's bytes.
     pub digest: String,
@@ -82,16 +97,22 @@ pub struct ChainLink {
 /// The plugin a step ran.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginRef {
+    /// The plugin file.
     pub source: String,
+    /// Its sha256.
     pub sha256: String,
 }
 
 /// One health check as recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckRecord {
+    /// The check's name.
     pub name: String,
+    /// `healthy`, `degraded` or `unhealthy`.
     pub status: String,
+    /// What it saw.
     pub detail: String,
+    /// How long it took.
     pub latency_ms: u64,
 }
 
@@ -102,26 +123,35 @@ pub struct StepRecord {
     pub instance: String,
     /// backup, restore, revert, health, notify, or `command`.
     pub hook: String,
+    /// The plugin file and digest the step ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plugin: Option<PluginRef>,
+    /// Running, succeeded or failed.
     pub status: StepStatus,
+    /// When it started (RFC 3339).
     pub started_at: String,
+    /// How long it took.
     #[serde(default)]
     pub duration_ms: u64,
+    /// Why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<CallError>,
     /// Artifacts the step wrote (backup) or was given (restore, revert).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub artifacts: Vec<ArtifactRecord>,
+    /// restore, revert: the report's summary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<String>,
+    /// restore, revert: the report's details.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub details: Vec<(String, String)>,
+    /// health: each check.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<CheckRecord>,
     /// For `deploy`: the command line and its exit code.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
+    /// For `deploy`: the command's exit code.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
     /// What the plugin logged at info and above (at most 200 lines).
@@ -155,7 +185,9 @@ impl StepRecord {
 /// follows the same plan even if the config changed meanwhile.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlannedStep {
+    /// The instance the step runs.
     pub instance: String,
+    /// The hook it calls.
     pub hook: String,
 }
 
@@ -166,22 +198,35 @@ pub struct RunManifest {
     /// the per-run quota while the run lasts (not recorded).
     #[serde(skip)]
     pub stored_bytes: u64,
+    /// The manifest format (`rewind.run/1`).
     pub format: String,
+    /// The run id (a timestamp, unique in the store).
     pub id: String,
+    /// Backup, rollback or guard.
     pub kind: RunKind,
     /// Position in the chain, from 1; 0 while in the journal.
     pub seq: u64,
+    /// The newest run before it, on the hash chain; `None` for the first.
     pub previous: Option<ChainLink>,
+    /// The project of the config.
     pub project: String,
+    /// The environment of the config.
     pub environment: String,
+    /// The host it ran on.
     pub host: String,
+    /// The rewind version that ran it.
     pub rewind_version: String,
+    /// When it started (RFC 3339).
     pub started_at: String,
+    /// When it finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<String>,
+    /// How it ended.
     pub status: RunStatus,
+    /// Why it failed or could not finish.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// `--label`: what the operator called it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
     /// The named chain it ran (`--chain`), when not the default one.
@@ -215,6 +260,7 @@ pub struct RunManifest {
     /// Rollback: the instances `--only` restricted the chain to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub only: Vec<String>,
+    /// Its steps, in order.
     pub steps: Vec<StepRecord>,
 }
 
@@ -271,6 +317,7 @@ impl RunManifest {
         }
     }
 
+    /// A finished backup whose every step succeeded: rollback can use it.
     pub fn is_restorable(&self) -> bool {
         self.kind == RunKind::Backup && self.status == RunStatus::Succeeded
     }
@@ -280,6 +327,7 @@ impl RunManifest {
         self.steps.last()
     }
 
+    /// `started_at`, parsed.
     pub fn started(&self) -> Option<jiff::Timestamp> {
         self.started_at.parse().ok()
     }
@@ -296,8 +344,11 @@ pub struct PrunedRuns {
 /// `HEAD`: the newest finished manifest, so deleting it is detectable.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Head {
+    /// The previous run's id.
     pub id: String,
+    /// Its position in the chain.
     pub seq: u64,
+    /// The sha256 of its manifest file.
     pub digest: String,
 }
 
@@ -514,6 +565,7 @@ impl Store {
         Ok((bytes, digest))
     }
 
+    /// What prune removed so far (`pruned.json`).
     pub fn pruned_runs(&self) -> io::Result<PrunedRuns> {
         match fs::read(self.pruned_path()) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|err| {

@@ -32,11 +32,26 @@ const STORE_ENTRIES: [&str; 3] = ["runs", "blobs", "HEAD"];
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FormatError {
     /// `VERSION` names a store format other than [`STORE_FORMAT`].
-    Store { path: PathBuf, found: u32 },
+    Store {
+        /// The `VERSION` file.
+        path: PathBuf,
+        /// The format it names.
+        found: u32,
+    },
     /// `VERSION` does not hold a format number.
-    Unreadable { path: PathBuf, content: String },
+    Unreadable {
+        /// The `VERSION` file.
+        path: PathBuf,
+        /// What it holds instead.
+        content: String,
+    },
     /// A manifest or journal names a `format` other than [`MANIFEST_FORMAT`].
-    Manifest { path: PathBuf, found: String },
+    Manifest {
+        /// The manifest or journal file.
+        path: PathBuf,
+        /// The format it names.
+        found: String,
+    },
 }
 
 impl FormatError {
