@@ -2,26 +2,25 @@
 //!
 //! A plugin is a WebAssembly component exporting `describe` plus any subset of
 //! the five hooks of the `rewind:hooks` WIT package (backup, restore, revert,
-//! health, notify). This crate loads plugins (checking their sha256 pin before
+//! health, notify). The host loads plugins (checking their sha256 pin before
 //! compiling), runs each hook call in a fresh sandbox that can reach only the
 //! files, commands, environment variables and HTTP origins it was granted, and
 //! stores what plugins produce as checksummed artifacts.
 //!
-//! Map: [`engine`] owns the one wasmtime engine and the compiled-component
-//! cache; [`plugin`] loads and inspects components; [`sandbox`] runs one hook
-//! call and implements the host imports; [`grants`] parses and checks grants;
-//! [`store`] is the content-addressed artifact store, its run manifests,
-//! lock, verification and retention; [`run`] executes backup, rollback and
-//! guard runs over them.
+//! The work is done by layered crates (ARCHITECTURE.md, "Dependency rules");
+//! this crate is the `rewind` binary's CLI and re-exports them under the
+//! module paths the library always had: [`engine`], [`plugin`],
+//! [`bindings`], [`params`] and [`compile_cache`] from `rewind-sandbox`
+//! ([`sandbox`] is that crate's root: one hook call and the host imports);
+//! [`grants`] is `rewind-grants`; [`store`] is `rewind-store`; [`run`] and
+//! [`config`] are `rewind-runs`; [`exit`] is `rewind-core`'s.
 
-pub mod bindings;
-pub mod compile_cache;
-pub mod config;
-pub mod engine;
-pub mod exit;
-pub mod grants;
-pub mod params;
-pub mod plugin;
-pub mod run;
-pub mod sandbox;
-pub mod store;
+#![deny(missing_docs)]
+
+pub use rewind_core::exit;
+pub use rewind_grants as grants;
+pub use rewind_runs as run;
+pub use rewind_runs::config;
+pub use rewind_sandbox as sandbox;
+pub use rewind_sandbox::{bindings, compile_cache, engine, params, plugin};
+pub use rewind_store as store;

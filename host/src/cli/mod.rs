@@ -347,6 +347,13 @@ pub fn command_line() -> String {
     line
 }
 
+/// An RFC 3339 timestamp to the second, for people.
+pub fn short_time(text: &str) -> String {
+    text.parse::<jiff::Timestamp>()
+        .map(|t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_else(|_| text.to_string())
+}
+
 /// Print a value as pretty JSON on stdout.
 pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);

@@ -8,7 +8,7 @@ use rewind::run::{Silent, stopped_at};
 use rewind::store::{RunManifest, newest_backup};
 use serde_json::json;
 
-use super::{Cli, load_config, open_store, print_json};
+use super::{Cli, load_config, open_store, print_json, short_time};
 use rewind::exit::ExitCode;
 
 pub const VERIFY_AFTER_HELP: &str = "\
@@ -251,13 +251,6 @@ pub fn history(cli: &Cli, args: &HistoryArgs) -> Result<ExitCode> {
         println!("{}", one_line(run));
     }
     Ok(ExitCode::Ok)
-}
-
-/// An RFC 3339 timestamp to the second, for people.
-pub fn short_time(text: &str) -> String {
-    text.parse::<jiff::Timestamp>()
-        .map(|t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
-        .unwrap_or_else(|_| text.to_string())
 }
 
 /// A manifest for people: header, then one line per step.

@@ -274,7 +274,7 @@ fn confirm(
                     "  {}) {}  {}  {}{safety}",
                     i + 1,
                     run.id,
-                    super::read::short_time(&run.started_at),
+                    super::short_time(&run.started_at),
                     label
                 );
             }
@@ -299,7 +299,7 @@ fn confirm(
     eprintln!(
         "Rollback to {} ({}):",
         chosen.id,
-        super::read::short_time(&chosen.started_at)
+        super::short_time(&chosen.started_at)
     );
     for (i, step) in plan.steps.iter().enumerate() {
         eprintln!(
@@ -326,7 +326,7 @@ fn print_plan(result: &rewind::run::RollbackResult) {
     println!(
         "rollback plan (dry run: nothing was changed)\n  from backup {} ({}{})",
         plan.source_run,
-        super::read::short_time(&plan.source_started_at),
+        super::short_time(&plan.source_started_at),
         plan.source_label
             .as_deref()
             .map(|l| format!(", {l}"))

@@ -1,0 +1,280 @@
+//! `rewind check`: is a config ready to run? Every finding at once, not
+//! the first error: the config parses (the caller loaded it), each plugin
+//! matches its pin, loads and describes itself, params have the declared
+//! types, chain entries export the hooks they are used for, requested
+//! capabilities are granted, risky grant combinations, the store.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+
+use crate::config::Config;
+use rewind_sandbox::engine::Runtime;
+use rewind_sandbox::plugin::HookKind;
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// What a run would fail on.
+    Error,
+    /// A risk or something a run may trip on.
+    Warning,
+    /// Checked and fine.
+    Ok,
+}
+
+/// One thing `check_config` found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    /// How bad it is.
+    pub level: Level,
+    /// What it is about: `config`, `plugins.<name>`, `chains.backup`, `store`, …
+    pub subject: String,
+    /// What was found, and what to do about it.
+    pub message: String,
+}
+
+/// `rewind check`: [`check_config`], then, if that found no error, the
+/// rollback chain's dry runs against the newest backup
+/// ([`Runner::rollback_preflight`]): each plugin's own preflight.
+///
+/// [`Runner::rollback_preflight`]: crate::Runner::rollback_preflight
+pub fn check(config: &Config, runtime: &Runtime) -> Vec<Finding> {
+    let mut out = check_config(config, runtime);
+    let subject = "rollback preflight".to_string();
+    if out.iter().any(|f| f.level == Level::Error) {
+        out.push(Finding {
+            level: Level::Warning,
+            subject,
+            message: "not run until the errors above are fixed".into(),
+        });
+        return out;
+    }
+    let runner = rewind_store::Store::open(&config.store.root())
+        .map_err(crate::RunError::from)
+        .and_then(|store| {
+            crate::Runner::new(
+                config,
+                store,
+                runtime.clone(),
+                &crate::Silent,
+                "rewind check".into(),
+            )
+        });
+    match runner {
+        Ok(runner) => out.extend(runner.rollback_preflight()),
+        Err(err) => out.push(Finding {
+            level: Level::Error,
+            subject,
+            message: format!("{err:#}"),
+        }),
+    }
+    out
+}
+
+/// Check `config`, loading its plugins with `runtime`.
+pub fn check_config(config: &Config, runtime: &Runtime) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let mut add = |level, subject: &str, message: String| {
+        out.push(Finding {
+            level,
+            subject: subject.to_string(),
+            message,
+        })
+    };
+    add(
+        Level::Ok,
+        "config",
+        format!("{} parses", config.path.display()),
+    );
+    let mut hooks_of = std::collections::BTreeMap::new();
+    for name in config.instances.keys() {
+        let (findings, hooks) = check_instance(config, name, runtime);
+        out.extend(findings);
+        if let Some(hooks) = hooks {
+            hooks_of.insert(name.clone(), hooks);
+        }
+    }
+
+    let mut need = |list: &[String],
+                    what: &str,
+                    ok: &dyn Fn(&std::collections::BTreeSet<HookKind>) -> bool,
+                    hook: &str| {
+        for name in list {
+            if let Some(hooks) = hooks_of.get(name)
+                && !ok(hooks)
+            {
+                out.push(Finding {
+                    level: Level::Error,
+                    subject: what.to_string(),
+                    message: format!("`{name}` is listed, but its plugin does not export {hook}"),
+                });
+            }
+        }
+    };
+    need(
+        &config.chains.backup,
+        "chains.backup",
+        &|h| h.contains(&HookKind::Backup),
+        "backup",
+    );
+    need(
+        &config.chains.rollback,
+        "chains.rollback",
+        &|h| h.contains(&HookKind::Revert) || h.contains(&HookKind::Restore),
+        "revert or restore",
+    );
+    need(
+        &config.guard.health,
+        "guard.health",
+        &|h| h.contains(&HookKind::Health),
+        "health",
+    );
+    need(
+        &config.notify_sinks,
+        "notify.sinks",
+        &|h| h.contains(&HookKind::Notify),
+        "notify",
+    );
+    for (name, instance) in &config.instances {
+        let Some(fallback) = &instance.fallback else {
+            continue;
+        };
+        let subject = format!("plugins.{name}.fallback");
+        if let Some(hooks) = hooks_of.get(fallback)
+            && !hooks.contains(&HookKind::Revert)
+            && !hooks.contains(&HookKind::Restore)
+        {
+            out.push(Finding {
+                level: Level::Error,
+                subject: subject.clone(),
+                message: format!(
+                    "`{fallback}`'s plugin exports neither restore nor revert, so it cannot be \
+                     restored when `{name}` fails; name an instance that restores, e.g. the \
+                     database dump"
+                ),
+            });
+        }
+        if !config.chains.backup.contains(fallback) {
+            out.push(Finding {
+                level: Level::Error,
+                subject,
+                message: format!(
+                    "`{fallback}` is not in chains.backup, so no backup holds anything to \
+                     restore when `{name}` fails; add it to chains.backup"
+                ),
+            });
+        }
+    }
+    for (key, list) in [
+        ("chains.backup", &config.chains.backup),
+        ("chains.rollback", &config.chains.rollback),
+    ] {
+        if list.is_empty() {
+            out.push(Finding {
+                level: Level::Warning,
+                subject: key.to_string(),
+                message: "is empty".into(),
+            });
+        }
+    }
+
+    let root = config.store.root();
+    let store_check = rewind_store::Store::open(&root).and_then(|s| s.check_writable());
+    out.push(match store_check {
+        Ok(()) => Finding {
+            level: Level::Ok,
+            subject: "store".into(),
+            message: format!("{} is writable", root.display()),
+        },
+        Err(err) => Finding {
+            level: Level::Error,
+            subject: "store".into(),
+            message: format!("{} is not usable: {err}", root.display()),
+        },
+    });
+    out
+}
+
+/// Check one instance: pin, load, describe, params, requested capabilities,
+/// programs, paths it may write, risky grants. Returns its findings and,
+/// when it loaded, the hooks it exports.
+pub fn check_instance(
+    config: &Config,
+    name: &str,
+    runtime: &Runtime,
+) -> (Vec<Finding>, Option<BTreeSet<HookKind>>) {
+    let mut out = Vec::new();
+    let Some(instance) = config.instances.get(name) else {
+        return (out, None);
+    };
+    let subject = format!("plugins.{name}");
+    let mut add = |level, message: String| {
+        out.push(Finding {
+            level,
+            subject: subject.clone(),
+            message,
+        })
+    };
+    let plugin =
+        match rewind_sandbox::plugin::load(runtime, &instance.source, Some(&instance.sha256)) {
+            Ok(plugin) => plugin,
+            Err(err) => {
+                add(Level::Error, format!("{err:#}"));
+                return (out, None);
+            }
+        };
+    let info = match rewind_sandbox::plugin::describe(&plugin, name) {
+        Ok(info) => info,
+        Err(err) => {
+            add(Level::Error, format!("describe failed: {err:#}"));
+            return (out, None);
+        }
+    };
+    add(
+        Level::Ok,
+        format!(
+            "{} {} pinned and loaded; hooks: {}",
+            info.name,
+            info.version,
+            plugin.hook_list()
+        ),
+    );
+    for problem in rewind_sandbox::params::check(name, &info, &instance.params) {
+        add(Level::Error, problem);
+    }
+    // What a rollback would fail on, knowable now: a capability the
+    // plugin needs and does not have, a program that is not there, a
+    // directory it may write that cannot be written.
+    for missing in rewind_sandbox::requests::ungranted(&info.capabilities, &instance.grants) {
+        add(
+            Level::Error,
+            format!(
+                "requests {missing}, which is not granted: the hooks that need it would be \
+                 denied; add the line (or a narrower grant that still covers what the hooks run)"
+            ),
+        );
+    }
+    for pattern in &instance.grants.exec {
+        if let Err(why) = rewind_sandbox::preflight_program(&instance.grants, &pattern.program) {
+            add(Level::Error, format!("grants.exec `{pattern}`: {why}"));
+        }
+    }
+    for grant in instance.grants.paths.iter().filter(|g| g.writable) {
+        if let Err(why) = rewind_sandbox::preflight_writable(&grant.path) {
+            add(
+                Level::Error,
+                format!(
+                    "grants.paths `{}` is granted read-write, but {why}: a hook that writes \
+                     there would fail; fix the directory, or grant it `ro:` if nothing writes",
+                    grant.path.display()
+                ),
+            );
+        }
+    }
+    for risk in rewind_grants::risks::code_execution_risks(&instance.grants) {
+        add(Level::Warning, risk);
+    }
+    (out, Some(plugin.hooks.clone()))
+}

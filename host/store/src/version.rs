@@ -1,0 +1,329 @@
+//! The store's format version, `<root>/VERSION`, and the errors for a store
+//! or manifest this rewind cannot read.
+//!
+//! `VERSION` holds the store format as a decimal number and a newline
+//! (`1\n`). It is written atomically when a store is created, and when a
+//! store written by a rewind from before the file existed (one with
+//! `runs/`, `blobs/` or `HEAD` but no `VERSION`) is first opened: such a
+//! store is format 1. Every open reads it and refuses any other number.
+
+use std::fmt;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::runs::MANIFEST_FORMAT;
+use super::write_atomic;
+
+/// The store format this rewind reads and writes.
+pub const STORE_FORMAT: u32 = 1;
+
+/// The name of the version file in the store's root.
+pub const VERSION_FILE: &str = "VERSION";
+
+/// What a store written by an earlier rewind has, one of which marks a
+/// directory as a store rather than a new one.
+const STORE_ENTRIES: [&str; 3] = ["runs", "blobs", "HEAD"];
+
+/// A store, or a file in it, in a format this rewind does not read.
+///
+/// Carried inside the `io::Error` (kind `InvalidData`) that opening or
+/// reading returns; `FormatError::of` finds it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FormatError {
+    /// `VERSION` names a store format other than [`STORE_FORMAT`].
+    Store {
+        /// The `VERSION` file.
+        path: PathBuf,
+        /// The format it names.
+        found: u32,
+    },
+    /// `VERSION` does not hold a format number.
+    Unreadable {
+        /// The `VERSION` file.
+        path: PathBuf,
+        /// What it holds instead.
+        content: String,
+    },
+    /// A manifest or journal names a `format` other than [`MANIFEST_FORMAT`].
+    Manifest {
+        /// The manifest or journal file.
+        path: PathBuf,
+        /// The format it names.
+        found: String,
+    },
+}
+
+impl FormatError {
+    /// The format error inside an `io::Error`, if that is what it is.
+    pub fn of(err: &io::Error) -> Option<&FormatError> {
+        err.get_ref()?.downcast_ref()
+    }
+
+    fn into_io(self) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, self)
+    }
+}
+
+impl fmt::Display for FormatError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FormatError::Store { path, found } if *found > STORE_FORMAT => write!(
+                f,
+                "this store was written by a newer rewind (store format {found}, in {}); \
+                 this rewind ({}) reads store format {STORE_FORMAT}: upgrade rewind",
+                path.display(),
+                env!("CARGO_PKG_VERSION"),
+            ),
+            FormatError::Store { path, found } => write!(
+                f,
+                "{} says store format {found}, which no rewind writes; \
+                 this rewind reads store format {STORE_FORMAT} (its VERSION holds `{STORE_FORMAT}`)",
+                path.display(),
+            ),
+            FormatError::Unreadable { path, content } => write!(
+                f,
+                "{} holds `{content}`, not a store format number; \
+                 this rewind reads store format {STORE_FORMAT} (its VERSION holds `{STORE_FORMAT}`)",
+                path.display(),
+            ),
+            FormatError::Manifest { path, found } => {
+                write!(
+                    f,
+                    "{} has manifest format {found}; this rewind ({}) reads format \"{MANIFEST_FORMAT}\"",
+                    path.display(),
+                    env!("CARGO_PKG_VERSION"),
+                )?;
+                if manifest_format_number(found).is_some_and(|n| n > manifest_format_number_ours())
+                {
+                    write!(f, ": it was written by a newer rewind, upgrade rewind")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for FormatError {}
+
+/// `N` of a JSON string `"rewind.run/N"`.
+fn manifest_format_number(json: &str) -> Option<u32> {
+    json.strip_prefix("\"rewind.run/")?
+        .strip_suffix('"')?
+        .parse()
+        .ok()
+}
+
+fn manifest_format_number_ours() -> u32 {
+    MANIFEST_FORMAT
+        .strip_prefix("rewind.run/")
+        .and_then(|n| n.parse().ok())
+        .expect("MANIFEST_FORMAT is rewind.run/<number>")
+}
+
+/// The bytes of the version file this rewind writes.
+pub(crate) fn version_bytes() -> Vec<u8> {
+    format!("{STORE_FORMAT}\n").into_bytes()
+}
+
+/// Read the store format from `VERSION`'s bytes: ASCII digits, leading
+/// and trailing ASCII whitespace ignored.
+fn parse_version(path: &Path, bytes: &[u8]) -> Result<u32, FormatError> {
+    let unreadable = || FormatError::Unreadable {
+        path: path.to_path_buf(),
+        content: String::from_utf8_lossy(bytes.trim_ascii())
+            .chars()
+            .take(40)
+            .flat_map(char::escape_default)
+            .collect(),
+    };
+    let text = std::str::from_utf8(bytes.trim_ascii()).map_err(|_| unreadable())?;
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(unreadable());
+    }
+    text.parse().map_err(|_| unreadable())
+}
+
+/// Check the version of the store at `root` (which exists), writing
+/// `VERSION` if it has none: a new store, or one written before the file
+/// existed (adopted as format 1).
+pub(crate) fn check_or_write(root: &Path) -> io::Result<()> {
+    let path = root.join(VERSION_FILE);
+    match fs::read(&path) {
+        Ok(bytes) => {
+            let found = parse_version(&path, &bytes).map_err(FormatError::into_io)?;
+            if found != STORE_FORMAT {
+                return Err(FormatError::Store { path, found }.into_io());
+            }
+            Ok(())
+        }
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            let adopted = STORE_ENTRIES
+                .iter()
+                .any(|name| fs::symlink_metadata(root.join(name)).is_ok());
+            match write_atomic(&path, &version_bytes()) {
+                Ok(()) => Ok(()),
+                // An earlier rewind's store that this process may read but
+                // not write (a read-only mount): it is format 1 all the
+                // same, and the next rewind that can write it records that.
+                Err(err)
+                    if adopted
+                        && matches!(
+                            err.kind(),
+                            io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
+                        ) =>
+                {
+                    Ok(())
+                }
+                Err(err) => Err(io::Error::new(
+                    err.kind(),
+                    format!("cannot write {}: {err}", path.display()),
+                )),
+            }
+        }
+        Err(err) => Err(io::Error::new(
+            err.kind(),
+            format!("cannot read {}: {err}", path.display()),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Store;
+
+    fn version(root: &Path) -> String {
+        fs::read_to_string(root.join(VERSION_FILE)).unwrap()
+    }
+
+    #[test]
+    fn a_new_store_gets_a_version_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("store");
+        Store::open(&root).unwrap();
+        assert_eq!(version(&root), format!("{STORE_FORMAT}\n"));
+        assert_eq!(version(&root), "1\n");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(root.join(VERSION_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // No temp file of the atomic write is left behind.
+        let names: Vec<String> = fs::read_dir(&root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
+        // Opening again reads it and changes nothing.
+        Store::open(&root).unwrap();
+        assert_eq!(version(&root), "1\n");
+    }
+
+    #[test]
+    fn an_empty_existing_directory_becomes_a_store() {
+        let dir = tempfile::tempdir().unwrap();
+        Store::open(dir.path()).unwrap();
+        assert_eq!(version(dir.path()), "1\n");
+    }
+
+    #[test]
+    fn a_store_from_before_the_version_file_is_adopted_as_format_1() {
+        for entry in STORE_ENTRIES {
+            let dir = tempfile::tempdir().unwrap();
+            let root = dir.path();
+            if entry == "HEAD" {
+                fs::write(root.join(entry), "{}").unwrap();
+            } else {
+                fs::create_dir(root.join(entry)).unwrap();
+            }
+            Store::open(root).unwrap();
+            assert_eq!(version(root), "1\n", "a store with {entry}");
+        }
+    }
+
+    #[test]
+    fn a_newer_store_is_refused_naming_both_formats() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(VERSION_FILE), "2\n").unwrap();
+        let err = Store::open(dir.path()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(matches!(
+            FormatError::of(&err),
+            Some(FormatError::Store { found: 2, .. })
+        ));
+        let message = err.to_string();
+        assert!(
+            message.contains("written by a newer rewind (store format 2")
+                && message.contains("reads store format 1: upgrade rewind")
+                && message.contains(&dir.path().join(VERSION_FILE).display().to_string()),
+            "{message}"
+        );
+        // Refused before anything was created in it.
+        assert!(!dir.path().join("blobs").exists());
+        assert!(!dir.path().join("tmp").exists());
+        assert_eq!(version(dir.path()), "2\n");
+    }
+
+    #[test]
+    fn a_version_that_is_not_a_format_number_is_refused() {
+        for (content, shown) in [
+            ("", "``"),
+            ("one\n", "`one`"),
+            ("+1\n", "`+1`"),
+            ("1.0\n", "`1.0`"),
+            ("99999999999\n", "`99999999999`"),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            fs::write(dir.path().join(VERSION_FILE), content).unwrap();
+            let err = Store::open(dir.path()).unwrap_err();
+            assert!(
+                matches!(FormatError::of(&err), Some(FormatError::Unreadable { .. })),
+                "{content:?}: {err}"
+            );
+            let message = err.to_string();
+            assert!(
+                message.contains(&format!("holds {shown}, not a store format number"))
+                    && message.contains("reads store format 1"),
+                "{message}"
+            );
+        }
+        // Format 0 is a number, but not one any rewind writes.
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(VERSION_FILE), "0\n").unwrap();
+        let message = Store::open(dir.path()).unwrap_err().to_string();
+        assert!(
+            message.contains("says store format 0, which no rewind writes"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn whitespace_around_the_number_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(VERSION_FILE), " 1 \r\n\n").unwrap();
+        Store::open(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn manifest_format_messages() {
+        let newer = FormatError::Manifest {
+            path: PathBuf::from("/s/runs/x.json"),
+            found: "\"rewind.run/9\"".into(),
+        }
+        .to_string();
+        assert!(
+            newer.starts_with("/s/runs/x.json has manifest format \"rewind.run/9\"")
+                && newer.contains("reads format \"rewind.run/1\"")
+                && newer.ends_with("written by a newer rewind, upgrade rewind"),
+            "{newer}"
+        );
+        let other = FormatError::Manifest {
+            path: PathBuf::from("/s/runs/x.json"),
+            found: "\"restic/2\"".into(),
+        }
+        .to_string();
+        assert!(!other.contains("newer"), "{other}");
+    }
+}
