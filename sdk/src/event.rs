@@ -50,14 +50,10 @@ impl Event {
 mod tests {
     use super::*;
 
-    /// The cases of `enum event-kind` in the WIT, in order.
+    /// The cases of `enum event-kind` in the WIT, in order, as event names.
     fn wit_event_kinds() -> Vec<String> {
-        let wit = include_str!("../../wit/types.wit");
-        let body = wit.split("enum event-kind {").nth(1).expect("event-kind");
-        let body = &body[..body.find('}').expect("end of event-kind")];
-        body.split(',')
-            .map(str::trim)
-            .filter(|case| !case.is_empty())
+        crate::wit_enum_cases("event-kind")
+            .iter()
             .map(|case| case.to_uppercase().replace('-', "_"))
             .collect()
     }

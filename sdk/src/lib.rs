@@ -261,3 +261,22 @@ macro_rules! __export_one_hook {
         ));
     };
 }
+
+/// The cases of `enum <name>` in `wit/types.wit`, in order, as written
+/// (`%` escapes removed): what the SDK names from the WIT (event kinds,
+/// param kinds) is pinned to these by its tests, as the host's are.
+#[cfg(test)]
+pub(crate) fn wit_enum_cases(name: &str) -> Vec<String> {
+    let wit = include_str!("../../wit/types.wit");
+    let Some(body) = wit.split(&format!("enum {name} {{")).nth(1) else {
+        return Vec::new();
+    };
+    let body = &body[..body.find('}').unwrap_or(body.len())];
+    body.lines()
+        .map(|line| line.split("//").next().unwrap_or("").trim())
+        .flat_map(|line| line.split(','))
+        .map(|case| case.trim().trim_start_matches('%'))
+        .filter(|case| !case.is_empty())
+        .map(str::to_string)
+        .collect()
+}

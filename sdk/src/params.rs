@@ -533,4 +533,19 @@ mod tests {
             err.message()
         );
     }
+
+    #[test]
+    fn kind_names_are_the_wit_case_names() {
+        let all = [
+            ParamKind::String,
+            ParamKind::Integer,
+            ParamKind::Float,
+            ParamKind::Boolean,
+            ParamKind::List,
+            ParamKind::Table,
+            ParamKind::Any,
+        ];
+        let names: Vec<&str> = all.into_iter().map(ParamKind::name).collect();
+        assert_eq!(names, crate::wit_enum_cases("param-kind"));
+    }
 }

@@ -220,4 +220,19 @@ mod tests {
         let problems = check("db", &info(), &json!({"database": "a", "port": long}));
         assert!(problems[0].len() < 200 && problems[0].ends_with('…'));
     }
+
+    #[test]
+    fn kind_names_are_the_wit_case_names() {
+        let all = [
+            ParamKind::String,
+            ParamKind::Integer,
+            ParamKind::Float,
+            ParamKind::Boolean,
+            ParamKind::List,
+            ParamKind::Table,
+            ParamKind::Any,
+        ];
+        let names: Vec<&str> = all.into_iter().map(kind_name).collect();
+        assert_eq!(names, crate::bindings::wit_enum_cases("param-kind"));
+    }
 }
