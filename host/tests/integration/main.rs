@@ -8,6 +8,7 @@ mod common;
 mod servers;
 
 mod cli;
+mod cloudfront;
 mod code;
 mod databases;
 mod fallbacks;

@@ -425,3 +425,127 @@ impl Drop for SmtpServer {
         let _ = self.child.wait();
     }
 }
+
+/// moto's server (`moto[server]` from PyPI, in the test venv): S3,
+/// CloudFront and IAM on a free 127.0.0.1 port, in memory, stopped when
+/// dropped. The venv's boto3 is the reference client that sets up and
+/// reads back its state ([`Moto::python`]).
+pub struct Moto {
+    pub port: u16,
+    python: String,
+    child: std::process::Child,
+    /// The key boto3 signs with: any key until IAM auth is enabled.
+    creds: std::sync::Mutex<(String, String)>,
+}
+
+/// Defines `s3`, `cf` and `iam` (boto3 clients of the server under test)
+/// before each script [`Moto::python`] runs.
+pub const MOTO_PRELUDE: &str = r#"
+import json, os, sys, hashlib, boto3, botocore
+_kw = dict(endpoint_url=os.environ["MOTO_URL"], region_name="us-east-1",
+           aws_access_key_id=os.environ["MOTO_KEY"], aws_secret_access_key=os.environ["MOTO_SECRET"])
+s3 = boto3.client("s3", **_kw)
+cf = boto3.client("cloudfront", **_kw)
+iam = boto3.client("iam", **_kw)
+"#;
+
+impl Moto {
+    pub fn start() -> Moto {
+        let python = std::env::var("REWIND_TEST_PYTHON").unwrap_or_else(|_| {
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../target/test-venv/bin/python"
+            )
+            .to_string()
+        });
+        // A port that another test's server takes before ours binds it
+        // makes ours exit: then start again on another.
+        for _ in 0..5 {
+            let port = free_port();
+            let mut child = Command::new(&python)
+                .args(["-m", "moto.server", "-H", "127.0.0.1", "-p"])
+                .arg(port.to_string())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap_or_else(|err| {
+                    panic!("{python} (moto) does not run: {err}; run `bash tests/run`")
+                });
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let mut exited = false;
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                if child.try_wait().unwrap().is_some() {
+                    exited = true;
+                    break;
+                }
+                assert!(Instant::now() < deadline, "moto's server did not start");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+            if exited || child.try_wait().unwrap().is_some() {
+                let _ = child.wait();
+                continue;
+            }
+            return Moto {
+                port,
+                python,
+                child,
+                creds: std::sync::Mutex::new(("testing-key".into(), "testing-secret".into())),
+            };
+        }
+        panic!(
+            "moto's server did not start in 5 attempts (is moto[server] installed? `bash tests/run`)"
+        );
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Run `script` with boto3 clients `s3`, `cf`, `iam` of this server;
+    /// its stdout, trimmed. A failing script fails the test.
+    pub fn python(&self, script: &str) -> String {
+        let (key, secret) = self.creds.lock().unwrap().clone();
+        let out = check(
+            Command::new(&self.python)
+                .arg("-c")
+                .arg(format!("{MOTO_PRELUDE}\n{script}"))
+                .env("MOTO_URL", self.url())
+                .env("MOTO_KEY", key)
+                .env("MOTO_SECRET", secret)
+                .output()
+                .unwrap(),
+            "a boto3 script against moto",
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Make moto check every request's SigV4 signature against IAM: an
+    /// IAM user with an allow-all policy and its key, which is returned
+    /// (and used by [`Moto::python`] from now on).
+    pub fn enable_iam_auth(&self) -> (String, String) {
+        let out = self.python(
+            r#"
+iam.create_user(UserName="deployer")
+iam.put_user_policy(UserName="deployer", PolicyName="all", PolicyDocument=json.dumps(
+    {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+k = iam.create_access_key(UserName="deployer")["AccessKey"]
+import urllib.request
+urllib.request.urlopen(urllib.request.Request(os.environ["MOTO_URL"] + "/moto-api/reset-auth",
+    data=b"0", method="POST", headers={"Content-Type": "text/plain"})).read()
+print(k["AccessKeyId"], k["SecretAccessKey"])
+"#,
+        );
+        let (key, secret) = out.split_once(' ').expect("a key and a secret");
+        let creds = (key.to_string(), secret.to_string());
+        *self.creds.lock().unwrap() = creds.clone();
+        creds
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
