@@ -93,9 +93,11 @@ mod tests {
             host: "h".into(),
             started_at: String::new(),
             command: String::new(),
+            lease_id: String::new(),
+            expires_at: None,
         };
         let held = RunError::Lock(LockError::Held {
-            holder,
+            holder: Box::new(holder),
             path: "lock".into(),
         });
         assert_eq!(held.exit_code(), ExitCode::Busy);

@@ -78,6 +78,8 @@ pub struct Runner<'a> {
     /// False while running read-only checks: steps write no journal and
     /// no events.
     recording: Cell<bool>,
+    /// How long to wait for a store lock another run holds.
+    lock_wait: std::time::Duration,
 }
 
 impl<'a> Runner<'a> {
@@ -98,6 +100,7 @@ impl<'a> Runner<'a> {
             events: Events::new(&store, &runtime, Vec::new()),
             command,
             recording: Cell::new(true),
+            lock_wait: std::time::Duration::ZERO,
         };
         let mut sinks = Vec::new();
         for name in &config.notify_sinks {
@@ -144,14 +147,31 @@ impl<'a> Runner<'a> {
     /// the journal for `rollback --resume` unless `rollbacks` says to close
     /// them (a new rollback supersedes them).
     fn lock(&self, rollbacks: Interrupted) -> Result<StoreLock> {
-        let lock = self.store.lock(&self.command)?;
+        let lock = self
+            .store
+            .lock_waiting(&self.command, self.lock_wait, &|holder| {
+                self.observer.note(
+                    LogLevel::Info,
+                    &format!(
+                        "waiting up to {} for the store lock, held by {holder}",
+                        human_duration(self.lock_wait)
+                    ),
+                )
+            })?;
         if let Some(holder) = &lock.took_over {
-            self.observer.note(
-                LogLevel::Warn,
-                &format!(
-                    "the store lock was left by a run that is no longer running ({holder}); took it over"
-                ),
-            );
+            let message = if holder.is_expired() {
+                format!(
+                    "took over the store lock of {holder}: its lease expired unrenewed, so \
+                     that run is gone"
+                )
+            } else {
+                format!(
+                    "the store lock was left by a run that is no longer running ({holder}); \
+                     took it over"
+                )
+            };
+            self.observer.note(LogLevel::Warn, &message);
+            self.log_store_event(EventKind::Warning, "store lock taken over", message);
         }
         for mut journal in self.store.journals()? {
             if journal.kind == RunKind::Rollback && rollbacks != Interrupted::Close {
@@ -516,6 +536,49 @@ impl<'a> Runner<'a> {
             ],
         });
         Ok(plan)
+    }
+
+    /// Wait up to `wait` for a store lock another run holds, instead of
+    /// failing at once (`--lock-wait`).
+    pub fn with_lock_wait(mut self, wait: std::time::Duration) -> Self {
+        self.lock_wait = wait;
+        self
+    }
+
+    /// `rewind unlock`: remove the store lock, only a stale one unless
+    /// `force`; a forced removal is recorded (who, from where, whose lock)
+    /// in the event log and sent to the notify sinks.
+    pub fn unlock(&self, force: bool) -> Result<Option<rewind_store::LockHolder>> {
+        let removed = self.store.unlock(force)?;
+        if let Some(holder) = &removed
+            && force
+            && !holder.is_stale()
+        {
+            let message = format!(
+                "`{}` on host {} removed the store lock of {holder} with --force",
+                self.command,
+                rewind_store::hostname()
+            );
+            self.log_store_event(EventKind::Warning, "store lock removed by force", message);
+        }
+        Ok(removed)
+    }
+
+    /// An event about the store itself (not a run), logged and notified.
+    fn log_store_event(&self, kind: EventKind, title: &str, message: String) {
+        self.events.notify(&Event {
+            kind,
+            title: title.to_string(),
+            message,
+            run_id: String::new(),
+            project: self.config.project.clone(),
+            environment: self.config.environment.clone(),
+            timestamp: jiff::Timestamp::now().to_string(),
+            fields: vec![
+                ("run_kind".to_string(), "store".to_string()),
+                ("host".to_string(), rewind_store::hostname()),
+            ],
+        });
     }
 
     /// Apply retention after a successful backup, reporting what went.

@@ -89,7 +89,7 @@ pub fn run(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
 
     let config = Config::load(&config_path)?;
     let console = Console::new(cli.quiet, cli.verbose);
-    let runner = super::runs::runner(&config, &console)?;
+    let runner = super::runs::runner(cli, &config, &console)?;
     let store = runner.store.clone();
 
     say("2. rewind guard -- sh deploy.sh   (v2 is broken: its health check fails)");

@@ -101,8 +101,20 @@ pub struct Cli {
     /// Only errors.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
+    /// Wait this long for a store lock another run holds (`30s`, `5m`),
+    /// instead of failing at once with exit 5.
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_wait, default_value = "0s")]
+    pub lock_wait: std::time::Duration,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `30s`, `5m`, `1h 30m`, `2 minutes`: what jiff's friendly format reads.
+fn parse_wait(text: &str) -> std::result::Result<std::time::Duration, String> {
+    let span: jiff::SignedDuration = text
+        .parse()
+        .map_err(|err| format!("`{text}` is not a duration like 30s, 5m or 1h 30m ({err})"))?;
+    std::time::Duration::try_from(span).map_err(|_| format!("`{text}` is negative"))
 }
 
 const fn crate_config_default() -> &'static str {

@@ -128,7 +128,7 @@ pub fn status(cli: &Cli, json: bool) -> Result<ExitCode> {
     let health = if config.guard.health.is_empty() {
         None
     } else {
-        Some(super::runs::runner(&config, &Silent)?.health())
+        Some(super::runs::runner(cli, &config, &Silent)?.health())
     };
 
     if json {
@@ -187,6 +187,19 @@ pub fn status(cli: &Cli, json: bool) -> Result<ExitCode> {
         ),
         Some(holder) => println!("  lock:          held by {holder}"),
         None => println!("  lock:          free"),
+    }
+    // A lock taken over or removed by force is worth knowing about later.
+    if let Some(event) = rewind::run::events::read_log(&store)
+        .unwrap_or_default()
+        .iter()
+        .rev()
+        .find(|e| e.title.starts_with("store lock "))
+    {
+        println!(
+            "  last lock event: {} {}",
+            short_time(&event.timestamp),
+            event.message
+        );
     }
     for journal in &journals {
         let next = if journal.kind == rewind::store::RunKind::Rollback {
@@ -409,7 +422,7 @@ pub fn verify(cli: &Cli, args: &VerifyArgs) -> Result<ExitCode> {
 pub fn prune(cli: &Cli, args: &PruneArgs) -> Result<ExitCode> {
     let config = load_config(cli)?;
     let console = super::console::Console::new(cli.quiet || args.json, cli.verbose);
-    let runner = super::runs::runner(&config, &console)?;
+    let runner = super::runs::runner(cli, &config, &console)?;
     let plan = runner.prune(args.safety, args.dry_run)?;
     let policy = runner.retention(args.safety);
     if args.json {
@@ -448,8 +461,10 @@ pub fn prune(cli: &Cli, args: &PruneArgs) -> Result<ExitCode> {
 
 pub fn unlock(cli: &Cli, args: &UnlockArgs) -> Result<ExitCode> {
     let config = load_config(cli)?;
-    let store = open_store(&config)?;
-    match store.unlock(args.force)? {
+    let runner = super::runs::runner(cli, &config, &Silent)?;
+    let removed = runner.unlock(args.force)?;
+    runner.finish_notifications();
+    match removed {
         Some(holder) => println!("removed the lock held by {holder}"),
         None => println!("the store is not locked"),
     }

@@ -128,6 +128,7 @@ pub struct GuardArgs {
 
 /// A runner over the config's store, reporting to `observer`.
 pub fn runner<'a>(
+    cli: &Cli,
     config: &'a rewind::config::Config,
     observer: &'a dyn Observer,
 ) -> Result<Runner<'a>> {
@@ -137,13 +138,14 @@ pub fn runner<'a>(
         super::runtime()?,
         observer,
         super::command_line(),
-    )?)
+    )?
+    .with_lock_wait(cli.lock_wait))
 }
 
 pub fn backup(cli: &Cli, args: &BackupArgs) -> Result<ExitCode> {
     let config = load_config(cli)?;
     let console = Console::new(cli.quiet, cli.verbose);
-    let runner = runner(&config, &console)?;
+    let runner = runner(cli, &config, &console)?;
     let run = runner.backup(args.label.clone(), args.chain.clone())?;
     runner.finish_notifications();
     if args.json {
@@ -177,7 +179,7 @@ fn print_backup(run: &RunManifest) {
 pub fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<ExitCode> {
     let config = load_config(cli)?;
     let console = Console::new(cli.quiet, cli.verbose);
-    let runner = runner(&config, &console)?;
+    let runner = runner(cli, &config, &console)?;
 
     let mut to = args.to.clone();
     let interactive =
@@ -426,7 +428,7 @@ fn older_backup_hint(source: &str) -> String {
 pub fn guard(cli: &Cli, args: &GuardArgs) -> Result<ExitCode> {
     let config = load_config(cli)?;
     let console = Console::new(cli.quiet, cli.verbose);
-    let runner = runner(&config, &console)?;
+    let runner = runner(cli, &config, &console)?;
     let result = runner.guard(
         &args.command,
         GuardOptions {
@@ -483,7 +485,7 @@ pub fn health(cli: &Cli, json: bool) -> Result<ExitCode> {
             config.path.display()
         );
     }
-    let runner = runner(&config, &Silent)?;
+    let runner = runner(cli, &config, &Silent)?;
     let (result, steps) = runner.health();
     if json {
         print_json(

@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 pub use blob::{BlobInfo, BlobReader, BlobWriter, Quota};
 pub use blob::{create_private_dir, write_atomic};
 pub use check::{Problem, PrunePlan, PrunedRun, RetentionPolicy, VerifyReport, newest_backup};
-pub use lock::{LockError, LockHolder, StoreLock, hostname};
+pub use lock::{DEFAULT_LEASE, LockError, LockHolder, StoreLock, hostname, lease_length};
 pub use runs::{
     ChainLink, CheckRecord, Head, MANIFEST_FORMAT, PlannedStep, PluginRef, PrunedRuns, RunKind,
     RunManifest, RunStatus, StepRecord, StepStatus, new_run_id, parse_manifest,

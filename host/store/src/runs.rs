@@ -384,7 +384,7 @@ pub fn new_run_id() -> String {
     format!("{}-{}", now.strftime("%Y%m%d-%H%M%S"), hex::encode(bytes))
 }
 
-fn getrandom(buf: &mut [u8]) {
+pub(crate) fn getrandom(buf: &mut [u8]) {
     use std::io::Read;
     if fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(buf))

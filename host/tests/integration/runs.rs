@@ -600,6 +600,123 @@ fn a_second_run_is_refused_naming_the_holder() {
 }
 
 #[test]
+fn a_run_with_lock_wait_waits_for_the_holder_then_runs() {
+    let app = App::new(&["slow"], &["code"], "");
+    let mut holder = app.spawn(&["backup"]);
+    app.wait_for_running("slow", "backup", false);
+    let waiter = app
+        .command(&["backup", "--lock-wait", "2m"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The holder is busy; let the waiter see it waiting, then end the
+    // holder (its backup would take 20 s more).
+    std::thread::sleep(Duration::from_millis(1500));
+    fs::write(app.root().join("fast"), "").unwrap();
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let out = waiter.wait_with_output().unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("waiting up to 2m00s for the store lock, held by pid"),
+        "{err}"
+    );
+    // A wait that ends first is refused like no wait at all.
+    fs::remove_file(app.root().join("fast")).unwrap();
+    let mut holder = app.spawn(&["backup"]);
+    app.wait_for_running("slow", "backup", false);
+    let out = app.rewind(&["backup", "--lock-wait", "1s"]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let out = app.rewind(&["backup", "--lock-wait", "soon"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("not a duration like 30s"));
+}
+
+#[test]
+fn a_killed_holder_from_another_host_is_taken_over_once_its_lease_expires() {
+    let app = App::new(&["slow"], &["code"], "");
+    let mut holder = app
+        .command(&["backup"])
+        .env("REWIND_LEASE_S", "3")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    app.wait_for_running("slow", "backup", false);
+    // kill -9: nothing renews the lease now. As if it ran on another host
+    // (where rewind cannot see whether the process lives), only the lease
+    // decides.
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let lock_path = app.store().join("lock");
+    let mut lock: Value = serde_json::from_slice(&fs::read(&lock_path).unwrap()).unwrap();
+    lock["host"] = "web-2.example".into();
+    fs::write(&lock_path, serde_json::to_vec(&lock).unwrap()).unwrap();
+    fs::write(app.root().join("fast"), "").unwrap();
+
+    // While the lease lasts the lock is refused, saying what to do.
+    let out = app.rewind(&["backup"]);
+    let err = text(&out.stderr);
+    if lock["expires_at"]
+        .as_str()
+        .unwrap()
+        .parse::<jiff::Timestamp>()
+        .unwrap()
+        > jiff::Timestamp::now() + jiff::SignedDuration::from_millis(500)
+    {
+        assert_eq!(out.status.code(), Some(5), "{err}");
+        assert!(
+            err.contains("web-2.example")
+                && err.contains("--lock-wait")
+                && err.contains("lease expires"),
+            "{err}"
+        );
+    }
+    // Once it expired, the next run takes over and says so, and so does
+    // status afterwards.
+    std::thread::sleep(Duration::from_millis(3500));
+    let out = app.rewind(&["backup"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("took over the store lock of pid")
+            && err.contains("web-2.example")
+            && err.contains("lease expired"),
+        "{err}"
+    );
+    let status = text(&app.rewind(&["status"]).stdout);
+    assert!(
+        status.contains("last lock event") && status.contains("lease expired unrenewed"),
+        "{status}"
+    );
+    assert!(status.contains("lock:          free"), "{status}");
+}
+
+#[test]
+fn unlock_force_on_a_live_lock_is_recorded() {
+    let app = App::new(&["slow"], &["code"], "");
+    let mut holder = app.spawn(&["backup"]);
+    app.wait_for_running("slow", "backup", false);
+    let out = app.rewind(&["unlock"]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    let out = app.rewind(&["unlock", "--force"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let events = fs::read_to_string(app.store().join("events.jsonl")).unwrap();
+    assert!(
+        events.contains("store lock removed by force")
+            && events.contains("rewind unlock --force")
+            && events.contains(&format!("pid {}", holder.id())),
+        "{events}"
+    );
+}
+
+#[test]
 fn prune_removes_old_runs_keeps_safety_backups_and_the_chain_verifies() {
     let app = App::new(&["code", "config"], &["code", "config"], "");
     let first = app.json(&["backup", "--json"], 0);
