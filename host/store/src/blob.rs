@@ -16,6 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::backend::BlobSink;
+
 /// zstd level 3: zstd's default, ~300 MB/s per core on text dumps, a good
 /// trade between CPU on the deploy host and store size.
 const ZSTD_LEVEL: i32 = 3;
@@ -88,7 +90,7 @@ pub(crate) fn unique_suffix() -> String {
 }
 
 /// Counts and hashes the bytes that pass through to the inner writer.
-struct HashingWriter<W> {
+pub(crate) struct HashingWriter<W> {
     inner: W,
     hasher: Sha256,
     bytes: u64,
@@ -111,11 +113,9 @@ impl<W: Write> Write for HashingWriter<W> {
 /// temp file that becomes the blob on [`BlobWriter::finish`]. Dropping an
 /// unfinished writer deletes the temp file.
 pub struct BlobWriter {
-    encoder: Option<zstd::Encoder<'static, HashingWriter<File>>>,
+    encoder: Option<zstd::Encoder<'static, HashingWriter<Box<dyn BlobSink>>>>,
     hasher: Sha256,
     size: u64,
-    tmp: PathBuf,
-    blobs_dir: PathBuf,
     meter: Option<Arc<AtomicU64>>,
     quota: Option<Quota>,
 }
@@ -154,13 +154,16 @@ impl Quota {
 }
 
 impl BlobWriter {
+    #[cfg(test)]
     pub(crate) fn new(tmp_dir: &Path, blobs_dir: &Path) -> io::Result<Self> {
-        create_private_dir(tmp_dir)?;
-        let tmp = tmp_dir.join(format!("blob-{}", unique_suffix()));
-        let file = create_private(&tmp)?;
+        Self::into_sink(Box::new(crate::backend::LocalSink::new(tmp_dir, blobs_dir)?))
+    }
+
+    /// A writer whose stored (compressed) bytes go to `sink`.
+    pub(crate) fn into_sink(sink: Box<dyn BlobSink>) -> io::Result<Self> {
         let encoder = zstd::Encoder::new(
             HashingWriter {
-                inner: file,
+                inner: sink,
                 hasher: Sha256::new(),
                 bytes: 0,
             },
@@ -170,8 +173,6 @@ impl BlobWriter {
             encoder: Some(encoder),
             hasher: Sha256::new(),
             size: 0,
-            tmp,
-            blobs_dir: blobs_dir.to_path_buf(),
             meter: None,
             quota: None,
         })
@@ -194,37 +195,35 @@ impl BlobWriter {
         self.size
     }
 
-    /// Seal the blob: flush, fsync, rename to its digest, fsync the directory.
+    /// Seal the blob: complete the stored bytes and make them the blob
+    /// named by their content's digest (locally: flush, fsync, rename,
+    /// fsync the directory; on S3 see `s3.rs`).
     pub fn finish(mut self) -> io::Result<BlobInfo> {
         let encoder = self.encoder.take().expect("finish is called once");
         let mut sink = encoder.finish()?;
         sink.flush()?;
-        sink.inner.sync_all()?;
+        let HashingWriter {
+            inner,
+            hasher,
+            bytes,
+        } = sink;
         let digest = hex::encode(std::mem::take(&mut self.hasher).finalize());
         let info = BlobInfo {
             digest: digest.clone(),
             size: self.size,
-            stored_digest: hex::encode(sink.hasher.finalize()),
-            stored_size: sink.bytes,
+            stored_digest: hex::encode(hasher.finalize()),
+            stored_size: bytes,
         };
-        let path = blob_path(&self.blobs_dir, &digest);
-        let dir = path.parent().expect("blob paths have a parent");
-        create_private_dir(dir)?;
-        if path.exists() {
-            // Same content already stored: keep the existing blob. The
-            // caller records this write's stored digest, so describe the
-            // existing file instead.
-            fs::remove_file(&self.tmp)?;
-            let existing = fs::metadata(&path)?;
-            return Ok(BlobInfo {
-                stored_digest: hash_file(&path)?,
-                stored_size: existing.len(),
+        match inner.commit(&digest)? {
+            None => Ok(info),
+            // Same content already stored: the existing blob is kept, and
+            // the record describes it rather than this write.
+            Some((stored_digest, stored_size)) => Ok(BlobInfo {
+                stored_digest,
+                stored_size,
                 ..info
-            });
+            }),
         }
-        fs::rename(&self.tmp, &path)?;
-        sync_dir(dir)?;
-        Ok(info)
     }
 }
 
@@ -253,12 +252,9 @@ impl Write for BlobWriter {
     }
 }
 
-impl Drop for BlobWriter {
-    fn drop(&mut self) {
-        if self.encoder.is_some() {
-            let _ = fs::remove_file(&self.tmp);
-        }
-    }
+/// The store key of blob `digest`: `blobs/sha256/ab/abcdef…`.
+pub(crate) fn blob_key(digest: &str) -> String {
+    format!("blobs/sha256/{}/{digest}", &digest[..2])
 }
 
 /// `blobs/sha256/ab/abcdef…`: a two-hex-digit fan-out keeps directories small.
@@ -322,6 +318,7 @@ pub struct BlobReader<'a> {
 }
 
 impl<'a> BlobReader<'a> {
+    #[cfg(test)]
     pub(crate) fn open(blobs_dir: &Path, expected: &BlobInfo) -> io::Result<BlobReader<'static>> {
         let path = blob_path(blobs_dir, &expected.digest);
         let file = File::open(&path).map_err(|err| {

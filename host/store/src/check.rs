@@ -2,7 +2,6 @@
 //! (retention), both over the finished runs of a store.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs;
 use std::io;
 
 use serde::Serialize;
@@ -322,13 +321,10 @@ impl Store {
         // still accepts; the reverse order would leave unexplained gaps.
         self.write_pruned_runs(&pruned)?;
         for run in &plan.runs {
-            fs::remove_file(self.manifest_path(&run.id))?;
+            self.backend().remove(&Store::manifest_key(&run.id))?;
         }
         for (digest, _) in &plan.blobs {
-            match fs::remove_file(blob::blob_path(&self.blobs_dir(), digest)) {
-                Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err),
-                _ => {}
-            }
+            self.backend().remove(&blob::blob_key(digest))?;
         }
         Ok(())
     }

@@ -22,10 +22,12 @@
 
 #![deny(missing_docs)]
 
+mod backend;
 mod blob;
 mod check;
 mod lock;
 mod runs;
+mod s3;
 mod version;
 
 use std::io;
@@ -35,6 +37,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
+use backend::Backend;
+
 pub use blob::{BlobInfo, BlobReader, BlobWriter, Quota};
 pub use blob::{create_private_dir, write_atomic};
 pub use check::{Problem, PrunePlan, PrunedRun, RetentionPolicy, VerifyReport, newest_backup};
@@ -43,6 +47,7 @@ pub use runs::{
     ChainLink, CheckRecord, Head, MANIFEST_FORMAT, PlannedStep, PluginRef, PrunedRuns, RunKind,
     RunManifest, RunStatus, StepRecord, StepStatus, new_run_id, parse_manifest,
 };
+pub use s3::{S3Location, parse_s3_url};
 pub use version::{FormatError, STORE_FORMAT, VERSION_FILE};
 
 /// One artifact as recorded in a run: who made it, what it is, its blob.
@@ -64,10 +69,30 @@ pub struct ArtifactRecord {
     pub blob: BlobInfo,
 }
 
-/// A local directory store. Clones share one byte meter.
+/// Where a store is: a local directory, or a bucket and prefix on S3.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// A local directory (`file:///var/lib/rewind`).
+    Local(PathBuf),
+    /// `s3://bucket/prefix` with its connection settings.
+    S3(S3Location),
+}
+
+impl StoreLocation {
+    /// The location as people read it: a path or an `s3://` URL.
+    pub fn display(&self) -> String {
+        match self {
+            StoreLocation::Local(root) => root.display().to_string(),
+            StoreLocation::S3(s3) => s3.url(),
+        }
+    }
+}
+
+/// The artifact store, local or on S3 (the same semantics on both). Clones
+/// share the backend and one byte meter.
 #[derive(Debug, Clone)]
 pub struct Store {
-    root: PathBuf,
+    backend: Arc<dyn Backend>,
     /// Uncompressed bytes written to and read from blobs through this
     /// store, so a terminal can show progress of a step it cannot see into.
     meter: Arc<AtomicU64>,
@@ -80,14 +105,28 @@ impl Store {
     /// [`FormatError`] inside the error) before anything in it changes; a
     /// new store, or one from before `VERSION` existed, gets the file.
     pub fn open(root: &Path) -> io::Result<Self> {
-        create_private_dir(root)?;
-        version::check_or_write(root)?;
-        create_private_dir(&root.join("blobs"))?;
-        create_private_dir(&root.join("tmp"))?;
-        Ok(Store {
-            root: root.to_path_buf(),
+        Ok(Store::with_backend(Arc::new(backend::Local::open(root)?)))
+    }
+
+    /// Open (creating if needed) the store at `location`: a directory as
+    /// [`Store::open`], or a bucket and prefix on S3 (the bucket must
+    /// exist; `VERSION` is checked or written as for a directory).
+    pub fn open_at(location: &StoreLocation) -> io::Result<Self> {
+        match location {
+            StoreLocation::Local(root) => Store::open(root),
+            StoreLocation::S3(s3) => Ok(Store::with_backend(Arc::new(s3::S3::open(s3)?.shared()))),
+        }
+    }
+
+    fn with_backend(backend: Arc<dyn Backend>) -> Self {
+        Store {
+            backend,
             meter: Arc::default(),
-        })
+        }
+    }
+
+    pub(crate) fn backend(&self) -> &dyn Backend {
+        &*self.backend
     }
 
     /// Uncompressed blob bytes moved so far (written plus read).
@@ -95,24 +134,39 @@ impl Store {
         self.meter.load(Ordering::Relaxed)
     }
 
-    /// The store's directory.
+    /// The store's directory; for a store on S3 its `s3://bucket/prefix`
+    /// URL (as a path, for messages: there is no local directory).
     pub fn root(&self) -> &Path {
-        &self.root
+        self.backend.root()
     }
 
-    fn blobs_dir(&self) -> PathBuf {
-        self.root.join("blobs")
+    /// Is the store a local directory (and [`Store::root`] a real path)?
+    pub fn is_local(&self) -> bool {
+        !self.root().starts_with("s3:")
     }
 
     /// Start writing a new blob.
     pub fn create_blob(&self) -> io::Result<BlobWriter> {
-        BlobWriter::new(&self.root.join("tmp"), &self.blobs_dir())
-            .map(|w| w.metered(self.meter.clone()))
+        BlobWriter::into_sink(self.backend.blob_sink()?).map(|w| w.metered(self.meter.clone()))
+    }
+
+    fn open_stored(&self, blob: &BlobInfo) -> io::Result<Box<dyn io::Read + Send>> {
+        let key = blob::blob_key(&blob.digest);
+        self.backend.open_read(&key).map_err(|err| {
+            io::Error::new(
+                err.kind(),
+                format!(
+                    "blob {} ({}): {err}",
+                    blob.digest,
+                    self.backend.display(&key).display()
+                ),
+            )
+        })
     }
 
     /// Open a blob for reading, verified as it streams.
     pub fn open_blob(&self, blob: &BlobInfo) -> io::Result<BlobReader<'static>> {
-        BlobReader::open(&self.blobs_dir(), blob).map(|r| r.metered(self.meter.clone()))
+        BlobReader::from_reader(self.open_stored(blob)?, blob).map(|r| r.metered(self.meter.clone()))
     }
 
     /// Re-read a blob end to end and check both digests.
@@ -127,9 +181,7 @@ impl Store {
         blob: &BlobInfo,
         progress: &(dyn Fn(u64) + Sync),
     ) -> io::Result<()> {
-        let path = blob::blob_path(&self.blobs_dir(), &blob.digest);
-        let file = std::fs::File::open(&path)
-            .map_err(|err| io::Error::new(err.kind(), format!("{}: {err}", path.display())))?;
+        let file = self.open_stored(blob)?;
         let mut stored = blob::HashingReader::new(file, progress);
         let mut content = BlobReader::from_reader(&mut stored, blob)?;
         io::copy(&mut content, &mut io::sink())?;
@@ -149,22 +201,33 @@ impl Store {
 
     /// Does the store hold this blob at all?
     pub fn has_blob(&self, digest: &str) -> bool {
-        blob::blob_path(&self.blobs_dir(), digest).is_file()
+        self.backend
+            .exists(&blob::blob_key(digest))
+            .unwrap_or(false)
     }
 
     /// Can this process create and remove files in the store?
     pub fn check_writable(&self) -> io::Result<()> {
-        let probe = self
-            .root
-            .join("tmp")
-            .join(format!("probe-{}", blob::unique_suffix()));
-        blob::create_private(&probe)?;
-        std::fs::remove_file(&probe)
+        self.backend.check_writable()
     }
 
-    /// The event log.
+    /// The event log of a local store (`events.jsonl`); on S3 the events
+    /// are objects under `events/` (see [`Store::append_event`]).
     pub fn events_path(&self) -> PathBuf {
-        self.root.join("events.jsonl")
+        self.backend.display("events.jsonl")
+    }
+
+    /// Add one event (a JSON object, without newline) to the event log:
+    /// one write appending a line locally, one new object on S3.
+    pub fn append_event(&self, json: &[u8]) -> io::Result<()> {
+        let mut line = json.to_vec();
+        line.push(b'\n');
+        self.backend.append_event(&line)
+    }
+
+    /// The event log, oldest first: one JSON object per line.
+    pub fn read_events(&self) -> io::Result<Vec<u8>> {
+        self.backend.read_events()
     }
 }
 

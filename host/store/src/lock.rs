@@ -1,22 +1,27 @@
 //! One run at a time per store, by a lease that cannot go stale.
 //!
-//! The lock is a file, `<root>/lock`, created with `O_EXCL` and holding who
-//! took it (pid, host, start time, command), a random lease id and when the
-//! lease expires. Creating a file exclusively is atomic on every local
-//! filesystem, so two callers can never both take it. While the run lasts,
-//! a thread renews the lease (every third of its length) by replacing the
-//! file atomically, after checking that it still holds the same lease id.
+//! The lock is a file, `<root>/lock` (on S3 the object `<prefix>/lock`),
+//! created exclusively (`O_EXCL`; on S3 a PUT with `If-None-Match: *`) and
+//! holding who took it (pid, host, start time, command), a random lease id
+//! and when the lease expires. An exclusive create is atomic, so two
+//! callers can never both take it. While the run lasts, a thread renews the
+//! lease (every third of its length) by replacing it on condition that it
+//! is still the version that carried our lease id (locally: the same bytes,
+//! then an atomic rename; on S3 a PUT with `If-Match: <ETag>`).
+//!
+//! The logic is written once here against the backend's conditional
+//! operations (`backend.rs`); only those differ between a directory and S3.
 //!
 //! A lock is stale, reported and taken over, when its lease expired (its
 //! holder stopped renewing: killed, frozen, its host gone), or at once when
 //! its holder is a dead process on this host. A live lease from another
 //! host is never taken over: wait for it (`--lock-wait`), or remove it on
-//! purpose with `rewind unlock --force`, which is recorded.
+//! purpose with `rewind unlock --force`, which is recorded. Taking an
+//! expired lease over is conditional on the version found expired (on S3
+//! `If-Match` with its ETag), so of two runs taking it over one wins.
 
 use std::fmt;
-use std::fs;
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -26,6 +31,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::Store;
+use crate::backend::{Backend, Version};
 
 /// Who holds a lock.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -174,7 +180,7 @@ impl From<io::Error> for LockError {
 /// The held lock, its lease renewed by a thread; released on drop.
 #[derive(Debug)]
 pub struct StoreLock {
-    path: PathBuf,
+    backend: Arc<dyn Backend>,
     lease_id: String,
     /// The stale holder this lock replaced, for the caller to report.
     pub took_over: Option<LockHolder>,
@@ -206,32 +212,44 @@ impl Drop for StoreLock {
             renewal.stop.1.notify_all();
             let _ = renewal.thread.join();
         }
-        // Only our own lease: after a takeover the file is another run's.
-        if read_holder(&self.path).is_ok_and(|h| h.is_some_and(|h| h.lease_id == self.lease_id)) {
-            let _ = fs::remove_file(&self.path);
+        // Only our own lease: after a takeover the object is another run's.
+        // On S3 the check and the removal are two requests; nobody can
+        // take a live lease over in between, and ours was renewed at most
+        // a third of its length ago.
+        if let Ok(Some((bytes, version))) = self.backend.read_versioned(LOCK)
+            && parse_holder(&bytes).lease_id == self.lease_id
+        {
+            let _ = self.backend.remove_if(LOCK, &version);
         }
     }
 }
 
-fn read_holder(path: &std::path::Path) -> io::Result<Option<LockHolder>> {
-    match fs::read(path) {
-        Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).unwrap_or(LockHolder {
-            pid: 0,
-            host: "?".into(),
-            started_at: "?".into(),
-            command: "(unreadable lock file)".into(),
-            lease_id: String::new(),
-            expires_at: None,
-        }))),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(err) => Err(err),
-    }
+/// The lock's key in the store.
+const LOCK: &str = "lock";
+
+fn parse_holder(bytes: &[u8]) -> LockHolder {
+    serde_json::from_slice(bytes).unwrap_or(LockHolder {
+        pid: 0,
+        host: "?".into(),
+        started_at: "?".into(),
+        command: "(unreadable lock file)".into(),
+        lease_id: String::new(),
+        expires_at: None,
+    })
 }
 
-/// Renew `holder`'s lease in `path` every third of `lease` until stopped;
-/// give up (and say so in `lost`) when the file holds another lease.
+fn read_holder(backend: &dyn Backend) -> io::Result<Option<(LockHolder, Version)>> {
+    Ok(backend
+        .read_versioned(LOCK)?
+        .map(|(bytes, version)| (parse_holder(&bytes), version)))
+}
+
+/// Renew `holder`'s lease every third of `lease` until stopped, each time
+/// on condition that the lock is still the version this run last read
+/// with its lease id in it; give up (and say so in `lost`) when it holds
+/// another lease.
 fn renew(
-    path: PathBuf,
+    backend: Arc<dyn Backend>,
     mut holder: LockHolder,
     lease: Duration,
     stop: Arc<(Mutex<bool>, Condvar)>,
@@ -255,8 +273,8 @@ fn renew(
         if *stopped {
             return;
         }
-        match read_holder(&path) {
-            Ok(Some(now)) if now.lease_id == holder.lease_id => {}
+        let version = match read_holder(&*backend) {
+            Ok(Some((now, version))) if now.lease_id == holder.lease_id => version,
             // Taken over (or removed by `unlock --force`): not ours now.
             Ok(_) => {
                 lost.store(true, Ordering::SeqCst);
@@ -265,22 +283,23 @@ fn renew(
             // A read that failed is retried at the next renewal; the lease
             // is long enough to survive a few.
             Err(_) => continue,
-        }
+        };
         holder.expires_at = Some(expiry(lease));
         if let Ok(bytes) = serde_json::to_vec_pretty(&holder) {
-            let _ = super::blob::write_atomic(&path, &bytes);
+            // Changed since the read: the next round finds out by whom.
+            let _ = backend.replace_if(LOCK, &bytes, &version);
         }
     }
 }
 
 impl Store {
     fn lock_path(&self) -> PathBuf {
-        self.root.join("lock")
+        self.backend().display(LOCK)
     }
 
     /// Who holds the lock now, if anyone.
     pub fn lock_holder(&self) -> io::Result<Option<LockHolder>> {
-        read_holder(&self.lock_path())
+        Ok(read_holder(self.backend())?.map(|(holder, _)| holder))
     }
 
     /// [`Store::lock`], waiting up to `wait` for a live holder to finish;
@@ -319,97 +338,99 @@ impl Store {
     }
 
     fn lock_for(&self, command: &str, lease: Duration) -> Result<StoreLock, LockError> {
-        let path = self.lock_path();
+        let backend = self.backend();
         let holder = LockHolder::current(command, lease);
         let me = serde_json::to_vec_pretty(&holder).map_err(io::Error::other)?;
         let mut took_over = None;
-        // Two rounds: the second follows the removal of a stale lock.
+        let mut stale: Option<Version> = None;
+        // Two rounds: the second follows a stale lock, taken over on
+        // condition that it is still the version found stale, so that of
+        // two runs taking it over only one succeeds.
         for _ in 0..2 {
-            match fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-            {
-                Ok(mut file) => {
-                    file.write_all(&me)?;
-                    file.sync_all()?;
-                    super::blob::sync_dir(&self.root)?;
-                    // Blobs half-written by a dead run are garbage now.
-                    if took_over.is_some() {
-                        self.clear_tmp()?;
-                    }
-                    let stop = Arc::new((Mutex::new(false), Condvar::new()));
-                    let lost = Arc::new(AtomicBool::new(false));
-                    let thread = {
-                        let (path, holder) = (path.clone(), holder.clone());
-                        let (stop, lost) = (stop.clone(), lost.clone());
-                        std::thread::Builder::new()
-                            .name("rewind-lease".into())
-                            .spawn(move || renew(path, holder, lease, stop, lost))?
-                    };
-                    return Ok(StoreLock {
-                        path,
-                        lease_id: holder.lease_id,
-                        took_over,
-                        renewal: Some(Renewal { stop, lost, thread }),
-                    });
+            let taken = match stale.take() {
+                None => backend.create_new(LOCK, &me)?,
+                Some(version) => backend.take_over(LOCK, &me, &version)?,
+            };
+            let found = match taken {
+                Some(_) => None,
+                None => read_holder(backend)?,
+            };
+            // A create retried after a lost response finds its own lease.
+            let ours = taken.is_some()
+                || found
+                    .as_ref()
+                    .is_some_and(|(h, _)| h.lease_id == holder.lease_id);
+            if ours {
+                // Blobs half-written by a dead run are garbage now.
+                if took_over.is_some() {
+                    backend.clear_tmp()?;
                 }
-                Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
-                    let Some(holder) = self.lock_holder()? else {
-                        continue;
-                    };
-                    if holder.is_stale() {
-                        // Remove only if the file is still the stale one.
-                        if self.lock_holder()?.as_ref() == Some(&holder) {
-                            fs::remove_file(&path)?;
-                        }
-                        took_over = Some(holder);
-                        continue;
-                    }
-                    if holder.host != hostname() {
-                        return Err(LockError::HeldElsewhere {
-                            holder: Box::new(holder),
-                            path,
-                        });
-                    }
-                    return Err(LockError::Held {
-                        holder: Box::new(holder),
-                        path,
-                    });
-                }
-                Err(err) => return Err(err.into()),
+                let stop = Arc::new((Mutex::new(false), Condvar::new()));
+                let lost = Arc::new(AtomicBool::new(false));
+                let thread = {
+                    let (backend, holder) = (self.backend.clone(), holder.clone());
+                    let (stop, lost) = (stop.clone(), lost.clone());
+                    std::thread::Builder::new()
+                        .name("rewind-lease".into())
+                        .spawn(move || renew(backend, holder, lease, stop, lost))?
+                };
+                return Ok(StoreLock {
+                    backend: self.backend.clone(),
+                    lease_id: holder.lease_id,
+                    took_over,
+                    renewal: Some(Renewal { stop, lost, thread }),
+                });
             }
+            let Some((found, version)) = found else {
+                continue;
+            };
+            if found.is_stale() {
+                took_over = Some(found);
+                stale = Some(version);
+                continue;
+            }
+            let path = self.lock_path();
+            return Err(if found.host != hostname() {
+                LockError::HeldElsewhere {
+                    holder: Box::new(found),
+                    path,
+                }
+            } else {
+                LockError::Held {
+                    holder: Box::new(found),
+                    path,
+                }
+            });
         }
         Err(LockError::Io(io::Error::other(
             "the store lock changed hands while it was being taken; try again",
         )))
     }
 
-    /// Remove the lock file: only a stale one unless `force`.
+    /// Remove the lock: only a stale one unless `force`. What is removed is
+    /// the lock as read here: one that changed meanwhile stays.
     pub fn unlock(&self, force: bool) -> Result<Option<LockHolder>, LockError> {
-        let Some(holder) = self.lock_holder()? else {
-            return Ok(None);
-        };
-        if !force && !holder.is_stale() {
-            let path = self.lock_path();
-            let holder = Box::new(holder);
-            return Err(if holder.host != hostname() {
-                LockError::HeldElsewhere { holder, path }
-            } else {
-                LockError::Held { holder, path }
-            });
+        // A holder renewing meanwhile changes the version: read it again.
+        for _ in 0..5 {
+            let Some((holder, version)) = read_holder(self.backend())? else {
+                return Ok(None);
+            };
+            if !force && !holder.is_stale() {
+                let path = self.lock_path();
+                let holder = Box::new(holder);
+                return Err(if holder.host != hostname() {
+                    LockError::HeldElsewhere { holder, path }
+                } else {
+                    LockError::Held { holder, path }
+                });
+            }
+            if self.backend().remove_if(LOCK, &version)? {
+                return Ok(Some(holder));
+            }
         }
-        fs::remove_file(self.lock_path())?;
-        Ok(Some(holder))
-    }
-
-    fn clear_tmp(&self) -> io::Result<()> {
-        let tmp = self.root.join("tmp");
-        for entry in fs::read_dir(&tmp)? {
-            let _ = fs::remove_file(entry?.path());
-        }
-        Ok(())
+        Err(LockError::Io(io::Error::other(
+            "the store lock kept changing while it was being removed; run `rewind status` and try again",
+        )))
     }
 }
 
@@ -441,6 +462,7 @@ fn process_alive(pid: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn a_second_caller_is_refused_with_the_holder_named() {

@@ -10,11 +10,10 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
-use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ArtifactRecord, FormatError, Store, write_atomic};
+use super::{ArtifactRecord, FormatError, Store};
 use rewind_core::CallError;
 
 /// The manifest format written by this version.
@@ -451,38 +450,39 @@ fn shortened(text: String) -> String {
 }
 
 impl Store {
-    pub(crate) fn runs_dir(&self) -> PathBuf {
-        self.root.join("runs")
+    fn journal_key(id: &str) -> String {
+        format!("journal/{id}.json")
     }
 
-    pub(crate) fn journal_dir(&self) -> PathBuf {
-        self.root.join("journal")
+    pub(crate) fn manifest_key(id: &str) -> String {
+        format!("runs/{id}.json")
     }
 
-    fn head_path(&self) -> PathBuf {
-        self.root.join("HEAD")
-    }
-
-    fn pruned_path(&self) -> PathBuf {
-        self.root.join("pruned.json")
+    /// Read and parse the manifest or journal at `key`, if present.
+    fn read_manifest(&self, key: &str) -> io::Result<Option<RunManifest>> {
+        match self.backend().read(key)? {
+            Some(bytes) => parse_manifest(&self.backend().display(key), &bytes).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Record a run in progress (atomically replacing its previous record).
     pub fn write_journal(&self, manifest: &RunManifest) -> io::Result<()> {
-        write_atomic(
-            &self.journal_dir().join(format!("{}.json", manifest.id)),
-            &manifest_bytes(manifest)?,
-        )
+        self.backend()
+            .write_atomic(&Self::journal_key(&manifest.id), &manifest_bytes(manifest)?)
     }
 
     /// Runs in the journal: in progress, or interrupted by a crash.
     pub fn journals(&self) -> io::Result<Vec<RunManifest>> {
         let mut out = Vec::new();
-        for path in json_files(&self.journal_dir())? {
-            let manifest = parse_manifest(&path, &fs::read(&path)?)?;
-            if self.manifest_path(&manifest.id).exists() {
+        for name in json_names(self.backend(), "journal")? {
+            let key = format!("journal/{name}");
+            let Some(manifest) = self.read_manifest(&key)? else {
+                continue;
+            };
+            if self.backend().exists(&Self::manifest_key(&manifest.id))? {
                 // Finished, but the process died before removing the journal.
-                let _ = fs::remove_file(&path);
+                let _ = self.backend().remove(&key);
                 continue;
             }
             out.push(manifest);
@@ -505,43 +505,35 @@ impl Store {
             manifest.finished_at = Some(jiff::Timestamp::now().to_string());
         }
         let bytes = manifest_bytes(manifest)?;
-        write_atomic(&self.manifest_path(&manifest.id), &bytes)?;
+        self.backend()
+            .write_atomic(&Self::manifest_key(&manifest.id), &bytes)?;
         let head = Head {
             id: manifest.id.clone(),
             seq: manifest.seq,
             digest: rewind_core::sha256_hex(&bytes),
         };
-        write_atomic(
-            &self.head_path(),
+        self.backend().write_atomic(
+            "HEAD",
             &serde_json::to_vec_pretty(&head).map_err(io::Error::other)?,
         )?;
-        let journal = self.journal_dir().join(format!("{}.json", manifest.id));
-        match fs::remove_file(&journal) {
-            Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
-            _ => Ok(()),
-        }
-    }
-
-    pub(crate) fn manifest_path(&self, id: &str) -> PathBuf {
-        self.runs_dir().join(format!("{id}.json"))
+        self.backend().remove(&Self::journal_key(&manifest.id))
     }
 
     /// The newest finished run, as `HEAD` records it.
     pub fn head(&self) -> io::Result<Option<Head>> {
-        match fs::read(self.head_path()) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
+        match self.backend().read("HEAD")? {
+            Some(bytes) => serde_json::from_slice(&bytes)
                 .map(Some)
                 .map_err(|err| io::Error::new(io::ErrorKind::InvalidData, format!("HEAD: {err}"))),
-            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(err) => Err(err),
+            None => Ok(None),
         }
     }
 
     /// Every finished run, oldest first (by sequence number).
     pub fn runs(&self) -> io::Result<Vec<RunManifest>> {
         let mut out = Vec::new();
-        for path in json_files(&self.runs_dir())? {
-            out.push(parse_manifest(&path, &fs::read(&path)?)?);
+        for name in json_names(self.backend(), "runs")? {
+            out.extend(self.read_manifest(&format!("runs/{name}"))?);
         }
         out.sort_by_key(|m| m.seq);
         Ok(out)
@@ -549,9 +541,11 @@ impl Store {
 
     /// A finished run by id, or by a prefix that names exactly one run.
     pub fn find_run(&self, id_or_prefix: &str) -> io::Result<RunManifest> {
-        let exact = self.manifest_path(id_or_prefix);
-        if exact.is_file() {
-            return parse_manifest(&exact, &fs::read(&exact)?);
+        // An id is a file name: nothing that could step out of `runs/`.
+        if !id_or_prefix.contains('/')
+            && let Some(exact) = self.read_manifest(&Self::manifest_key(id_or_prefix))?
+        {
+            return Ok(exact);
         }
         let runs = self.runs()?;
         let matches: Vec<&RunManifest> = runs
@@ -564,7 +558,7 @@ impl Store {
                 io::ErrorKind::NotFound,
                 format!(
                     "no run `{id_or_prefix}` in the store {} (`rewind history` lists the runs)",
-                    self.root.display()
+                    self.root().display()
                 ),
             )),
             many => Err(io::Error::new(
@@ -583,47 +577,40 @@ impl Store {
 
     /// The raw bytes of a finished manifest and their sha256.
     pub fn manifest_file(&self, id: &str) -> io::Result<(Vec<u8>, String)> {
-        let bytes = fs::read(self.manifest_path(id))?;
+        let key = Self::manifest_key(id);
+        let bytes = self.backend().read(&key)?.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{}: no such manifest", self.backend().display(&key).display()),
+            )
+        })?;
         let digest = rewind_core::sha256_hex(&bytes);
         Ok((bytes, digest))
     }
 
     /// What prune removed so far (`pruned.json`).
     pub fn pruned_runs(&self) -> io::Result<PrunedRuns> {
-        match fs::read(self.pruned_path()) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|err| {
+        match self.backend().read("pruned.json")? {
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|err| {
                 io::Error::new(io::ErrorKind::InvalidData, format!("pruned.json: {err}"))
             }),
-            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(PrunedRuns::default()),
-            Err(err) => Err(err),
+            None => Ok(PrunedRuns::default()),
         }
     }
 
     pub(crate) fn write_pruned_runs(&self, pruned: &PrunedRuns) -> io::Result<()> {
-        write_atomic(
-            &self.pruned_path(),
+        self.backend().write_atomic(
+            "pruned.json",
             &serde_json::to_vec_pretty(pruned).map_err(io::Error::other)?,
         )
     }
 }
 
-/// `*.json` files directly in `dir` (none if it does not exist).
-fn json_files(dir: &std::path::Path) -> io::Result<Vec<PathBuf>> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(err) => return Err(err),
-    };
-    let mut out = Vec::new();
-    for entry in entries {
-        let path = entry?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        // Temp files of atomic writes start with a dot.
-        if name.ends_with(".json") && !name.starts_with('.') {
-            out.push(path);
-        }
-    }
-    Ok(out)
+/// The names of the `*.json` objects directly in `dir`.
+fn json_names(backend: &dyn crate::backend::Backend, dir: &str) -> io::Result<Vec<String>> {
+    let mut names = backend.list(dir)?;
+    names.retain(|name| name.ends_with(".json"));
+    Ok(names)
 }
 
 #[cfg(test)]
@@ -631,13 +618,13 @@ mod tests {
     use super::*;
 
     /// A store with one finished backup; returns it and the manifest's path.
-    fn store_with_a_run() -> (tempfile::TempDir, Store, PathBuf) {
+    fn store_with_a_run() -> (tempfile::TempDir, Store, std::path::PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let mut run = RunManifest::start(RunKind::Backup, "shop", "test");
         run.status = RunStatus::Succeeded;
         store.finish_run(&mut run).unwrap();
-        let path = store.manifest_path(&run.id);
+        let path = store.root().join(Store::manifest_key(&run.id));
         (dir, store, path)
     }
 
@@ -729,7 +716,7 @@ mod tests {
         let run = RunManifest::start(RunKind::Rollback, "shop", "test");
         store.write_journal(&run).unwrap();
         assert_eq!(store.journals().unwrap().len(), 1);
-        let path = store.journal_dir().join(format!("{}.json", run.id));
+        let path = store.root().join("journal").join(format!("{}.json", run.id));
         set_format(&path, "\"rewind.run/2\"");
         let message = store.journals().unwrap_err().to_string();
         assert!(

@@ -8,12 +8,11 @@
 //! store is format 1. Every open reads it and refuses any other number.
 
 use std::fmt;
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use super::backend::Backend;
 use super::runs::MANIFEST_FORMAT;
-use super::write_atomic;
 
 /// The store format this rewind reads and writes.
 pub const STORE_FORMAT: u32 = 1;
@@ -144,24 +143,25 @@ fn parse_version(path: &Path, bytes: &[u8]) -> Result<u32, FormatError> {
     text.parse().map_err(|_| unreadable())
 }
 
-/// Check the version of the store at `root` (which exists), writing
-/// `VERSION` if it has none: a new store, or one written before the file
-/// existed (adopted as format 1).
-pub(crate) fn check_or_write(root: &Path) -> io::Result<()> {
-    let path = root.join(VERSION_FILE);
-    match fs::read(&path) {
-        Ok(bytes) => {
+/// Check the version of the store (which exists), writing `VERSION` if it
+/// has none: a new store, or one written before the file existed (adopted
+/// as format 1).
+pub(crate) fn check_or_write(store: &dyn Backend) -> io::Result<()> {
+    let path = store.display(VERSION_FILE);
+    match store.read(VERSION_FILE) {
+        Ok(Some(bytes)) => {
             let found = parse_version(&path, &bytes).map_err(FormatError::into_io)?;
             if found != STORE_FORMAT {
                 return Err(FormatError::Store { path, found }.into_io());
             }
             Ok(())
         }
-        Err(err) if err.kind() == io::ErrorKind::NotFound => {
-            let adopted = STORE_ENTRIES
-                .iter()
-                .any(|name| fs::symlink_metadata(root.join(name)).is_ok());
-            match write_atomic(&path, &version_bytes()) {
+        Ok(None) => {
+            let mut adopted = false;
+            for name in STORE_ENTRIES {
+                adopted |= store.has_entry(name)?;
+            }
+            match store.write_atomic(VERSION_FILE, &version_bytes()) {
                 Ok(()) => Ok(()),
                 // An earlier rewind's store that this process may read but
                 // not write (a read-only mount): it is format 1 all the
@@ -191,6 +191,7 @@ pub(crate) fn check_or_write(root: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use crate::Store;
 
     fn version(root: &Path) -> String {
