@@ -51,7 +51,7 @@ pub fn check(config: &Config, runtime: &Runtime) -> Vec<Finding> {
         });
         return out;
     }
-    let runner = rewind_store::Store::open(&config.store.root())
+    let runner = rewind_store::Store::open_at(&config.store.location())
         .map_err(crate::RunError::from)
         .and_then(|store| {
             crate::Runner::new(
@@ -180,18 +180,19 @@ pub fn check_config(config: &Config, runtime: &Runtime) -> Vec<Finding> {
         }
     }
 
-    let root = config.store.root();
-    let store_check = rewind_store::Store::open(&root).and_then(|s| s.check_writable());
+    let root = config.store.location().display();
+    let store_check =
+        rewind_store::Store::open_at(&config.store.location()).and_then(|s| s.check_writable());
     out.push(match store_check {
         Ok(()) => Finding {
             level: Level::Ok,
             subject: "store".into(),
-            message: format!("{} is writable", root.display()),
+            message: format!("{root} is writable"),
         },
         Err(err) => Finding {
             level: Level::Error,
             subject: "store".into(),
-            message: format!("{} is not usable: {err}", root.display()),
+            message: format!("{root} is not usable: {err}"),
         },
     });
     out

@@ -127,6 +127,8 @@ fn default_environment() -> String {
 #[serde(deny_unknown_fields)]
 struct RawStore {
     url: Option<Spanned<String>>,
+    endpoint: Option<Spanned<String>>,
+    region: Option<Spanned<String>>,
     keep_days: Option<u32>,
     keep_last: Option<u32>,
 }
@@ -254,8 +256,14 @@ pub struct Config {
 /// `[store]`: the artifact store and its retention.
 #[derive(Debug, Clone, Default)]
 pub struct StoreConfig {
-    /// `file://` URL or plain path of the store; `None` means the default.
+    /// `file://` URL or plain path of the store, or `s3://bucket/prefix`;
+    /// `None` means the default directory.
     pub url: Option<String>,
+    /// `endpoint`: the S3 endpoint of an `s3://` store (an S3-compatible
+    /// server); AWS's when absent.
+    pub endpoint: Option<String>,
+    /// `region`: the S3 region of an `s3://` store.
+    pub region: Option<String>,
     /// Keep runs younger than this many days.
     pub keep_days: Option<u32>,
     /// Keep at least this many newest backup runs.
@@ -263,11 +271,32 @@ pub struct StoreConfig {
 }
 
 impl StoreConfig {
-    /// The store directory: `store.url`, else the default location.
+    /// The store directory: `store.url`, else the default location. For
+    /// an `s3://` store, its URL as a path (for messages); use
+    /// [`StoreConfig::location`] to open it.
     pub fn root(&self) -> PathBuf {
+        match self.location() {
+            rewind_store::StoreLocation::Local(root) => root,
+            rewind_store::StoreLocation::S3(s3) => PathBuf::from(s3.url()),
+        }
+    }
+
+    /// Where the store is: a directory, or a bucket and prefix on S3 with
+    /// `endpoint` and `region` (validated when the config was loaded).
+    pub fn location(&self) -> rewind_store::StoreLocation {
         match &self.url {
-            Some(url) => rewind_store::root_from_url(url),
-            None => rewind_store::default_root(),
+            Some(url) if url.starts_with("s3://") => {
+                let (bucket, prefix) =
+                    rewind_store::parse_s3_url(url).expect("validated when loaded");
+                rewind_store::StoreLocation::S3(rewind_store::S3Location {
+                    bucket,
+                    prefix,
+                    endpoint: self.endpoint.clone(),
+                    region: self.region.clone(),
+                })
+            }
+            Some(url) => rewind_store::StoreLocation::Local(rewind_store::root_from_url(url)),
+            None => rewind_store::StoreLocation::Local(rewind_store::default_root()),
         }
     }
 }
@@ -435,10 +464,12 @@ impl Config {
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
 
-        // The store holds every instance's dumps: no plugin may see it.
+        // The store holds every instance's dumps: no plugin may see it (a
+        // store on S3 has no local directory to keep out of the grants).
         let store_dir = match &raw.store.url {
-            Some(url) => rewind_store::root_from_url(url.get_ref()),
-            None => rewind_store::default_root(),
+            Some(url) if url.get_ref().starts_with("s3://") => None,
+            Some(url) => Some(rewind_store::root_from_url(url.get_ref())),
+            None => Some(rewind_store::default_root()),
         };
         let mut instances = BTreeMap::new();
         let mut fallbacks = Vec::new();
@@ -447,7 +478,7 @@ impl Config {
                 fallbacks.push((name.get_ref().clone(), fallback));
             }
             let instance =
-                validate_instance(&loc, base_dir, cache_dir, &store_dir, &name, raw_instance)?;
+                validate_instance(&loc, base_dir, cache_dir, store_dir.as_deref(), &name, raw_instance)?;
             instances.insert(name.into_inner(), instance);
         }
         for (name, fallback) in fallbacks {
@@ -537,26 +568,15 @@ impl Config {
             Some(n) => check_refs(&n.sinks, "notify.sinks")?,
             None => Vec::new(),
         };
-        if let Some(url) = &raw.store.url {
-            let value = url.get_ref();
-            let path = value.strip_prefix("file://").unwrap_or(value);
-            if !path.starts_with('/') {
-                return Err(loc.error(
-                    Some(url.span()),
-                    format!(
-                        "store.url `{value}` is not supported; use an absolute local directory, \
-                         e.g. \"file:///var/lib/rewind\""
-                    ),
-                ));
-            }
-        }
-
+        validate_store(&loc, &raw.store)?;
         Ok(Config {
             path: path.to_path_buf(),
             project: raw.project.name,
             environment: raw.project.environment,
             store: StoreConfig {
                 url: raw.store.url.map(Spanned::into_inner),
+                endpoint: raw.store.endpoint.map(Spanned::into_inner),
+                region: raw.store.region.map(Spanned::into_inner),
                 keep_days: raw.store.keep_days,
                 keep_last: raw.store.keep_last,
             },
@@ -595,11 +615,94 @@ fn valid_instance_name(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
+/// `[store]`: an absolute directory or an `s3://bucket/prefix` URL; the
+/// `endpoint` and `region` of an S3 store.
+fn validate_store(loc: &Locator<'_>, raw: &RawStore) -> Result<(), ConfigError> {
+    let s3 = match &raw.url {
+        Some(url) if url.get_ref().starts_with("s3://") => {
+            rewind_store::parse_s3_url(url.get_ref()).map_err(|why| {
+                loc.error(
+                    Some(url.span()),
+                    format!(
+                        "store.url {why}; an S3 store is \"s3://bucket/prefix\", e.g. \"s3://acme-rewind/shop\""
+                    ),
+                )
+            })?;
+            true
+        }
+        Some(url) => {
+            let value = url.get_ref();
+            let path = value.strip_prefix("file://").unwrap_or(value);
+            if !path.starts_with('/') {
+                return Err(loc.error(
+                    Some(url.span()),
+                    format!(
+                        "store.url `{value}` is not supported; use an absolute local directory, \
+                         e.g. \"file:///var/lib/rewind\", or an S3 bucket and prefix, \
+                         e.g. \"s3://acme-rewind/shop\""
+                    ),
+                ));
+            }
+            false
+        }
+        None => false,
+    };
+    for (key, value) in [("endpoint", &raw.endpoint), ("region", &raw.region)] {
+        if let Some(value) = value
+            && !s3
+        {
+            return Err(loc.error(
+                Some(value.span()),
+                format!(
+                    "store.{key} applies to a store on S3 only; set store.url = \"s3://bucket/prefix\" \
+                     or remove store.{key}"
+                ),
+            ));
+        }
+    }
+    if let Some(endpoint) = &raw.endpoint {
+        let value = endpoint.get_ref();
+        let rest = value
+            .strip_prefix("https://")
+            .or_else(|| value.strip_prefix("http://"));
+        let host = rest.map(|r| r.split('/').next().unwrap_or(""));
+        let valid = rest.is_some_and(|r| !r.contains(char::is_whitespace))
+            && host.is_some_and(|h| !h.is_empty() && !h.starts_with(':'));
+        if !valid {
+            return Err(loc.error(
+                Some(endpoint.span()),
+                format!(
+                    "store.endpoint `{value}` is not an http:// or https:// URL with a host, \
+                     e.g. \"https://s3.eu-west-1.amazonaws.com\" or \"http://127.0.0.1:9000\""
+                ),
+            ));
+        }
+    }
+    if let Some(region) = &raw.region {
+        let value = region.get_ref();
+        if value.is_empty()
+            || value.len() > 64
+            || !value
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(loc.error(
+                Some(region.span()),
+                format!(
+                    "store.region `{value}` is not a region name (lower-case letters, digits and `-`, \
+                     e.g. \"eu-west-1\")"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn validate_instance(
     loc: &Locator<'_>,
     base_dir: &Path,
     cache_dir: Option<&Path>,
-    store_dir: &Path,
+    store_dir: Option<&Path>,
     name: &Spanned<String>,
     raw: RawInstance,
 ) -> Result<Instance, ConfigError> {
@@ -651,7 +754,14 @@ fn validate_instance(
         let entry = entries.get(err.key)[err.index];
         loc.error(Some(entry.span()), err.to_string())
     })?;
-    for private in rewind_grants::paths::host_private(store_dir, cache_dir) {
+    let private_dirs = match store_dir {
+        Some(store_dir) => rewind_grants::paths::host_private(store_dir, cache_dir),
+        None => rewind_grants::paths::host_private(Path::new("/"), cache_dir)
+            .into_iter()
+            .filter(|p| p.path != Path::new("/"))
+            .collect(),
+    };
+    for private in private_dirs {
         let Some(grant) = grants.grant_containing(&private.path) else {
             continue;
         };
@@ -881,14 +991,51 @@ rollback = ["code"]
     }
 
     #[test]
-    fn a_relative_or_remote_store_is_refused_at_its_value() {
-        for url in ["file://store", "store", "s3://bucket/prefix"] {
+    fn a_relative_store_is_refused_at_its_value() {
+        for url in ["file://store", "store", "ftp://host/x"] {
             let err = parse(&format!(
                 "[project]\nname = \"x\"\n[store]\nurl = \"{url}\"\n"
             ))
             .unwrap_err();
             assert_eq!(err.location, Some((4, 7)), "{err}");
             assert!(err.message.contains("absolute local directory"), "{err}");
+        }
+    }
+
+    #[test]
+    fn an_s3_store_is_read_with_its_endpoint_and_region() {
+        let config = parse(
+            "[project]\nname = \"x\"\n[store]\nurl = \"s3://acme-rewind/shop/prod\"\nendpoint = \"http://127.0.0.1:9000\"\nregion = \"eu-west-1\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.store.location(),
+            rewind_store::StoreLocation::S3(rewind_store::S3Location {
+                bucket: "acme-rewind".into(),
+                prefix: "shop/prod".into(),
+                endpoint: Some("http://127.0.0.1:9000".into()),
+                region: Some("eu-west-1".into()),
+            })
+        );
+    }
+
+    #[test]
+    fn bad_s3_store_values_are_refused_at_the_value() {
+        for (store, at, says) in [
+            ("url = \"s3://B/x\"", (4, 7), "not an S3 bucket name"),
+            ("url = \"s3://bucket/a//b\"", (4, 7), "not a usable key prefix"),
+            (
+                "url = \"s3://bucket/p\"\nendpoint = \"127.0.0.1:9000\"",
+                (5, 12),
+                "not an http:// or https:// URL",
+            ),
+            ("url = \"s3://bucket/p\"\nregion = \"EU West\"", (5, 10), "not a region name"),
+            ("url = \"/srv/store\"\nregion = \"eu-west-1\"", (5, 10), "applies to a store on S3 only"),
+            ("endpoint = \"http://127.0.0.1:9000\"", (4, 12), "applies to a store on S3 only"),
+        ] {
+            let err = parse(&format!("[project]\nname = \"x\"\n[store]\n{store}\n")).unwrap_err();
+            assert_eq!(err.location, Some(at), "{store}: {err}");
+            assert!(err.message.contains(says), "{store}: {err}");
         }
     }
 

@@ -6,9 +6,6 @@
 //! sink, each on its own thread: a slow or failing sink is reported, and
 //! never fails, delays or blocks the run itself.
 
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -103,7 +100,12 @@ impl Events {
     /// The event log of `store` (`events.jsonl`), delivering to `sinks`.
     pub fn new(store: &Store, runtime: &Runtime, sinks: Vec<Sink>) -> Self {
         Events {
-            path: store.events_path(),
+            // For messages: `events.jsonl`, or on S3 the `events/` prefix.
+            path: if store.is_local() {
+                store.events_path()
+            } else {
+                store.root().join("events/")
+            },
             sinks: sinks.into_iter().map(Arc::new).collect(),
             store: store.clone(),
             runtime: runtime.clone(),
@@ -114,15 +116,8 @@ impl Events {
     /// Append an event to the log. A log that cannot be written is reported
     /// on stderr; it never stops a run.
     pub fn log(&self, event: &Event) {
-        let mut line = serde_json::to_vec(&LoggedEvent::from_event(event)).unwrap_or_default();
-        line.push(b'\n');
-        let result = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(&self.path)
-            .and_then(|mut file| file.write_all(&line));
-        if let Err(err) = result {
+        let line = serde_json::to_vec(&LoggedEvent::from_event(event)).unwrap_or_default();
+        if let Err(err) = self.store.append_event(&line) {
             eprintln!(
                 "warning: cannot append to the event log {}: {err}",
                 self.path.display()
@@ -201,11 +196,8 @@ impl Events {
 
 /// Read the event log (for `status` and tests), newest last.
 pub fn read_log(store: &Store) -> std::io::Result<Vec<LoggedEvent>> {
-    let text = match std::fs::read_to_string(store.events_path()) {
-        Ok(text) => text,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(err) => return Err(err),
-    };
+    let bytes = store.read_events()?;
+    let text = String::from_utf8_lossy(&bytes);
     Ok(text
         .lines()
         .filter_map(|line| serde_json::from_str(line).ok())

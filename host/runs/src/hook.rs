@@ -46,7 +46,7 @@ pub struct HookRequest {
     /// The hook to call.
     pub hook: HookKind,
     /// The artifact store the call writes to (and reads given artifacts from).
-    pub store_root: PathBuf,
+    pub store: rewind_store::StoreLocation,
     /// Artifacts for restore or revert from what `rewind hook … backup --json`
     /// printed (or a bare list of records).
     pub artifacts: Option<PathBuf>,
@@ -76,11 +76,21 @@ pub struct HookRun {
 /// and verify the given artifacts, load the plugin (pin first) and call the
 /// hook once.
 pub fn run_hook(target: &HookTarget, args: &HookRequest) -> Result<HookRun> {
-    let store_root = &args.store_root;
     // Ad-hoc grants meet the same rule as rewind.toml's: no grant may
-    // contain the store or the compile cache.
+    // contain the store (a local one) or the compile cache.
     let cache = Runtime::default_cache_dir();
-    for private in rewind_grants::paths::host_private(store_root, cache.as_deref()) {
+    let private = match &args.store {
+        rewind_store::StoreLocation::Local(root) => {
+            rewind_grants::paths::host_private(root, cache.as_deref())
+        }
+        rewind_store::StoreLocation::S3(_) => {
+            rewind_grants::paths::host_private(Path::new("/"), cache.as_deref())
+                .into_iter()
+                .filter(|p| p.path != Path::new("/"))
+                .collect()
+        }
+    };
+    for private in private {
         if let Some(grant) = target.spec.grants.grant_containing(&private.path) {
             bail!(
                 "--grant-path {}{} contains {} {} ({})",
@@ -92,8 +102,8 @@ pub fn run_hook(target: &HookTarget, args: &HookRequest) -> Result<HookRun> {
             );
         }
     }
-    let store = Store::open(store_root)
-        .with_context(|| format!("opening the artifact store {}", store_root.display()))?;
+    let store = Store::open_at(&args.store)
+        .with_context(|| format!("opening the artifact store {}", args.store.display()))?;
 
     let given = match (&args.artifacts, &args.run) {
         (Some(path), _) => read_artifacts(path, &target.spec.instance)?,

@@ -31,14 +31,14 @@ Examples:
 
 pub fn run(cli: &Cli, args: &HookArgs, echo: Option<LogLevel>) -> Result<ExitCode> {
     let target = target::resolve(cli, &args.plugin, &args.adhoc)?;
-    let store_root = match (&args.store, &target.config) {
-        (Some(dir), _) => dir.clone(),
-        (None, Some(config)) => config.store.root(),
-        (None, None) => rewind::store::default_root(),
+    let store = match (&args.store, &target.config) {
+        (Some(dir), _) => rewind::store::StoreLocation::Local(dir.clone()),
+        (None, Some(config)) => config.store.location(),
+        (None, None) => rewind::store::StoreLocation::Local(rewind::store::default_root()),
     };
     let request = HookRequest {
         hook: args.hook,
-        store_root,
+        store,
         artifacts: args.artifacts.clone(),
         run: args.run.clone(),
         dry_run: args.dry_run,

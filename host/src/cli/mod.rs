@@ -323,16 +323,22 @@ pub fn load_config(cli: &Cli) -> anyhow::Result<rewind::config::Config> {
 
 /// Open the store a config names (creating it if needed).
 pub fn open_store(config: &rewind::config::Config) -> anyhow::Result<rewind::store::Store> {
-    let root = config.store.root();
-    rewind::store::Store::open(&root).map_err(|err| {
+    let location = config.store.location();
+    let shown = location.display();
+    rewind::store::Store::open_at(&location).map_err(|err| {
         if rewind::store::FormatError::of(&err).is_some() {
             // The store is there but in a format this rewind does not read:
             // pointing store.url elsewhere would not be the fix.
-            anyhow::anyhow!("cannot open the artifact store {}: {err}", root.display())
+            anyhow::anyhow!("cannot open the artifact store {shown}: {err}")
+        } else if let rewind::store::StoreLocation::S3(_) = location {
+            // The S3 errors say what to fix (credentials, bucket, endpoint).
+            anyhow::anyhow!(
+                "cannot open the artifact store {shown}: {err}\n  (store.url, store.endpoint and store.region are in {})",
+                config.path.display()
+            )
         } else {
             anyhow::anyhow!(
-                "cannot open the artifact store {}: {err} (set store.url in {} to a directory rewind can write)",
-                root.display(),
+                "cannot open the artifact store {shown}: {err} (set store.url in {} to a directory rewind can write)",
                 config.path.display()
             )
         }
