@@ -37,7 +37,6 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -340,7 +339,14 @@ impl S3 {
         } else {
             String::new()
         };
-        let mut message = format!("S3 {what} {}: {}", self.display(key).display(), err);
+        // S3's own words (`<Code>`, `<Message>`) rather than the whole
+        // response, when it sent them.
+        let said = match (xml_field(&detail, "Code"), xml_field(&detail, "Message")) {
+            (Some(code), Some(text)) => format!("{code}: {text}"),
+            (Some(code), None) => code.to_string(),
+            _ => err.to_string(),
+        };
+        let mut message = format!("S3 {what} {}: {said}", self.display(key).display());
         if !fix.is_empty() {
             message = format!("{message}\n  {fix}");
         }
@@ -431,6 +437,13 @@ impl S3 {
     }
 }
 
+/// The text of `<name>…</name>` in an S3 error body.
+fn xml_field<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+    let start = text.find(&format!("<{name}>"))? + name.len() + 2;
+    let len = text[start..].find(&format!("</{name}>"))?;
+    Some(&text[start..start + len])
+}
+
 /// A missing bucket answers 404 like a missing key: it is not "absent".
 fn is_bucket_error(err: &io::Error) -> bool {
     err.to_string().contains("does not exist at")
@@ -453,8 +466,6 @@ enum PutOutcome {
     Exists,
     Changed,
 }
-
-static EVENT_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// The S3 backend is shared by the store's clones and the lease thread;
 /// blob sinks hold it too, so it lives in an `Arc` of its own.
@@ -667,11 +678,7 @@ impl Backend for S3 {
 
     fn append_event(&self, line: &[u8]) -> io::Result<()> {
         let nanos = jiff::Timestamp::now().as_nanosecond();
-        let key = format!(
-            "events/{nanos:020}-{:06}-{}.json",
-            EVENT_COUNTER.fetch_add(1, Ordering::Relaxed),
-            unique()
-        );
+        let key = format!("events/{nanos:020}-{}.json", unique());
         self.put(&key, line.to_vec(), PutMode::Overwrite).map(drop)
     }
 
