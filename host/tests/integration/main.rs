@@ -17,6 +17,7 @@ mod frameworks;
 mod notify;
 mod release_symlink;
 mod runs;
+mod s3_store;
 mod sandbox;
 mod sandbox_exec;
 mod sandbox_fs;

@@ -1,0 +1,584 @@
+//! The artifact store on S3 (`store.url = "s3://bucket/prefix"`), through
+//! the real `rewind` binary against moto's server on 127.0.0.1: the whole
+//! backup → rollback → verify → prune flow, a blob corrupted in the bucket,
+//! a large artifact streamed with bounded memory, the lease shared by two
+//! processes (refused, waited for, taken over after `kill -9`), and the
+//! errors for a wrong secret key and a missing bucket.
+//!
+//! The app is runs.rs's: releases and a `current` symlink
+//! (release-symlink), a config file and data (files), and `command`
+//! instances for slow or large steps.
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::plugin_path;
+use crate::servers::Moto;
+
+const BUCKET: &str = "rewind-fleet";
+const PREFIX: &str = "shop/test";
+
+/// An app whose store is `s3://rewind-fleet/shop/test` on `moto`.
+struct App {
+    dir: tempfile::TempDir,
+    endpoint: String,
+    key: (String, String),
+}
+
+impl App {
+    fn new(moto: &Moto, backup: &[&str], rollback: &[&str], extra: &str) -> App {
+        let app = App {
+            dir: tempfile::tempdir().unwrap(),
+            endpoint: moto.url(),
+            key: ("testing-key".into(), "testing-secret".into()),
+        };
+        let root = app.root();
+        for (version, health) in [("v1", "ok"), ("v2", "broken")] {
+            let dir = root.join("releases").join(version);
+            fs::create_dir_all(&dir).unwrap();
+            fs::write(dir.join("HEALTH"), format!("{health}\n")).unwrap();
+        }
+        std::os::unix::fs::symlink("releases/v1", root.join("current")).unwrap();
+        fs::create_dir_all(root.join("shared/data")).unwrap();
+        fs::write(root.join("shared/config.env"), "DB_PASSWORD=v1-secret\n").unwrap();
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        fs::write(root.join("shared/data/orders.bin"), data).unwrap();
+        app.write_config(backup, rollback, extra);
+        app
+    }
+
+    fn root(&self) -> PathBuf {
+        let app = self.dir.path().join("app");
+        fs::create_dir_all(&app).unwrap();
+        app.canonicalize().unwrap()
+    }
+
+    fn write_config(&self, backup: &[&str], rollback: &[&str], extra: &str) {
+        let root = self.root();
+        let r = root.display();
+        let pin = |name: &str| {
+            let path = plugin_path(name);
+            format!(
+                "source = \"{}\"\nsha256 = \"{}\"",
+                path.display(),
+                rewind::plugin::sha256_hex(&fs::read(&path).unwrap())
+            )
+        };
+        let list = |names: &[&str]| {
+            names
+                .iter()
+                .map(|n| format!("\"{n}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let text = format!(
+            r#"[project]
+name = "shop"
+environment = "test"
+
+[store]
+url = "s3://{BUCKET}/{PREFIX}"
+endpoint = "{endpoint}"
+region = "us-east-1"
+
+[plugins.code]
+{code}
+grants.paths = ["{r}"]
+params = {{ base = "{r}" }}
+
+[plugins.config]
+{files}
+grants.paths = ["{r}/shared"]
+params = {{ paths = ["{r}/shared"] }}
+
+[plugins.slow]
+{command}
+grants.exec = ["sh -c *"]
+params = {{ backup = ["sh", "-c", "head -c 200000 /dev/urandom; test -e {r}/fast || sleep 20"] }}
+
+[chains]
+backup = [{backup}]
+rollback = [{rollback}]
+
+{extra}
+"#,
+            endpoint = self.endpoint,
+            code = pin("release-symlink"),
+            files = pin("files"),
+            command = pin("command"),
+            backup = list(backup),
+            rollback = list(rollback),
+        );
+        fs::write(root.join("rewind.toml"), text).unwrap();
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rewind"));
+        cmd.args(args)
+            .current_dir(self.root())
+            .env("REWIND_CACHE_DIR", cache_dir())
+            .env_remove("REWIND_CONFIG")
+            .env_remove("REWIND_STORE")
+            // Credentials from the environment only: no ~/.aws of the
+            // machine running the tests, no instance metadata.
+            .env("HOME", self.dir.path())
+            .env("AWS_ACCESS_KEY_ID", &self.key.0)
+            .env("AWS_SECRET_ACCESS_KEY", &self.key.1)
+            .env_remove("AWS_SESSION_TOKEN")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_ENDPOINT")
+            .env_remove("AWS_ENDPOINT_URL")
+            .env_remove("AWS_ENDPOINT_URL_S3");
+        cmd
+    }
+
+    fn rewind(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    fn json(&self, args: &[&str], code: i32) -> Value {
+        let out = self.rewind(args);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "rewind {args:?}\nstdout:\n{}\nstderr:\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|err| panic!("{err}: {}", text(&out.stdout)))
+    }
+
+    fn spawn(&self, args: &[&str], lease_s: Option<&str>) -> Child {
+        let mut cmd = self.command(args);
+        if let Some(lease) = lease_s {
+            cmd.env("REWIND_LEASE_S", lease);
+        }
+        cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
+    }
+
+    fn current(&self) -> String {
+        fs::read_link(self.root().join("current"))
+            .unwrap()
+            .display()
+            .to_string()
+    }
+
+    fn read(&self, rel: &str) -> Vec<u8> {
+        fs::read(self.root().join(rel)).unwrap()
+    }
+
+    fn break_it(&self) {
+        let root = self.root();
+        fs::remove_file(root.join("current")).unwrap();
+        std::os::unix::fs::symlink("releases/v2", root.join("current")).unwrap();
+        fs::write(root.join("shared/config.env"), "DB_PASSWORD=wrong\n").unwrap();
+        fs::write(root.join("shared/data/orders.bin"), b"truncated").unwrap();
+    }
+
+    /// Wait until `status` shows the lock held and a run in the journal.
+    fn wait_for_a_holder(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let out = self.rewind(&["status", "--json"]);
+            if out.status.success() {
+                let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+                if !status["lock"].is_null()
+                    && status["interrupted"]
+                        .as_array()
+                        .is_some_and(|j| !j.is_empty())
+                {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "no run took the lock");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+fn cache_dir() -> PathBuf {
+    std::env::var_os("REWIND_CACHE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("rewind-test-cache-s3"))
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// moto with the store's bucket.
+fn moto_with_bucket() -> Moto {
+    let moto = Moto::start();
+    moto.python(&format!("s3.create_bucket(Bucket={BUCKET:?})"));
+    moto
+}
+
+/// The store's keys in the bucket (without the prefix) and their sizes.
+fn keys(moto: &Moto) -> Vec<(String, u64)> {
+    let out = moto.python(&format!(
+        r#"
+p = s3.get_paginator("list_objects_v2")
+keys = [[o["Key"], o["Size"]] for page in p.paginate(Bucket={BUCKET:?}, Prefix={PREFIX:?} + "/") for o in page.get("Contents", [])]
+print(json.dumps(keys))
+"#
+    ));
+    let keys: Vec<(String, u64)> = serde_json::from_str(&out).unwrap();
+    keys.into_iter()
+        .map(|(k, n)| (k[PREFIX.len() + 1..].to_string(), n))
+        .collect()
+}
+
+fn blob_key(digest: &str) -> String {
+    format!("{PREFIX}/blobs/sha256/{}/{digest}", &digest[..2])
+}
+
+#[test]
+fn backup_rollback_verify_and_prune_on_an_s3_store() {
+    let moto = moto_with_bucket();
+    let app = App::new(&moto, &["code", "config"], &["code", "config"], "");
+    let config_before = app.read("shared/config.env");
+    let data_before = app.read("shared/data/orders.bin");
+
+    let backup = app.json(&["backup", "--label", "before v2", "--json"], 0);
+    assert_eq!(backup["status"], "succeeded");
+    let stored = keys(&moto);
+    let names: Vec<&str> = stored.iter().map(|(k, _)| k.as_str()).collect();
+    // The layout of docs/store-format.md, under the prefix.
+    assert!(names.contains(&"VERSION") && names.contains(&"HEAD"), "{names:?}");
+    assert!(
+        names.contains(&format!("runs/{}.json", backup["id"].as_str().unwrap()).as_str()),
+        "{names:?}"
+    );
+    for artifact in backup["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["artifacts"].as_array().unwrap())
+    {
+        let digest = artifact["digest"].as_str().unwrap();
+        let key = format!("blobs/sha256/{}/{digest}", &digest[..2]);
+        let size = stored.iter().find(|(k, _)| *k == key).map(|(_, n)| *n);
+        assert_eq!(size, artifact["stored_size"].as_u64(), "{key}");
+    }
+    // Nothing half-written is left, and no lock.
+    assert!(
+        !names.iter().any(|k| k.starts_with("tmp/") || *k == "lock"),
+        "{names:?}"
+    );
+    assert_eq!(
+        moto.python(&format!(
+            "print(s3.get_object(Bucket={BUCKET:?}, Key={PREFIX:?} + '/VERSION')['Body'].read().decode().strip())"
+        )),
+        "1"
+    );
+
+    app.break_it();
+    let result = app.json(&["rollback", "--yes", "--json"], 0);
+    assert_eq!(result["ok"], true, "{result:#}");
+    assert_eq!(result["run"]["source_run"], backup["id"]);
+    assert!(result["run"]["safety_run"].is_string());
+    assert_eq!(app.current(), "releases/v1");
+    assert_eq!(app.read("shared/config.env"), config_before);
+    assert_eq!(app.read("shared/data/orders.bin"), data_before);
+
+    let history = app.json(&["history", "--json"], 0);
+    let kinds: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["rollback", "backup", "backup"]);
+    assert_eq!(history[0]["previous"]["id"], history[1]["id"]);
+    let verify = app.json(&["artifacts", "verify", "--json"], 0);
+    assert_eq!(verify["runs"], 3);
+    assert_eq!(verify["problems"].as_array().unwrap().len(), 0, "{verify:#}");
+
+    // The event log: one object per event, read back in order by status.
+    let events: Vec<String> = keys(&moto)
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("events/"))
+        .map(|(k, _)| k)
+        .collect();
+    assert!(events.len() >= 4, "{events:?}");
+    let all = moto.python(&format!(
+        r#"
+for k in sorted(o["Key"] for o in s3.list_objects_v2(Bucket={BUCKET:?}, Prefix={PREFIX:?} + "/events/")["Contents"]):
+    print(s3.get_object(Bucket={BUCKET:?}, Key=k)["Body"].read().decode().strip())
+"#
+    ));
+    assert!(all.contains("\"ROLLBACK_SUCCESS\""), "{all}");
+
+    // Prune: only the newest backup by count, the safety backup kept.
+    let newest = app.json(&["backup", "--json"], 0);
+    let config = fs::read_to_string(app.root().join("rewind.toml")).unwrap();
+    fs::write(
+        app.root().join("rewind.toml"),
+        config.replace("[store]\n", "[store]\nkeep_days = 0\nkeep_last = 1\n"),
+    )
+    .unwrap();
+    let pruned = app.json(&["artifacts", "prune", "--json"], 0);
+    let gone: Vec<&str> = pruned["plan"]["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert!(gone.contains(&backup["id"].as_str().unwrap()), "{pruned:#}");
+    assert!(!gone.contains(&newest["id"].as_str().unwrap()));
+    let names: Vec<String> = keys(&moto).into_iter().map(|(k, _)| k).collect();
+    assert!(
+        !names.contains(&format!("runs/{}.json", backup["id"].as_str().unwrap())),
+        "{names:?}"
+    );
+    assert!(names.contains(&"pruned.json".to_string()), "{names:?}");
+    let verify = app.json(&["artifacts", "verify", "--json"], 0);
+    assert_eq!(verify["problems"].as_array().unwrap().len(), 0, "{verify:#}");
+    // What is left still rolls back.
+    app.break_it();
+    app.json(&["rollback", "--quick", "--yes", "--json"], 0);
+    assert_eq!(app.current(), "releases/v1");
+}
+
+#[test]
+fn a_blob_corrupted_in_the_bucket_fails_verify_and_rollback_refuses_before_changing_anything() {
+    let moto = moto_with_bucket();
+    let app = App::new(&moto, &["code", "config"], &["code", "config"], "");
+    let backup = app.json(&["backup", "--json"], 0);
+    app.break_it();
+    let digest = backup["steps"][1]["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "files")
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Flip one byte in the middle of the object, in the bucket.
+    moto.python(&format!(
+        r#"
+key = {key:?}
+body = bytearray(s3.get_object(Bucket={BUCKET:?}, Key=key)["Body"].read())
+body[len(body) // 2] ^= 1
+s3.put_object(Bucket={BUCKET:?}, Key=key, Body=bytes(body))
+"#,
+        key = blob_key(&digest)
+    ));
+
+    let out = app.rewind(&["artifacts", "verify"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let report = text(&out.stdout);
+    assert!(
+        report.contains(&digest) && report.contains("checksum mismatch"),
+        "{report}"
+    );
+
+    let out = app.rewind(&["rollback", "--yes"]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("verification failed, nothing was changed"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(app.current(), "releases/v2");
+    assert_eq!(app.read("shared/config.env"), b"DB_PASSWORD=wrong\n");
+    let history = app.json(&["history", "--json"], 0);
+    assert_eq!(history.as_array().unwrap().len(), 2, "{history:#}");
+    assert_eq!(history[0]["status"], "failed");
+}
+
+/// Peak resident memory (kB) of a finished command, from GNU time.
+fn peak_rss_kb(stderr: &str) -> u64 {
+    stderr
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Maximum resident set size (kbytes): "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak RSS from /usr/bin/time -v:\n{stderr}"))
+}
+
+#[test]
+fn a_large_artifact_streams_through_with_bounded_memory() {
+    // 256 MiB in CI (two shared cores, moto keeping every byte in memory);
+    // REWIND_TEST_S3_LARGE_MB=1024 for the full-size run.
+    let mb: u64 = std::env::var("REWIND_TEST_S3_LARGE_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256);
+    let moto = moto_with_bucket();
+    // Random bytes: zstd cannot shrink them, so the stored blob is as big.
+    let app = App::new(
+        &moto,
+        &["dump"],
+        &["dump"],
+        &format!(
+            r#"[plugins.dump]
+source = "{source}"
+sha256 = "{sha}"
+grants.exec = ["sh -c *"]
+params = {{ backup = ["sh", "-c", "head -c {bytes} /dev/urandom"], revert = ["sh", "-c", "true"] }}
+"#,
+            source = plugin_path("command").display(),
+            sha = rewind::plugin::sha256_hex(&fs::read(plugin_path("command")).unwrap()),
+            bytes = mb << 20,
+        ),
+    );
+    let timed = |args: &[&str]| {
+        let rewind = app.command(args);
+        let mut cmd = Command::new("/usr/bin/time");
+        cmd.arg("-v").arg(rewind.get_program()).args(rewind.get_args());
+        cmd.current_dir(app.root());
+        for (key, value) in rewind.get_envs() {
+            match value {
+                Some(value) => cmd.env(key, value),
+                None => cmd.env_remove(key),
+            };
+        }
+        let out = cmd.output().unwrap();
+        let err = text(&out.stderr);
+        assert!(out.status.success(), "rewind {args:?}:\n{}\n{err}", text(&out.stdout));
+        (out, peak_rss_kb(&err))
+    };
+    let started = Instant::now();
+    let (out, backup_rss) = timed(&["backup", "--json"]);
+    let backup: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let artifact = &backup["steps"][0]["artifacts"][0];
+    assert_eq!(artifact["size"].as_u64(), Some(mb << 20), "{backup:#}");
+    let upload = started.elapsed();
+    let started = Instant::now();
+    let (_, verify_rss) = timed(&["artifacts", "verify", "--json"]);
+    let verify = started.elapsed();
+    println!(
+        "{mb} MiB artifact on S3: backup peak RSS {} MiB ({upload:.1?}), verify peak RSS {} MiB ({verify:.1?})",
+        backup_rss / 1024,
+        verify_rss / 1024
+    );
+    // Far below the artifact: the parts in flight and the runtime, not the dump.
+    let bound_kb = 160 * 1024;
+    assert!(backup_rss < bound_kb, "backup peak RSS {backup_rss} kB");
+    assert!(verify_rss < bound_kb, "verify peak RSS {verify_rss} kB");
+    // Multipart through tmp/, then copied: nothing is left under tmp/.
+    let names: Vec<String> = keys(&moto).into_iter().map(|(k, _)| k).collect();
+    assert!(!names.iter().any(|k| k.starts_with("tmp/")), "{names:?}");
+}
+
+#[test]
+fn two_processes_share_one_lease_on_s3() {
+    let moto = moto_with_bucket();
+    let app = App::new(&moto, &["slow"], &["code"], "");
+    let mut holder = app.spawn(&["backup"], None);
+    app.wait_for_a_holder();
+
+    // moto enforces If-None-Match: a second conditional create of the lock
+    // is refused (S3 look-alikes that ignore the header would let it in).
+    let refused = moto.python(&format!(
+        r#"
+try:
+    s3.put_object(Bucket={BUCKET:?}, Key={PREFIX:?} + "/lock", Body=b"{{}}", IfNoneMatch="*")
+    print("accepted")
+except botocore.exceptions.ClientError as e:
+    print(e.response["Error"]["Code"])
+"#
+    ));
+    assert_eq!(refused, "PreconditionFailed");
+
+    // A second run is refused, naming the holder.
+    let out = app.rewind(&["backup"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(
+        err.contains(&format!("pid {}", holder.id())) && err.contains("rewind backup"),
+        "{err}"
+    );
+
+    // One with --lock-wait waits, then runs once the holder is done.
+    let waiter = app
+        .command(&["backup", "--lock-wait", "2m"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    fs::write(app.root().join("fast"), "").unwrap();
+    let status = holder.wait().unwrap();
+    assert!(status.success());
+    let out = waiter.wait_with_output().unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("for the store lock, held by pid"), "{err}");
+    fs::remove_file(app.root().join("fast")).unwrap();
+
+    // A holder killed with kill -9 stops renewing: once its lease expired
+    // the next run takes it over (as if from another host, where rewind
+    // cannot see the process), and says so, and so does status.
+    let mut holder = app.spawn(&["backup"], Some("3"));
+    app.wait_for_a_holder();
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    moto.python(&format!(
+        r#"
+key = {PREFIX:?} + "/lock"
+lock = json.loads(s3.get_object(Bucket={BUCKET:?}, Key=key)["Body"].read())
+lock["host"] = "web-2.example"
+s3.put_object(Bucket={BUCKET:?}, Key=key, Body=json.dumps(lock).encode())
+"#
+    ));
+    fs::write(app.root().join("fast"), "").unwrap();
+    std::thread::sleep(Duration::from_millis(3500));
+    let out = app.rewind(&["backup"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("took over the store lock of pid")
+            && err.contains("web-2.example")
+            && err.contains("lease expired"),
+        "{err}"
+    );
+    let status = text(&app.rewind(&["status"]).stdout);
+    assert!(
+        status.contains("last lock event") && status.contains("lease expired unrenewed"),
+        "{status}"
+    );
+    assert!(status.contains("lock:          free"), "{status}");
+    let names: Vec<String> = keys(&moto).into_iter().map(|(k, _)| k).collect();
+    assert!(!names.contains(&"lock".to_string()), "{names:?}");
+}
+
+#[test]
+fn a_wrong_secret_key_and_a_missing_bucket_say_what_to_fix() {
+    let moto = Moto::start();
+    // No bucket yet.
+    let app = App::new(&moto, &["code"], &["code"], "");
+    let out = app.rewind(&["status"]);
+    let err = text(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains(&format!("the bucket `{BUCKET}` does not exist"))
+            && err.contains(&format!("aws s3 mb s3://{BUCKET}"))
+            && err.contains("NoSuchBucket"),
+        "{err}"
+    );
+    assert_eq!(err.matches("<Error>").count(), 0, "{err}");
+
+    // moto checks signatures once IAM auth is on: a wrong secret is named.
+    let (key, secret) = moto.enable_iam_auth();
+    moto.python(&format!("s3.create_bucket(Bucket={BUCKET:?})"));
+    let mut app = app;
+    app.key = (key.clone(), format!("{secret}-wrong"));
+    let out = app.rewind(&["status"]);
+    let err = text(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("SignatureDoesNotMatch") && err.contains("check AWS_SECRET_ACCESS_KEY"),
+        "{err}"
+    );
+    // And with the right one, the store works.
+    app.key = (key, secret);
+    let backup = app.json(&["backup", "--json"], 0);
+    assert_eq!(backup["status"], "succeeded");
+}
