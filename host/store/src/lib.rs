@@ -18,6 +18,12 @@
 //! <root>/VERSION                         the store format (`1`)
 //! ```
 //!
+//! A store on S3 (`s3://bucket/prefix`, [`StoreLocation::S3`]) holds the
+//! same keys as objects under the prefix, with the same semantics: the
+//! store's logic (blobs, manifests and the chain, the lease, verify and
+//! prune) is written once against a backend (`backend.rs`: the directory,
+//! `s3.rs`: S3 through `object_store`).
+//!
 //! See `docs/store-format.md` for the complete format.
 
 #![deny(missing_docs)]
