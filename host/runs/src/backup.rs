@@ -1,6 +1,6 @@
 //! The backup run: each instance of the backup chain, in order.
 
-use super::error::{Result, config_error};
+use super::error::{Result, RunError};
 
 use super::Runner;
 use rewind_sandbox::HookInput;
@@ -48,11 +48,9 @@ impl Runner<'_> {
             None => self.config.chains.backup_chain(options.chain.as_deref())?,
         };
         if chain.is_empty() && options.instances.is_none() {
-            config_error!(
-                "{}: chains.backup is empty; list the instances to back up, e.g. \
-                 `backup = [\"code\", \"config\"]` under [chains]",
-                self.config.path.display()
-            );
+            return Err(RunError::EmptyBackupChain {
+                config: self.config.path.clone(),
+            });
         }
         self.preload(chain)?;
         let what = if options.safety {

@@ -1,7 +1,7 @@
 //! The rollback run: choose a backup, verify every artifact it will use,
 //! take a safety backup, run the rollback chain, check health.
 
-use super::error::{Result, RunError, config_error, refuse};
+use super::error::{Result, RunError, refuse};
 use std::collections::BTreeSet;
 
 use serde::Serialize;
@@ -10,6 +10,7 @@ use super::backup::BackupOptions;
 use super::health::HealthResult;
 use super::{Runner, stopped_at};
 use crate::config::OnFailure;
+use rewind_core::ErrorReport;
 use rewind_core::exit::ExitCode;
 use rewind_sandbox::bindings::rewind::hooks::types::EventKind;
 use rewind_sandbox::plugin::HookKind;
@@ -213,11 +214,10 @@ impl Runner<'_> {
         };
         let chain = self.config.chains.rollback_chain(chain)?;
         if chain.is_empty() {
-            config_error!(
-                "{}: {key} is empty; list the instances to roll back, e.g. \
-                 `rollback = [\"code\", \"config\"]` under [chains]",
-                self.config.path.display()
-            );
+            return Err(RunError::EmptyRollbackChain {
+                config: self.config.path.clone(),
+                key,
+            });
         }
         self.preload(&self.config.guard.health)?;
         let mut steps = Vec::new();
@@ -264,11 +264,11 @@ impl Runner<'_> {
         } else if plugin.hooks.contains(&HookKind::Restore) {
             Ok(HookKind::Restore)
         } else {
-            Err(RunError::Plugin(anyhow::anyhow!(
-                "{listed_in} names `{instance}`, whose plugin exports neither revert nor \
-                 restore (it exports: {})",
-                plugin.hook_list()
-            )))
+            Err(RunError::NoRollbackHook {
+                listed_in: listed_in.to_string(),
+                instance: instance.to_string(),
+                exports: plugin.hook_list(),
+            })
         }
     }
 
@@ -409,11 +409,11 @@ impl Runner<'_> {
         };
         let plan = match self.plan_rollback(source, None, true) {
             Ok(plan) => plan,
-            Err(err) => return vec![finding(Level::Error, format!("{err:#}"))],
+            Err(err) => return vec![finding(Level::Error, ErrorReport(&err).to_string())],
         };
         let result = match self.dry_run_plan(plan, Vec::new()) {
             Ok(result) => result,
-            Err(err) => return vec![finding(Level::Error, format!("{err:#}"))],
+            Err(err) => return vec![finding(Level::Error, ErrorReport(&err).to_string())],
         };
         let mut out: Vec<Finding> = result
             .preflight
