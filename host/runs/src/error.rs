@@ -80,7 +80,7 @@ pub enum RunError {
     #[error(transparent)]
     Store(#[from] io::Error),
     /// A finished run's manifest could not be written.
-    #[error("writing the manifest of run {run}: {source}")]
+    #[error("writing the manifest of run {run}")]
     Manifest {
         /// The run's id.
         run: String,
