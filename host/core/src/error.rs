@@ -1,5 +1,6 @@
 //! Why a hook call did not succeed.
 
+use std::error::Error;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -64,5 +65,48 @@ impl CallError {
             grant: None,
             stderr_tail: None,
         }
+    }
+}
+
+/// An error with its causes on one line, `message: cause: cause`: how
+/// `rewind` prints an error, and how a library error becomes the text of a
+/// finding or a [`CallError`]. The library's errors keep their causes in
+/// [`Error::source`] (not in their own message), so printing one with `{}`
+/// alone would drop them.
+pub struct ErrorReport<'a>(pub &'a (dyn Error + 'static));
+
+impl fmt::Display for ErrorReport<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(err) = cause {
+            write!(f, ": {err}")?;
+            cause = err.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Outer(std::io::Error);
+    impl fmt::Display for Outer {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("reading x")
+        }
+    }
+    impl Error for Outer {
+        fn source(&self) -> Option<&(dyn Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn a_report_joins_the_causes() {
+        let err = Outer(std::io::Error::other("disk"));
+        assert_eq!(ErrorReport(&err).to_string(), "reading x: disk");
     }
 }

@@ -15,7 +15,7 @@ mod log;
 
 use sha2::{Digest, Sha256};
 
-pub use error::{CallError, ErrorKind};
+pub use error::{CallError, ErrorKind, ErrorReport};
 pub use exit::ExitCode;
 pub use hook::HookKind;
 pub use log::{LogLevel, LogLine};

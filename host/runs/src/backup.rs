@@ -1,6 +1,6 @@
 //! The backup run: each instance of the backup chain, in order.
 
-use super::error::{Result, config_error};
+use super::error::{Result, RunError};
 
 use super::Runner;
 use rewind_sandbox::HookInput;
@@ -18,18 +18,28 @@ pub struct BackupOptions {
     pub instances: Option<Vec<String>>,
     /// Taken automatically before a rollback.
     pub safety: bool,
+    /// The fleet-wide deploy this backup is taken for (`--deploy-id`).
+    pub deploy_id: Option<String>,
     /// Send start and outcome to the notify sinks (a run the operator
     /// asked for); backups inside a rollback or guard do not.
     pub notify: bool,
 }
 
 impl Runner<'_> {
-    /// `rewind backup`: take the lock and run the backup chain.
-    pub fn backup(&self, label: Option<String>, chain: Option<String>) -> Result<RunManifest> {
+    /// `rewind backup`: take the lock and run the backup chain (the
+    /// named `chain`, or `chains.backup`), recording `label` and
+    /// `deploy_id`.
+    pub fn backup(
+        &self,
+        label: Option<String>,
+        chain: Option<String>,
+        deploy_id: Option<String>,
+    ) -> Result<RunManifest> {
         let _lock = self.lock(super::Interrupted::Keep)?;
         let run = self.backup_locked(BackupOptions {
             label,
             chain,
+            deploy_id,
             notify: true,
             ..BackupOptions::default()
         })?;
@@ -48,11 +58,9 @@ impl Runner<'_> {
             None => self.config.chains.backup_chain(options.chain.as_deref())?,
         };
         if chain.is_empty() && options.instances.is_none() {
-            config_error!(
-                "{}: chains.backup is empty; list the instances to back up, e.g. \
-                 `backup = [\"code\", \"config\"]` under [chains]",
-                self.config.path.display()
-            );
+            return Err(RunError::EmptyBackupChain {
+                config: self.config.path.clone(),
+            });
         }
         self.preload(chain)?;
         let what = if options.safety {
@@ -64,6 +72,7 @@ impl Runner<'_> {
         run.label = options.label;
         run.chain = options.chain;
         run.safety = options.safety;
+        run.deploy_id = options.deploy_id;
         for instance in chain {
             if let Err(err) = self.hook_step(&mut run, instance, HookInput::Backup, false, None) {
                 run.status = RunStatus::Failed;

@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 
 use crate::config::Config;
+use rewind_core::ErrorReport;
 use rewind_sandbox::engine::Runtime;
 use rewind_sandbox::plugin::HookKind;
 
@@ -67,7 +68,7 @@ pub fn check(config: &Config, runtime: &Runtime) -> Vec<Finding> {
         Err(err) => out.push(Finding {
             level: Level::Error,
             subject,
-            message: format!("{err:#}"),
+            message: ErrorReport(&err).to_string(),
         }),
     }
     out
@@ -222,14 +223,17 @@ pub fn check_instance(
         match rewind_sandbox::plugin::load(runtime, &instance.source, Some(&instance.sha256)) {
             Ok(plugin) => plugin,
             Err(err) => {
-                add(Level::Error, format!("{err:#}"));
+                add(Level::Error, ErrorReport(&err).to_string());
                 return (out, None);
             }
         };
     let info = match rewind_sandbox::plugin::describe(&plugin, name) {
         Ok(info) => info,
         Err(err) => {
-            add(Level::Error, format!("describe failed: {err:#}"));
+            add(
+                Level::Error,
+                format!("describe failed: {}", ErrorReport(&err)),
+            );
             return (out, None);
         }
     };

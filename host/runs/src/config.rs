@@ -57,6 +57,46 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// A name the config does not define: a run or a command asked for an
+/// instance or a named chain that is not there.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LookupError {
+    /// No `[plugins.NAME]`.
+    #[error(
+        "{}: there is no plugin instance `{name}`; defined instances: {}",
+        config.display(),
+        listed(known)
+    )]
+    NoInstance {
+        /// The config file.
+        config: PathBuf,
+        /// The name asked for.
+        name: String,
+        /// The instances it defines.
+        known: Vec<String>,
+    },
+    /// No `NAME = [...]` under `[chains.named]`.
+    #[error(
+        "there is no chain `{name}` under [chains.named]; named chains: {}",
+        listed(known)
+    )]
+    NoChain {
+        /// The name asked for.
+        name: String,
+        /// The named chains it defines.
+        known: Vec<String>,
+    },
+}
+
+/// "a, b", or "(none)".
+fn listed(names: &[String]) -> String {
+    if names.is_empty() {
+        "(none)".to_string()
+    } else {
+        names.join(", ")
+    }
+}
+
 /// Turns byte spans into positioned errors for one file.
 struct Locator<'a> {
     path: &'a Path,
@@ -315,7 +355,7 @@ pub struct Chains {
 
 impl Chains {
     /// The backup chain: `chains.backup`, or the named one.
-    pub fn backup_chain(&self, name: Option<&str>) -> anyhow::Result<&[String]> {
+    pub fn backup_chain(&self, name: Option<&str>) -> Result<&[String], LookupError> {
         match name {
             None => Ok(&self.backup),
             Some(name) => self.named_chain(name),
@@ -323,25 +363,21 @@ impl Chains {
     }
 
     /// The rollback chain: `chains.rollback`, or the named one.
-    pub fn rollback_chain(&self, name: Option<&str>) -> anyhow::Result<&[String]> {
+    pub fn rollback_chain(&self, name: Option<&str>) -> Result<&[String], LookupError> {
         match name {
             None => Ok(&self.rollback),
             Some(name) => self.named_chain(name),
         }
     }
 
-    fn named_chain(&self, name: &str) -> anyhow::Result<&[String]> {
-        self.named.get(name).map(Vec::as_slice).ok_or_else(|| {
-            let known: Vec<&str> = self.named.keys().map(String::as_str).collect();
-            anyhow::anyhow!(
-                "there is no chain `{name}` under [chains.named]; named chains: {}",
-                if known.is_empty() {
-                    "(none)".to_string()
-                } else {
-                    known.join(", ")
-                }
-            )
-        })
+    fn named_chain(&self, name: &str) -> Result<&[String], LookupError> {
+        self.named
+            .get(name)
+            .map(Vec::as_slice)
+            .ok_or_else(|| LookupError::NoChain {
+                name: name.to_string(),
+                known: self.named.keys().cloned().collect(),
+            })
     }
 }
 
@@ -588,14 +624,14 @@ impl Config {
     }
 
     /// Look up an instance, with an error that lists the defined ones.
-    pub fn instance(&self, name: &str) -> anyhow::Result<&Instance> {
-        self.instances.get(name).ok_or_else(|| {
-            anyhow::anyhow!(
-                "{}: there is no plugin instance `{name}`; defined instances: {}",
-                self.path.display(),
-                known(&self.instances)
-            )
-        })
+    pub fn instance(&self, name: &str) -> Result<&Instance, LookupError> {
+        self.instances
+            .get(name)
+            .ok_or_else(|| LookupError::NoInstance {
+                config: self.path.clone(),
+                name: name.to_string(),
+                known: self.instances.keys().cloned().collect(),
+            })
     }
 }
 
@@ -964,6 +1000,21 @@ rollback = ["code"]
         );
         let err = config.chains.backup_chain(Some("dbonly")).unwrap_err();
         assert!(err.to_string().contains("named chains: db-only"), "{err}");
+        assert_eq!(
+            err,
+            LookupError::NoChain {
+                name: "dbonly".into(),
+                known: vec!["db-only".into()],
+            }
+        );
+        let err = config.instance("web").unwrap_err();
+        assert!(matches!(&err, LookupError::NoInstance { name, known, .. }
+            if name == "web" && known == &["db"]));
+        assert!(
+            err.to_string()
+                .ends_with("there is no plugin instance `web`; defined instances: db"),
+            "{err}"
+        );
         let err = parse(&format!("{base}[chains.named]\ndb-only = [\"web\"]\n")).unwrap_err();
         assert_eq!(err.location, Some((7, 12)), "{err}");
         assert!(

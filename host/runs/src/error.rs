@@ -7,9 +7,13 @@
 //! code ([`super::RollbackResult::exit_code`], [`super::GuardOutcome::exit_code`]).
 
 use std::io;
+use std::path::PathBuf;
 
 use rewind_core::exit::ExitCode;
+use rewind_sandbox::plugin::PluginError;
 use rewind_store::LockError;
+
+use crate::config::LookupError;
 
 /// What stopped a run before (or while) it could be recorded.
 #[derive(Debug, thiserror::Error)]
@@ -18,14 +22,55 @@ pub enum RunError {
     /// lock file could not be created.
     #[error(transparent)]
     Lock(#[from] LockError),
-    /// The config does not describe what the run needs (an unknown
-    /// instance or chain, an empty chain).
+    /// The config names no such instance or chain.
     #[error(transparent)]
-    Config(#[from] anyhow::Error),
-    /// A plugin could not be loaded: missing, not matching its pin, not a
-    /// rewind plugin, or lacking the hook its chain needs.
-    #[error("{0:#}")]
-    Plugin(anyhow::Error),
+    Config(#[from] LookupError),
+    /// `chains.backup` is empty, so a backup has nothing to run.
+    #[error(
+        "{}: chains.backup is empty; list the instances to back up, e.g. \
+         `backup = [\"code\", \"config\"]` under [chains]",
+        config.display()
+    )]
+    EmptyBackupChain {
+        /// The config file.
+        config: PathBuf,
+    },
+    /// The rollback chain (`chains.rollback` or a named one) is empty.
+    #[error(
+        "{}: {key} is empty; list the instances to roll back, e.g. \
+         `rollback = [\"code\", \"config\"]` under [chains]",
+        config.display()
+    )]
+    EmptyRollbackChain {
+        /// The config file.
+        config: PathBuf,
+        /// The chain's key: `chains.rollback` or `chains.named.NAME`.
+        key: String,
+    },
+    /// An instance's plugin could not be loaded: missing, not matching its
+    /// pin, not a rewind plugin (the cause is the [`PluginError`]).
+    #[error("loading plugin instance `{instance}`")]
+    Plugin {
+        /// The instance.
+        instance: String,
+        /// Why its plugin did not load.
+        source: PluginError,
+    },
+    /// A rollback would run an instance (listed in a chain, or a step's
+    /// fallback) whose plugin exports neither `revert` nor `restore`.
+    #[error(
+        "{listed_in} names `{instance}`, whose plugin exports neither revert nor restore \
+         (it exports: {exports})"
+    )]
+    NoRollbackHook {
+        /// Where the instance is named: `chains.rollback`,
+        /// `chains.named.NAME` or `plugins.NAME.fallback`.
+        listed_in: String,
+        /// The instance.
+        instance: String,
+        /// The hooks its plugin does export, as "backup, health".
+        exports: String,
+    },
     /// What was asked cannot be done: no backup to roll back to, a run
     /// that is not a restorable backup, no interrupted rollback to resume,
     /// no deploy command.
@@ -35,7 +80,7 @@ pub enum RunError {
     #[error(transparent)]
     Store(#[from] io::Error),
     /// A finished run's manifest could not be written.
-    #[error("writing the manifest of run {run}: {source}")]
+    #[error("writing the manifest of run {run}")]
     Manifest {
         /// The run's id.
         run: String,
@@ -54,7 +99,10 @@ impl RunError {
             }
             RunError::Lock(LockError::Io(_))
             | RunError::Config(_)
-            | RunError::Plugin(_)
+            | RunError::EmptyBackupChain { .. }
+            | RunError::EmptyRollbackChain { .. }
+            | RunError::Plugin { .. }
+            | RunError::NoRollbackHook { .. }
             | RunError::Refused(_)
             | RunError::Store(_)
             | RunError::Manifest { .. } => ExitCode::Usage,
@@ -72,14 +120,6 @@ macro_rules! refuse {
     };
 }
 pub(crate) use refuse;
-
-/// `return Err(RunError::Config(anyhow!(…)))`.
-macro_rules! config_error {
-    ($($arg:tt)*) => {
-        return Err($crate::RunError::Config(anyhow::anyhow!($($arg)*)))
-    };
-}
-pub(crate) use config_error;
 
 #[cfg(test)]
 mod tests {
@@ -104,5 +144,62 @@ mod tests {
         let io = RunError::Lock(LockError::Io(io::Error::other("disk")));
         assert_eq!(io.exit_code(), ExitCode::Usage);
         assert_eq!(RunError::Refused("no".into()).exit_code(), ExitCode::Usage);
+    }
+
+    #[test]
+    fn a_plugin_error_keeps_its_instance_and_its_cause() {
+        let err = RunError::Plugin {
+            instance: "db".into(),
+            source: PluginError::NotWasm {
+                path: "db.wasm".into(),
+            },
+        };
+        assert_eq!(err.exit_code(), ExitCode::Usage);
+        assert_eq!(err.to_string(), "loading plugin instance `db`");
+        assert_eq!(
+            rewind_core::ErrorReport(&err).to_string(),
+            "loading plugin instance `db`: db.wasm is not a WebAssembly file"
+        );
+        let RunError::Plugin {
+            source: PluginError::NotWasm { path },
+            ..
+        } = &err
+        else {
+            unreachable!()
+        };
+        assert_eq!(path, std::path::Path::new("db.wasm"));
+    }
+
+    #[test]
+    fn config_errors_say_what_is_missing() {
+        let err = RunError::from(LookupError::NoInstance {
+            config: "/etc/rewind.toml".into(),
+            name: "web".into(),
+            known: vec![],
+        });
+        assert_eq!(
+            err.to_string(),
+            "/etc/rewind.toml: there is no plugin instance `web`; defined instances: (none)"
+        );
+        let err = RunError::EmptyRollbackChain {
+            config: "/etc/rewind.toml".into(),
+            key: "chains.named.db".into(),
+        };
+        assert_eq!(
+            err.to_string(),
+            "/etc/rewind.toml: chains.named.db is empty; list the instances to roll back, e.g. \
+             `rollback = [\"code\", \"config\"]` under [chains]"
+        );
+        let err = RunError::NoRollbackHook {
+            listed_in: "chains.rollback".into(),
+            instance: "notify".into(),
+            exports: "notify".into(),
+        };
+        assert_eq!(err.exit_code(), ExitCode::Usage);
+        assert_eq!(
+            err.to_string(),
+            "chains.rollback names `notify`, whose plugin exports neither revert nor restore \
+             (it exports: notify)"
+        );
     }
 }

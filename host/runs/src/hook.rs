@@ -5,10 +5,11 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, Result, bail};
 use rewind_core::{ExitCode, HookKind, LogLevel};
+use rewind_grants::paths::{HostPrivate, PathGrant};
 use rewind_sandbox::bindings::rewind::hooks::types::{Event, EventKind, HealthStatus, HookContext};
-use rewind_sandbox::engine::Runtime;
+use rewind_sandbox::engine::{EngineError, Runtime};
+use rewind_sandbox::plugin::PluginError;
 use rewind_sandbox::{CallOutcome, HookInput, HookOutput, LogSink, SandboxSpec, call_hook};
 use rewind_store::{ArtifactRecord, Store};
 
@@ -72,6 +73,131 @@ pub struct HookRun {
     pub code: ExitCode,
 }
 
+/// Why [`run_hook`] did not call the hook. (A call that fails is not an
+/// error: it is a [`HookRun`] whose outcome holds the failure.)
+#[derive(Debug, thiserror::Error)]
+pub enum HookRunError {
+    /// An ad-hoc path grant contains the store or the compile cache.
+    #[error(
+        "--grant-path {}{} contains {} {} ({})",
+        if grant.writable { "" } else { "ro:" },
+        grant.path.display(),
+        private.what,
+        private.path.display(),
+        private.why
+    )]
+    GrantContainsPrivate {
+        /// The grant.
+        grant: PathGrant,
+        /// What it contains.
+        private: HostPrivate,
+    },
+    /// The artifact store could not be opened.
+    #[error("opening the artifact store {}", root.display())]
+    OpenStore {
+        /// The store's root.
+        root: PathBuf,
+        /// Why it could not be opened.
+        source: std::io::Error,
+    },
+    /// `--run` names no run of the store (or it could not be read).
+    #[error(transparent)]
+    FindRun(std::io::Error),
+    /// The run `--run` names holds nothing of this instance.
+    #[error("run {run} holds no artifacts of `{instance}`")]
+    NoArtifacts {
+        /// The run's id.
+        run: String,
+        /// The instance.
+        instance: String,
+    },
+    /// The `--artifacts` file could not be read.
+    #[error("reading artifacts from {}", path.display())]
+    ReadArtifacts {
+        /// The file.
+        path: PathBuf,
+        /// Why it could not be read.
+        source: std::io::Error,
+    },
+    /// The `--artifacts` file is not JSON.
+    #[error("{} is not JSON", path.display())]
+    ArtifactsNotJson {
+        /// The file.
+        path: PathBuf,
+        /// The parser's complaint.
+        source: serde_json::Error,
+    },
+    /// The `--artifacts` file is JSON, but not a list of artifact records.
+    #[error(
+        "{} does not hold artifacts: pass the JSON that `rewind hook <plugin> backup --json` printed",
+        path.display()
+    )]
+    NotArtifacts {
+        /// The file.
+        path: PathBuf,
+        /// What did not match.
+        source: serde_json::Error,
+    },
+    /// An artifact of the `--artifacts` file was made by another instance.
+    #[error("{}: artifact `{name}` was made by instance `{made_by}`, not `{instance}`", path.display())]
+    ForeignArtifact {
+        /// The file.
+        path: PathBuf,
+        /// The artifact's name.
+        name: String,
+        /// The instance that made it.
+        made_by: String,
+        /// The instance the hook runs as.
+        instance: String,
+    },
+    /// A given artifact's blob is missing or does not match its digest.
+    #[error("artifact `{name}` ({digest}) failed verification; refusing to {hook} from it")]
+    Unverified {
+        /// The artifact's name.
+        name: String,
+        /// Its blob's digest.
+        digest: String,
+        /// The hook that would have read it.
+        hook: HookKind,
+        /// What verification found.
+        source: std::io::Error,
+    },
+    /// The engine could not be built.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The plugin could not be loaded.
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    /// `--event-kind` is not an event kind.
+    #[error(
+        "--event-kind `{0}` is not one of: info, success, warning, error, rollback-success, rollback-failed"
+    )]
+    EventKind(String),
+}
+
+impl HookRunError {
+    /// The exit code `rewind hook` ends with for this error: each is a
+    /// usage, configuration or environment error.
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            HookRunError::GrantContainsPrivate { .. }
+            | HookRunError::OpenStore { .. }
+            | HookRunError::FindRun(_)
+            | HookRunError::NoArtifacts { .. }
+            | HookRunError::ReadArtifacts { .. }
+            | HookRunError::ArtifactsNotJson { .. }
+            | HookRunError::NotArtifacts { .. }
+            | HookRunError::ForeignArtifact { .. }
+            | HookRunError::Unverified { .. }
+            | HookRunError::Engine(_)
+            | HookRunError::Plugin(_)
+            | HookRunError::EventKind(_) => ExitCode::Usage,
+        }
+    }
+}
+
+type Result<T, E = HookRunError> = std::result::Result<T, E>;
+
 /// Check the target's grants against the store and the compile cache, gather
 /// and verify the given artifacts, load the plugin (pin first) and call the
 /// hook once.
@@ -92,34 +218,31 @@ pub fn run_hook(target: &HookTarget, args: &HookRequest) -> Result<HookRun> {
     };
     for private in private {
         if let Some(grant) = target.spec.grants.grant_containing(&private.path) {
-            bail!(
-                "--grant-path {}{} contains {} {} ({})",
-                if grant.writable { "" } else { "ro:" },
-                grant.path.display(),
-                private.what,
-                private.path.display(),
-                private.why
-            );
+            return Err(HookRunError::GrantContainsPrivate {
+                grant: grant.clone(),
+                private,
+            });
         }
     }
-    let store = Store::open_at(&args.store)
-        .with_context(|| format!("opening the artifact store {}", args.store.display()))?;
+    let store = Store::open_at(&args.store).map_err(|source| HookRunError::OpenStore {
+        root: PathBuf::from(args.store.display()),
+        source,
+    })?;
 
     let given = match (&args.artifacts, &args.run) {
         (Some(path), _) => read_artifacts(path, &target.spec.instance)?,
         (None, Some(run)) => {
-            let run = store.find_run(run)?;
+            let run = store.find_run(run).map_err(HookRunError::FindRun)?;
             let records: Vec<ArtifactRecord> = run
                 .artifacts()
                 .filter(|a| a.instance == target.spec.instance)
                 .cloned()
                 .collect();
             if records.is_empty() {
-                bail!(
-                    "run {} holds no artifacts of `{}`",
-                    run.id,
-                    target.spec.instance
-                );
+                return Err(HookRunError::NoArtifacts {
+                    run: run.id,
+                    instance: target.spec.instance.clone(),
+                });
             }
             records
         }
@@ -127,12 +250,14 @@ pub fn run_hook(target: &HookTarget, args: &HookRequest) -> Result<HookRun> {
     };
     if matches!(args.hook, HookKind::Restore | HookKind::Revert) {
         for record in &given {
-            store.verify_blob(&record.blob).with_context(|| {
-                format!(
-                    "artifact `{}` ({}) failed verification; refusing to {} from it",
-                    record.name, record.blob.digest, args.hook
-                )
-            })?;
+            store
+                .verify_blob(&record.blob)
+                .map_err(|source| HookRunError::Unverified {
+                    name: record.name.clone(),
+                    digest: record.blob.digest.clone(),
+                    hook: args.hook,
+                    source,
+                })?;
         }
     }
 
@@ -189,27 +314,31 @@ fn context(
 
 /// Accept what `rewind hook … backup --json` printed, or a bare list of records.
 fn read_artifacts(path: &Path, instance: &str) -> Result<Vec<ArtifactRecord>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading artifacts from {}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|source| HookRunError::ReadArtifacts {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let value: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+        serde_json::from_str(&text).map_err(|source| HookRunError::ArtifactsNotJson {
+            path: path.to_path_buf(),
+            source,
+        })?;
     let list = match value.get("result").and_then(|r| r.get("artifacts")) {
         Some(list) => list.clone(),
         None => value,
     };
-    let records: Vec<ArtifactRecord> = serde_json::from_value(list).with_context(|| {
-        format!(
-            "{} does not hold artifacts: pass the JSON that `rewind hook <plugin> backup --json` printed",
-            path.display()
-        )
-    })?;
+    let records: Vec<ArtifactRecord> =
+        serde_json::from_value(list).map_err(|source| HookRunError::NotArtifacts {
+            path: path.to_path_buf(),
+            source,
+        })?;
     if let Some(other) = records.iter().find(|r| r.instance != instance) {
-        bail!(
-            "{}: artifact `{}` was made by instance `{}`, not `{instance}`",
-            path.display(),
-            other.name,
-            other.instance
-        );
+        return Err(HookRunError::ForeignArtifact {
+            path: path.to_path_buf(),
+            name: other.name.clone(),
+            made_by: other.instance.clone(),
+            instance: instance.to_string(),
+        });
     }
     Ok(records)
 }
@@ -222,9 +351,7 @@ fn event(spec: &EventSpec, target: &HookTarget, run_id: &str) -> Result<Event> {
         "error" => EventKind::Error,
         "rollback-success" => EventKind::RollbackSuccess,
         "rollback-failed" => EventKind::RollbackFailed,
-        other => bail!(
-            "--event-kind `{other}` is not one of: info, success, warning, error, rollback-success, rollback-failed"
-        ),
+        other => return Err(HookRunError::EventKind(other.to_string())),
     };
     Ok(Event {
         kind,

@@ -33,6 +33,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::config::{Config, Instance};
+use rewind_core::ErrorReport;
 use rewind_sandbox::bindings::rewind::hooks::types::{Event, EventKind, HookContext};
 use rewind_sandbox::engine::Runtime;
 use rewind_sandbox::plugin::LoadedPlugin;
@@ -122,8 +123,9 @@ impl<'a> Runner<'a> {
         }
         let spec = self.config.instance(instance)?;
         let plugin = rewind_sandbox::plugin::load(&self.runtime, &spec.source, Some(&spec.sha256))
-            .map_err(|err| {
-                RunError::Plugin(err.context(format!("loading plugin instance `{instance}`")))
+            .map_err(|source| RunError::Plugin {
+                instance: instance.to_string(),
+                source,
             })?;
         let plugin = Arc::new(plugin);
         self.plugins
@@ -377,10 +379,12 @@ impl<'a> Runner<'a> {
         let hook = input.name();
         let mut step = StepRecord::start(instance, hook);
         step.fallback_for = fallback_for.map(str::to_string);
-        let spec = self
-            .config
-            .instance(instance)
-            .map_err(|err| CallError::new(rewind_sandbox::ErrorKind::Host, format!("{err:#}")))?;
+        let spec = self.config.instance(instance).map_err(|err| {
+            CallError::new(
+                rewind_sandbox::ErrorKind::Host,
+                ErrorReport(&err).to_string(),
+            )
+        })?;
         step.plugin = Some(PluginRef {
             source: spec.source.display().to_string(),
             sha256: spec.sha256.clone(),
@@ -392,9 +396,12 @@ impl<'a> Runner<'a> {
         self.step_event(run, &step);
 
         let started = Instant::now();
-        let result = self
-            .plugin(instance)
-            .map_err(|err| CallError::new(rewind_sandbox::ErrorKind::Host, format!("{err:#}")));
+        let result = self.plugin(instance).map_err(|err| {
+            CallError::new(
+                rewind_sandbox::ErrorKind::Host,
+                ErrorReport(&err).to_string(),
+            )
+        });
         let (result, logs) = match result {
             Ok(plugin) => {
                 let ctx = self.context(spec, &run.id, dry_run);

@@ -7,13 +7,28 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use anyhow::Result;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine};
 
 use crate::HookState;
 use crate::bindings::Plugin;
-use crate::compile_cache::{self, CacheDir};
+use crate::compile_cache::{self, CacheDir, CacheError};
+
+/// Why the engine could not be built ([`Runtime::new`]).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The compile cache directory was refused (others could write it, a
+    /// symlink, not creatable).
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    /// wasmtime refused the engine's configuration, or a host import could
+    /// not be added to the linker.
+    #[error(transparent)]
+    Wasmtime(wasmtime::Error),
+    /// The thread that advances the epoch (hooks' deadlines) did not start.
+    #[error(transparent)]
+    EpochThread(std::io::Error),
+}
 
 /// How often the epoch advances. Deadlines are whole ticks, so this is the
 /// resolution of a hook's wall-clock limit; checking an epoch costs a load
@@ -43,7 +58,7 @@ impl Runtime {
     /// Build the engine. `cache_dir` holds compiled components; `None`
     /// disables the cache (every load compiles). A cache directory that
     /// others could write is refused (see [`compile_cache::open_dir`]).
-    pub fn new(cache_dir: Option<PathBuf>) -> Result<Self> {
+    pub fn new(cache_dir: Option<PathBuf>) -> Result<Self, EngineError> {
         // Checked first: a refused cache fails before any thread starts.
         let cache = cache_dir
             .as_deref()
@@ -63,15 +78,17 @@ impl Runtime {
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
         // Compile functions in parallel on first load.
         config.parallel_compilation(true);
-        let engine = Engine::new(&config)?;
+        let engine = Engine::new(&config).map_err(EngineError::Wasmtime)?;
 
         let mut linker = Linker::<HookState>::new(&engine);
         // The async WASI bindings: a guest waiting in a host call (sleep,
         // poll, socket, HTTP) is then a pending future that the call's
         // deadline can drop, not a blocked thread that nothing can stop.
-        crate::wasi::add_to_linker(&mut linker)?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-        Plugin::add_to_linker::<HookState, HasSelf<HookState>>(&mut linker, |state| state)?;
+        crate::wasi::add_to_linker(&mut linker).map_err(EngineError::Wasmtime)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(EngineError::Wasmtime)?;
+        Plugin::add_to_linker::<HookState, HasSelf<HookState>>(&mut linker, |state| state)
+            .map_err(EngineError::Wasmtime)?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         {
@@ -84,7 +101,8 @@ impl Runtime {
                         std::thread::sleep(EPOCH_TICK);
                         engine.increment_epoch();
                     }
-                })?;
+                })
+                .map_err(EngineError::EpochThread)?;
         }
 
         Ok(Runtime {
@@ -120,8 +138,10 @@ impl Runtime {
 
     /// Compile `wasm` (whose sha256 is `digest`), or load the compiled code
     /// cached under that digest and this engine's compatibility hash.
-    /// Returns the component and whether it came from the cache.
-    pub fn component(&self, wasm: &[u8], digest: &str) -> Result<(Component, bool)> {
+    /// Returns the component and whether it came from the cache; the error
+    /// is wasmtime's own (why the bytes do not compile as a component), which
+    /// [`crate::plugin::load`] puts in context.
+    pub fn component(&self, wasm: &[u8], digest: &str) -> wasmtime::Result<(Component, bool)> {
         let engine = &self.inner.engine;
         let Some(cache) = &self.inner.cache else {
             return Ok((Component::new(engine, wasm)?, false));

@@ -40,6 +40,7 @@ pub(crate) mod resolve;
 pub(crate) mod wasi;
 
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -55,7 +56,7 @@ use crate::bindings::rewind::hooks::types::{
     ArtifactRef, Event, HealthReport, HookContext, HookError, PluginInfo, Report,
 };
 use crate::plugin::LoadedPlugin;
-use rewind_core::HookKind;
+use rewind_core::{ErrorReport, HookKind};
 use rewind_grants::Grants;
 use rewind_store::{ArtifactRecord, BlobInfo, Store};
 
@@ -413,7 +414,7 @@ pub fn call_hook(
         .map_err(|err| {
             CallError::new(
                 ErrorKind::Host,
-                format!("{who}: cannot start the sandbox: {err:#}"),
+                format!("{who}: cannot start the sandbox: {}", ErrorReport(&err)),
             )
         })?;
         // One small runtime per call: WASI's async host calls run on it,
@@ -682,6 +683,25 @@ fn bound_info(mut info: PluginInfo) -> PluginInfo {
     info
 }
 
+/// Why a call's sandbox could not be set up ([`new_store`]); the call fails
+/// with it as a host error.
+#[derive(Debug, thiserror::Error)]
+enum SetupError {
+    /// A grants.paths entry is not an existing directory.
+    #[error(
+        "granted path {} is not an existing directory (grants.paths takes directories)",
+        .0.display()
+    )]
+    NotADirectory(PathBuf),
+    /// WASI could not open a granted (or the catch-all) directory.
+    #[error(transparent)]
+    Preopen(wasmtime::Error),
+    /// The catch-all directory or the commands' working directory could not
+    /// be created.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
 #[allow(clippy::too_many_arguments)]
 fn new_store(
     plugin: &LoadedPlugin,
@@ -693,7 +713,7 @@ fn new_store(
     refusals: &refusals::Refusals,
     stdout: &MemoryOutputPipe,
     stderr: &MemoryOutputPipe,
-) -> anyhow::Result<WasmStore<HookState>> {
+) -> Result<WasmStore<HookState>, SetupError> {
     let mut wasi = WasiCtxBuilder::new();
     wasi.stdout(stdout.clone()).stderr(stderr.clone());
     // No sockets but outgoing TCP to granted host:port pairs (SMTP); HTTP
@@ -731,10 +751,7 @@ fn new_store(
     }
     for grant in &spec.grants.paths {
         if !grant.path.is_dir() {
-            anyhow::bail!(
-                "granted path {} is not an existing directory (grants.paths takes directories)",
-                grant.path.display()
-            );
+            return Err(SetupError::NotADirectory(grant.path.clone()));
         }
         let perms = if grant.writable {
             FsPerms::ReadWrite
@@ -742,13 +759,15 @@ fn new_store(
             FsPerms::ReadOnly
         };
         let guest_path = grant.path.to_string_lossy();
-        wasi.preopened_dir(&grant.path, &guest_path, perms)?;
+        wasi.preopened_dir(&grant.path, &guest_path, perms)
+            .map_err(SetupError::Preopen)?;
     }
     // Every path outside the grants lands on this empty directory, where
     // the filesystem policy refuses it naming the grant that is missing.
     let fs_policy = wasi::FsPolicy::new(&spec.grants)?;
     if let Some(empty) = fs_policy.catch_all_dir() {
-        wasi.preopened_dir(empty, wasi::filesystem::CATCH_ALL, FsPerms::ReadOnly)?;
+        wasi.preopened_dir(empty, wasi::filesystem::CATCH_ALL, FsPerms::ReadOnly)
+            .map_err(SetupError::Preopen)?;
     }
     for name in &spec.grants.env {
         if let Ok(value) = std::env::var(name) {

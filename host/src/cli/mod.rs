@@ -41,6 +41,15 @@ impl From<RunError> for Failure {
     }
 }
 
+impl From<rewind::run::hook::HookRunError> for Failure {
+    fn from(err: rewind::run::hook::HookRunError) -> Self {
+        Failure {
+            code: err.exit_code(),
+            error: err.into(),
+        }
+    }
+}
+
 impl From<rewind::store::LockError> for Failure {
     fn from(err: rewind::store::LockError) -> Self {
         RunError::from(err).into()
@@ -63,7 +72,10 @@ usage_errors!(
     anyhow::Error,
     std::io::Error,
     serde_json::Error,
-    rewind::config::ConfigError
+    rewind::config::ConfigError,
+    rewind::engine::EngineError,
+    rewind::plugin::PluginError,
+    rewind::plugin::DescribeError
 );
 
 /// What every command returns.
@@ -347,7 +359,7 @@ pub fn open_store(config: &rewind::config::Config) -> anyhow::Result<rewind::sto
 
 /// The wasmtime runtime every command that loads plugins uses: created here
 /// only, with the default compile cache.
-pub fn runtime() -> anyhow::Result<rewind::engine::Runtime> {
+pub fn runtime() -> Result<rewind::engine::Runtime, rewind::engine::EngineError> {
     rewind::engine::Runtime::new(rewind::engine::Runtime::default_cache_dir())
 }
 
