@@ -513,8 +513,14 @@ impl Config {
             if let Some(fallback) = raw_instance.fallback.take() {
                 fallbacks.push((name.get_ref().clone(), fallback));
             }
-            let instance =
-                validate_instance(&loc, base_dir, cache_dir, store_dir.as_deref(), &name, raw_instance)?;
+            let instance = validate_instance(
+                &loc,
+                base_dir,
+                cache_dir,
+                store_dir.as_deref(),
+                &name,
+                raw_instance,
+            )?;
             instances.insert(name.into_inner(), instance);
         }
         for (name, fallback) in fallbacks {
@@ -1074,15 +1080,31 @@ rollback = ["code"]
     fn bad_s3_store_values_are_refused_at_the_value() {
         for (store, at, says) in [
             ("url = \"s3://B/x\"", (4, 7), "not an S3 bucket name"),
-            ("url = \"s3://bucket/a//b\"", (4, 7), "not a usable key prefix"),
+            (
+                "url = \"s3://bucket/a//b\"",
+                (4, 7),
+                "not a usable key prefix",
+            ),
             (
                 "url = \"s3://bucket/p\"\nendpoint = \"127.0.0.1:9000\"",
                 (5, 12),
                 "not an http:// or https:// URL",
             ),
-            ("url = \"s3://bucket/p\"\nregion = \"EU West\"", (5, 10), "not a region name"),
-            ("url = \"/srv/store\"\nregion = \"eu-west-1\"", (5, 10), "applies to a store on S3 only"),
-            ("endpoint = \"http://127.0.0.1:9000\"", (4, 12), "applies to a store on S3 only"),
+            (
+                "url = \"s3://bucket/p\"\nregion = \"EU West\"",
+                (5, 10),
+                "not a region name",
+            ),
+            (
+                "url = \"/srv/store\"\nregion = \"eu-west-1\"",
+                (5, 10),
+                "applies to a store on S3 only",
+            ),
+            (
+                "endpoint = \"http://127.0.0.1:9000\"",
+                (4, 12),
+                "applies to a store on S3 only",
+            ),
         ] {
             let err = parse(&format!("[project]\nname = \"x\"\n[store]\n{store}\n")).unwrap_err();
             assert_eq!(err.location, Some(at), "{store}: {err}");

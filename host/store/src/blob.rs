@@ -156,7 +156,9 @@ impl Quota {
 impl BlobWriter {
     #[cfg(test)]
     pub(crate) fn new(tmp_dir: &Path, blobs_dir: &Path) -> io::Result<Self> {
-        Self::into_sink(Box::new(crate::backend::LocalSink::new(tmp_dir, blobs_dir)?))
+        Self::into_sink(Box::new(crate::backend::LocalSink::new(
+            tmp_dir, blobs_dir,
+        )?))
     }
 
     /// A writer whose stored (compressed) bytes go to `sink`.

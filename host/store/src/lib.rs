@@ -173,7 +173,8 @@ impl Store {
 
     /// Open a blob for reading, verified as it streams.
     pub fn open_blob(&self, blob: &BlobInfo) -> io::Result<BlobReader<'static>> {
-        BlobReader::from_reader(self.open_stored(blob)?, blob).map(|r| r.metered(self.meter.clone()))
+        BlobReader::from_reader(self.open_stored(blob)?, blob)
+            .map(|r| r.metered(self.meter.clone()))
     }
 
     /// Re-read a blob end to end and check both digests.

@@ -588,7 +588,10 @@ impl Store {
         let bytes = self.backend().read(&key)?.ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::NotFound,
-                format!("{}: no such manifest", self.backend().display(&key).display()),
+                format!(
+                    "{}: no such manifest",
+                    self.backend().display(&key).display()
+                ),
             )
         })?;
         let digest = rewind_core::sha256_hex(&bytes);
@@ -742,7 +745,10 @@ mod tests {
         let run = RunManifest::start(RunKind::Rollback, "shop", "test");
         store.write_journal(&run).unwrap();
         assert_eq!(store.journals().unwrap().len(), 1);
-        let path = store.root().join("journal").join(format!("{}.json", run.id));
+        let path = store
+            .root()
+            .join("journal")
+            .join(format!("{}.json", run.id));
         set_format(&path, "\"rewind.run/2\"");
         let message = store.journals().unwrap_err().to_string();
         assert!(

@@ -98,9 +98,10 @@ pub fn parse_s3_url(url: &str) -> Result<(String, String), String> {
         ));
     }
     let prefix = prefix.trim_end_matches('/');
-    if prefix.split('/').any(|part| {
-        part.is_empty() && !prefix.is_empty() || part == "." || part == ".."
-    }) || prefix.starts_with('/')
+    if prefix
+        .split('/')
+        .any(|part| part.is_empty() && !prefix.is_empty() || part == "." || part == "..")
+        || prefix.starts_with('/')
     {
         return Err(format!(
             "`{prefix}` is not a usable key prefix (no empty, `.` or `..` parts)"
@@ -387,7 +388,12 @@ impl S3 {
         }
     }
 
-    fn conditional(&self, key: &str, bytes: &[u8], version: &Version) -> io::Result<Option<Version>> {
+    fn conditional(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        version: &Version,
+    ) -> io::Result<Option<Version>> {
         let mode = PutMode::Update(UpdateVersion {
             e_tag: Some(version.0.clone()),
             version: None,
@@ -524,7 +530,12 @@ impl Backend for SharedS3 {
         self.0.read_versioned(key)
     }
 
-    fn replace_if(&self, key: &str, bytes: &[u8], version: &Version) -> io::Result<Option<Version>> {
+    fn replace_if(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        version: &Version,
+    ) -> io::Result<Option<Version>> {
         self.0.replace_if(key, bytes, version)
     }
 
@@ -558,11 +569,7 @@ impl Backend for SharedS3 {
 fn unique() -> String {
     let mut random = [0u8; 4];
     crate::runs::getrandom(&mut random);
-    format!(
-        "{}-{}",
-        crate::blob::unique_suffix(),
-        hex::encode(random)
-    )
+    format!("{}-{}", crate::blob::unique_suffix(), hex::encode(random))
 }
 
 impl Backend for S3 {
@@ -655,7 +662,12 @@ impl Backend for S3 {
             .map(|(bytes, e_tag)| (bytes, Version(e_tag.unwrap_or_default()))))
     }
 
-    fn replace_if(&self, key: &str, bytes: &[u8], version: &Version) -> io::Result<Option<Version>> {
+    fn replace_if(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        version: &Version,
+    ) -> io::Result<Option<Version>> {
         self.conditional(key, bytes, version)
     }
 
@@ -910,7 +922,10 @@ mod aws_files {
                     .unwrap_or_default()
             };
             let profile = std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".into());
-            let credentials = section(&file("AWS_SHARED_CREDENTIALS_FILE", "credentials"), &profile);
+            let credentials = section(
+                &file("AWS_SHARED_CREDENTIALS_FILE", "credentials"),
+                &profile,
+            );
             let config_name = if profile == "default" {
                 profile.clone()
             } else {
@@ -977,7 +992,14 @@ mod tests {
             parse_s3_url("s3://my-bucket").unwrap(),
             ("my-bucket".into(), String::new())
         );
-        for bad in ["s3://", "s3://B/x", "s3://ab/x", "s3://bucket/a//b", "s3://bucket/../x", "http://b/x"] {
+        for bad in [
+            "s3://",
+            "s3://B/x",
+            "s3://ab/x",
+            "s3://bucket/a//b",
+            "s3://bucket/../x",
+            "http://b/x",
+        ] {
             assert!(parse_s3_url(bad).is_err(), "{bad}");
         }
     }

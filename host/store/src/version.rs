@@ -191,8 +191,8 @@ pub(crate) fn check_or_write(store: &dyn Backend) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::fs;
     use crate::Store;
+    use std::fs;
 
     fn version(root: &Path) -> String {
         fs::read_to_string(root.join(VERSION_FILE)).unwrap()

@@ -158,7 +158,10 @@ rollback = [{rollback}]
         if let Some(lease) = lease_s {
             cmd.env("REWIND_LEASE_S", lease);
         }
-        cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
+        cmd.stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
     }
 
     fn current(&self) -> String {
@@ -249,7 +252,10 @@ fn backup_rollback_verify_and_prune_on_an_s3_store() {
     let stored = keys(&moto);
     let names: Vec<&str> = stored.iter().map(|(k, _)| k.as_str()).collect();
     // The layout of docs/store-format.md, under the prefix.
-    assert!(names.contains(&"VERSION") && names.contains(&"HEAD"), "{names:?}");
+    assert!(
+        names.contains(&"VERSION") && names.contains(&"HEAD"),
+        "{names:?}"
+    );
     assert!(
         names.contains(&format!("runs/{}.json", backup["id"].as_str().unwrap()).as_str()),
         "{names:?}"
@@ -297,7 +303,11 @@ fn backup_rollback_verify_and_prune_on_an_s3_store() {
     assert_eq!(history[0]["previous"]["id"], history[1]["id"]);
     let verify = app.json(&["artifacts", "verify", "--json"], 0);
     assert_eq!(verify["runs"], 3);
-    assert_eq!(verify["problems"].as_array().unwrap().len(), 0, "{verify:#}");
+    assert_eq!(
+        verify["problems"].as_array().unwrap().len(),
+        0,
+        "{verify:#}"
+    );
 
     // The event log: one object per event, read back in order by status.
     let events: Vec<String> = keys(&moto)
@@ -338,7 +348,11 @@ for k in sorted(o["Key"] for o in s3.list_objects_v2(Bucket={BUCKET:?}, Prefix={
     );
     assert!(names.contains(&"pruned.json".to_string()), "{names:?}");
     let verify = app.json(&["artifacts", "verify", "--json"], 0);
-    assert_eq!(verify["problems"].as_array().unwrap().len(), 0, "{verify:#}");
+    assert_eq!(
+        verify["problems"].as_array().unwrap().len(),
+        0,
+        "{verify:#}"
+    );
     // What is left still rolls back.
     app.break_it();
     app.json(&["rollback", "--quick", "--yes", "--json"], 0);
@@ -397,7 +411,10 @@ s3.put_object(Bucket={BUCKET:?}, Key=key, Body=bytes(body))
 fn peak_rss_kb(stderr: &str) -> u64 {
     stderr
         .lines()
-        .find_map(|l| l.trim().strip_prefix("Maximum resident set size (kbytes): "))
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Maximum resident set size (kbytes): ")
+        })
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or_else(|| panic!("no peak RSS from /usr/bin/time -v:\n{stderr}"))
 }
@@ -431,7 +448,9 @@ params = {{ backup = ["sh", "-c", "head -c {bytes} /dev/urandom"], revert = ["sh
     let timed = |args: &[&str]| {
         let rewind = app.command(args);
         let mut cmd = Command::new("/usr/bin/time");
-        cmd.arg("-v").arg(rewind.get_program()).args(rewind.get_args());
+        cmd.arg("-v")
+            .arg(rewind.get_program())
+            .args(rewind.get_args());
         cmd.current_dir(app.root());
         for (key, value) in rewind.get_envs() {
             match value {
@@ -441,7 +460,11 @@ params = {{ backup = ["sh", "-c", "head -c {bytes} /dev/urandom"], revert = ["sh
         }
         let out = cmd.output().unwrap();
         let err = text(&out.stderr);
-        assert!(out.status.success(), "rewind {args:?}:\n{}\n{err}", text(&out.stdout));
+        assert!(
+            out.status.success(),
+            "rewind {args:?}:\n{}\n{err}",
+            text(&out.stdout)
+        );
         (out, peak_rss_kb(&err))
     };
     let started = Instant::now();
