@@ -66,7 +66,6 @@ pub enum SourceError {
 /// its signature verified when the config requires one.
 pub fn prepare(config: &Config, instance: &Instance) -> Result<(), SourceError> {
     let name = || instance.name.clone();
-    let mut registry = None;
     if let Some(OciSource { reference, locked }) = &instance.oci {
         let Some(locked) = locked else {
             return Err(SourceError::NotLocked {
@@ -94,7 +93,6 @@ pub fn prepare(config: &Config, instance: &Instance) -> Result<(), SourceError> 
                     instance: name(),
                     source,
                 })?;
-            registry = Some((client, reference, locked));
         }
     }
     if !config.trust.require_signature {
@@ -121,32 +119,26 @@ pub fn prepare(config: &Config, instance: &Instance) -> Result<(), SourceError> 
         });
     }
     let sig_path = signature_path(&instance.source);
-    let mut signature = std::fs::read_to_string(&sig_path).ok();
-    if signature.is_none()
+    let cached = std::fs::read_to_string(&sig_path).ok();
+    let mut verified = rewind_registry::sign::verify(&config.trust.keys, &bytes, cached.as_deref());
+    if verified.is_err()
         && let Some(OciSource {
             reference,
             locked: Some(locked),
         }) = &instance.oci
     {
-        // Cached before it was signed: ask the registry once more.
-        let client = match registry {
-            Some((client, ..)) => client,
-            None => Registry::for_reference(reference).map_err(|source| SourceError::Fetch {
-                instance: name(),
-                source,
-            })?,
-        };
-        signature = client
-            .pull_signature(reference, &locked.digest)
-            .map_err(|source| SourceError::Fetch {
-                instance: name(),
-                source,
-            })?;
-        if let Some(text) = &signature {
-            let _ = std::fs::write(&sig_path, text);
+        // Cached before it was signed, or signed again since: ask the
+        // registry once more. Offline, the refusal stands.
+        let fresh = Registry::for_reference(reference)
+            .and_then(|client| client.pull_signature(reference, &locked.digest));
+        if let Ok(Some(fresh)) = fresh
+            && Some(&fresh) != cached.as_ref()
+        {
+            let _ = rewind_store::write_atomic(&sig_path, fresh.as_bytes());
+            verified = rewind_registry::sign::verify(&config.trust.keys, &bytes, Some(&fresh));
         }
     }
-    match rewind_registry::sign::verify(&config.trust.keys, &bytes, signature.as_deref()) {
+    match verified {
         Ok(_) => Ok(()),
         Err(reason) => {
             let plugin = instance.source_label();
