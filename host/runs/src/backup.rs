@@ -18,18 +18,28 @@ pub struct BackupOptions {
     pub instances: Option<Vec<String>>,
     /// Taken automatically before a rollback.
     pub safety: bool,
+    /// The fleet-wide deploy this backup is taken for (`--deploy-id`).
+    pub deploy_id: Option<String>,
     /// Send start and outcome to the notify sinks (a run the operator
     /// asked for); backups inside a rollback or guard do not.
     pub notify: bool,
 }
 
 impl Runner<'_> {
-    /// `rewind backup`: take the lock and run the backup chain.
-    pub fn backup(&self, label: Option<String>, chain: Option<String>) -> Result<RunManifest> {
+    /// `rewind backup`: take the lock and run the backup chain (the
+    /// named `chain`, or `chains.backup`), recording `label` and
+    /// `deploy_id`.
+    pub fn backup(
+        &self,
+        label: Option<String>,
+        chain: Option<String>,
+        deploy_id: Option<String>,
+    ) -> Result<RunManifest> {
         let _lock = self.lock(super::Interrupted::Keep)?;
         let run = self.backup_locked(BackupOptions {
             label,
             chain,
+            deploy_id,
             notify: true,
             ..BackupOptions::default()
         })?;
@@ -62,6 +72,7 @@ impl Runner<'_> {
         run.label = options.label;
         run.chain = options.chain;
         run.safety = options.safety;
+        run.deploy_id = options.deploy_id;
         for instance in chain {
             if let Err(err) = self.hook_step(&mut run, instance, HookInput::Backup, false, None) {
                 run.status = RunStatus::Failed;

@@ -22,6 +22,9 @@ pub struct GuardOptions {
     /// Send the deploy command's stdout to rewind's stderr (when stdout
     /// carries `--json`).
     pub deploy_stdout_to_stderr: bool,
+    /// The fleet-wide deploy this is (`--deploy-id`): recorded on the guard
+    /// run and its backup.
+    pub deploy_id: Option<String>,
 }
 
 /// How a guarded deploy ended; each has its own exit code.
@@ -98,8 +101,10 @@ impl Runner<'_> {
             true,
         )?;
 
+        run.deploy_id = options.deploy_id.clone();
         let backup = self.backup_locked(BackupOptions {
             label: Some(format!("before guarded deploy {}", run.id)),
+            deploy_id: options.deploy_id.clone(),
             ..BackupOptions::default()
         })?;
         run.backup_run = Some(backup.id.clone());

@@ -25,6 +25,9 @@ use rewind_store::{
 pub struct RollbackOptions {
     /// A backup run id (or unique prefix); default: the newest backup.
     pub to: Option<String>,
+    /// Instead of `to`: the backup the fleet-wide deploy `deploy_id` took
+    /// on this host (`--deploy-id`).
+    pub deploy_id: Option<String>,
     /// A named chain instead of `chains.rollback`.
     pub chain: Option<String>,
     /// Skip the safety backup.
@@ -161,9 +164,22 @@ impl RollbackResult {
 }
 
 impl Runner<'_> {
-    /// The backup run a rollback restores from: `to`, or the newest
-    /// finished, non-safety backup.
-    pub fn choose_source(&self, to: Option<&str>) -> Result<RunManifest> {
+    /// The backup run a rollback restores from: the backup the deploy
+    /// `deploy_id` took on this host; else `to`; else the newest finished,
+    /// non-safety backup.
+    pub fn source_of(&self, to: Option<&str>, deploy_id: Option<&str>) -> Result<RunManifest> {
+        if let Some(deploy) = deploy_id {
+            let runs = self.store.runs()?;
+            return match rewind_store::deploy_backup(&runs, deploy) {
+                Some(run) => Ok(run.clone()),
+                None => refuse!(
+                    "there is no backup of deploy `{deploy}` in the store {}: a deploy's backups \
+                     are tagged by `rewind guard --deploy-id {deploy}` or `rewind backup \
+                     --deploy-id {deploy}` on this host (`rewind history` lists the runs)",
+                    self.store.root().display()
+                ),
+            };
+        }
         match to {
             Some(id) => {
                 let run = self.store.find_run(id)?;
@@ -377,7 +393,7 @@ impl Runner<'_> {
     }
 
     fn rollback_dry_run(&self, options: &RollbackOptions) -> Result<RollbackResult> {
-        let source = self.choose_source(options.to.as_deref())?;
+        let source = self.source_of(options.to.as_deref(), options.deploy_id.as_deref())?;
         let mut plan = self.plan_rollback(&source, options.chain.as_deref(), options.quick)?;
         restrict(&mut plan, &options.only)?;
         let problems = self.verify_plan(&plan.steps);
@@ -498,7 +514,7 @@ impl Runner<'_> {
         let (mut run, source, plan, done) = if options.resume {
             self.resume_state(options.notify, &options.skip)?
         } else {
-            let source = self.choose_source(options.to.as_deref())?;
+            let source = self.source_of(options.to.as_deref(), options.deploy_id.as_deref())?;
             let mut plan = self.plan_rollback(&source, options.chain.as_deref(), options.quick)?;
             restrict(&mut plan, &options.only)?;
             let mut run = self.begin(
@@ -509,6 +525,7 @@ impl Runner<'_> {
             run.source_run = Some(source.id.clone());
             run.chain = options.chain.clone();
             run.only = options.only.clone();
+            run.deploy_id = options.deploy_id.clone();
             run.plan = plan.steps.iter().map(PlanStep::planned).collect();
             self.journal(&run);
             (run, source, plan, BTreeSet::new())

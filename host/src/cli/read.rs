@@ -89,6 +89,9 @@ fn one_line(run: &RunManifest) -> String {
     if let Some(label) = &run.label {
         extra.push(label.clone());
     }
+    if let Some(deploy) = &run.deploy_id {
+        extra.push(format!("deploy {deploy}"));
+    }
     if let Some(outcome) = &run.outcome {
         extra.push(outcome.clone());
     }
@@ -277,6 +280,7 @@ pub fn print_manifest(run: &RunManifest) {
     );
     for (key, value) in [
         ("label", &run.label),
+        ("deploy", &run.deploy_id),
         ("outcome", &run.outcome),
         ("from", &run.source_run),
         ("safety", &run.safety_run),

@@ -23,6 +23,7 @@ Examples:
   rewind backup
   rewind backup --label before-v2.3
   rewind backup --chain db-only          a chain from [chains.named]
+  rewind backup --deploy-id 2026-11-24.3 tag it with a fleet-wide deploy id
   rewind backup --json | jq -r .id";
 
 pub const ROLLBACK_AFTER_HELP: &str = "\
@@ -40,6 +41,7 @@ Examples:
   rewind rollback --dry-run              the exact plan; changes nothing
   rewind rollback --yes                  to the newest backup
   rewind rollback --to 20261123-1715 --yes
+  rewind rollback --deploy-id 2026-11-24.3 --yes   to the backup that deploy took here
   rewind rollback --chain db-only --yes  only the instances of a named chain
   rewind rollback --only code --yes      only some instances of the chain
   rewind rollback --resume               continue an interrupted or failed rollback
@@ -59,7 +61,20 @@ rollback failed too; 5 another run holds the store lock.
 
 Examples:
   rewind guard -- ./deploy.sh v2.4.0
+  rewind guard --deploy-id 2026-11-24.3 -- ./deploy.sh v2.4.0   one id on every host
   rewind guard --no-rollback -- dep deploy production";
+
+/// `--deploy-id`: 1-128 characters of A-Z a-z 0-9 . _ -
+fn parse_deploy_id(text: &str) -> std::result::Result<String, String> {
+    if rewind::store::valid_deploy_id(text) {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "`{text}` is not a deploy id: use 1-128 characters of A-Z a-z 0-9 . _ - \
+             (a build number, a git sha, a tag)"
+        ))
+    }
+}
 
 #[derive(Debug, Args)]
 pub struct BackupArgs {
@@ -69,6 +84,9 @@ pub struct BackupArgs {
     /// Run a chain from [chains.named] instead of chains.backup.
     #[arg(long, value_name = "NAME")]
     pub chain: Option<String>,
+    /// Tag the run with a fleet-wide deploy id (`rollback --deploy-id` finds it).
+    #[arg(long, value_name = "ID", value_parser = parse_deploy_id)]
+    pub deploy_id: Option<String>,
     /// Print the run's manifest as JSON.
     #[arg(long)]
     pub json: bool,
@@ -79,6 +97,9 @@ pub struct RollbackArgs {
     /// The backup run to restore (an id or a unique prefix); default: the newest.
     #[arg(long, value_name = "RUN")]
     pub to: Option<String>,
+    /// Restore the backup the fleet-wide deploy ID took on this host.
+    #[arg(long, value_name = "ID", value_parser = parse_deploy_id, conflicts_with = "to")]
+    pub deploy_id: Option<String>,
     /// Run a chain from [chains.named] instead of chains.rollback.
     #[arg(long, value_name = "NAME")]
     pub chain: Option<String>,
@@ -94,7 +115,7 @@ pub struct RollbackArgs {
     pub yes: bool,
     /// Continue the interrupted rollback, or else the newest rollback if it failed, from
     /// its first unfinished step (`rewind status` shows it).
-    #[arg(long, conflicts_with_all = ["to", "dry_run", "chain"])]
+    #[arg(long, conflicts_with_all = ["to", "deploy_id", "dry_run", "chain"])]
     pub resume: bool,
     /// With --resume: do not run this instance's step, record it as skipped (repeatable).
     #[arg(long, value_name = "INSTANCE", requires = "resume")]
@@ -115,6 +136,9 @@ pub struct RollbackArgs {
 
 #[derive(Debug, Args)]
 pub struct GuardArgs {
+    /// Tag this deploy (the guard run and its backup) with a fleet-wide id.
+    #[arg(long, value_name = "ID", value_parser = parse_deploy_id)]
+    pub deploy_id: Option<String>,
     /// Never roll back automatically.
     #[arg(long)]
     pub no_rollback: bool,
@@ -146,7 +170,11 @@ pub fn backup(cli: &Cli, args: &BackupArgs) -> Result<ExitCode> {
     let config = load_config(cli)?;
     let console = Console::new(cli.quiet, cli.verbose);
     let runner = runner(cli, &config, &console)?;
-    let run = runner.backup(args.label.clone(), args.chain.clone())?;
+    let run = runner.backup(
+        args.label.clone(),
+        args.chain.clone(),
+        args.deploy_id.clone(),
+    )?;
     runner.finish_notifications();
     if args.json {
         print_json(&run)?;
@@ -181,7 +209,11 @@ pub fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<ExitCode> {
     let console = Console::new(cli.quiet, cli.verbose);
     let runner = runner(cli, &config, &console)?;
 
-    let mut to = args.to.clone();
+    // A deploy id names one backup: the operator confirms that one.
+    let mut to = match &args.deploy_id {
+        Some(deploy) => Some(runner.source_of(None, Some(deploy))?.id),
+        None => args.to.clone(),
+    };
     let interactive =
         std::io::stdin().is_terminal() && std::io::stderr().is_terminal() && !args.json;
     if interactive && !args.yes && !args.dry_run && !args.resume {
@@ -196,6 +228,7 @@ pub fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<ExitCode> {
 
     let result = runner.rollback(RollbackOptions {
         to,
+        deploy_id: args.deploy_id.clone(),
         chain: args.chain.clone(),
         quick: args.quick,
         dry_run: args.dry_run,
@@ -256,7 +289,7 @@ fn confirm(
     let stdin = std::io::stdin();
     let mut answer = String::new();
     let chosen = match to {
-        Some(id) => runner.choose_source(Some(id))?,
+        Some(id) => runner.source_of(Some(id), None)?,
         None => {
             let runs = runner.store.runs()?;
             let backups: Vec<&RunManifest> = runs
@@ -434,6 +467,7 @@ pub fn guard(cli: &Cli, args: &GuardArgs) -> Result<ExitCode> {
         GuardOptions {
             no_rollback: args.no_rollback,
             deploy_stdout_to_stderr: args.json,
+            deploy_id: args.deploy_id.clone(),
         },
     )?;
     runner.finish_notifications();

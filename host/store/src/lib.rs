@@ -41,7 +41,8 @@ pub use check::{Problem, PrunePlan, PrunedRun, RetentionPolicy, VerifyReport, ne
 pub use lock::{DEFAULT_LEASE, LockError, LockHolder, StoreLock, hostname, lease_length};
 pub use runs::{
     ChainLink, CheckRecord, Head, MANIFEST_FORMAT, PlannedStep, PluginRef, PrunedRuns, RunKind,
-    RunManifest, RunStatus, StepRecord, StepStatus, new_run_id, parse_manifest,
+    RunManifest, RunStatus, StepRecord, StepStatus, deploy_backup, new_run_id, parse_manifest,
+    valid_deploy_id,
 };
 pub use version::{FormatError, STORE_FORMAT, VERSION_FILE};
 

@@ -252,6 +252,12 @@ pub struct RunManifest {
     /// `--label`: what the operator called it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
+    /// `--deploy-id`: the fleet-wide deploy this run belongs to (a guard
+    /// and its backup, or a backup taken for it), so that
+    /// `rollback --deploy-id` on every host finds the backup that deploy
+    /// took.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy_id: Option<String>,
     /// The named chain it ran (`--chain`), when not the default one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chain: Option<String>,
@@ -306,6 +312,7 @@ impl RunManifest {
             status: RunStatus::Running,
             error: None,
             label: None,
+            deploy_id: None,
             chain: None,
             safety: false,
             source_run: None,
@@ -624,6 +631,25 @@ fn json_files(dir: &std::path::Path) -> io::Result<Vec<PathBuf>> {
         }
     }
     Ok(out)
+}
+
+/// Whether `id` can be a deploy id: 1–128 characters of `A-Z a-z 0-9 . _ -`
+/// (what a CI system's build number, a git sha or a tag looks like; safe in
+/// file names, logs and shell commands).
+pub fn valid_deploy_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+/// The newest backup run of the deploy `deploy_id` that can be restored
+/// from (it succeeded).
+pub fn deploy_backup<'a>(runs: &'a [RunManifest], deploy_id: &str) -> Option<&'a RunManifest> {
+    runs.iter()
+        .rev()
+        .filter(|r| r.deploy_id.as_deref() == Some(deploy_id))
+        .find(|r| r.is_restorable())
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 mod common;
 mod servers;
 
+mod ansible;
 mod cli;
 mod cloudfront;
 mod code;

@@ -1283,6 +1283,46 @@ fn rollback_only_runs_the_named_instances_of_the_chain() {
 }
 
 #[test]
+fn rollback_deploy_id_returns_to_the_backup_that_deploy_took_not_the_newest() {
+    let app = App::new(&["code", "config"], &["code", "config"], "");
+    let tagged = app.json(&["backup", "--deploy-id", "2026-11-24.3", "--json"], 0);
+    assert_eq!(tagged["deploy_id"], "2026-11-24.3");
+    app.break_it();
+    // A newer backup, of the broken state: the newest is not the one.
+    app.json(&["backup", "--json"], 0);
+
+    let result = app.json(
+        &["rollback", "--deploy-id", "2026-11-24.3", "--yes", "--json"],
+        0,
+    );
+    assert_eq!(result["run"]["source_run"], tagged["id"]);
+    assert_eq!(result["run"]["deploy_id"], "2026-11-24.3");
+    assert_eq!(app.current(), "releases/v1");
+    assert_eq!(app.read("shared/config.env"), CONFIG_V1.as_bytes());
+
+    // A guard tags its own run and its backup.
+    let guard = app.json(&["guard", "--deploy-id", "d2", "--json", "--", "true"], 0);
+    assert_eq!(guard["run"]["deploy_id"], "d2");
+    assert_eq!(guard["backup"]["deploy_id"], "d2");
+    let history = text(&app.rewind(&["history"]).stdout);
+    assert_eq!(history.matches("deploy d2").count(), 2, "{history}");
+
+    // A deploy with no backup here, or an id that is not one: exit 2, named.
+    let err = refused(&app, &["rollback", "--deploy-id", "nope", "--yes"]);
+    assert!(
+        err.contains("no backup of deploy `nope`") && err.contains("--deploy-id nope"),
+        "{err}"
+    );
+    let err = refused(&app, &["rollback", "--deploy-id", "a b", "--yes"]);
+    assert!(err.contains("is not a deploy id"), "{err}");
+    let err = refused(
+        &app,
+        &["rollback", "--deploy-id", "d2", "--to", "x", "--yes"],
+    );
+    assert!(err.contains("cannot be used with"), "{err}");
+}
+
+#[test]
 fn rollback_with_nothing_to_roll_back_to_says_what_to_do() {
     let app = App::new(&["code"], &["code"], "");
     let out = app.rewind(&["rollback", "--yes"]);

@@ -165,9 +165,14 @@ impl Health for CommandPlugin {
                         let code = out
                             .exit_code
                             .map_or("a signal".to_string(), |c| format!("code {c}"));
+                        let said = if last.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {last}")
+                        };
                         (
                             HealthStatus::Unhealthy,
-                            format!("`{}` exited with {code}: {last}", command.display()),
+                            format!("`{}` exited with {code}{said}", command.display()),
                         )
                     }
                 };
