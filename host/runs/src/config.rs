@@ -1317,4 +1317,63 @@ rollback = ["code"]
         assert!(at("/var/lib/rewind/cache").is_ok());
         assert!(at("/srv/application").is_ok());
     }
+
+    #[test]
+    fn registry_sources_need_the_lock_and_trust_needs_keys() {
+        let dir = std::env::temp_dir().join(format!("rewind-config-oci-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("rewind.toml");
+        let at =
+            |text: &str| Config::parse_with_cache(&path, text, Some(Path::new("/var/cache/rw")));
+        let base = "[project]\nname = \"x\"\n[plugins.db]\n";
+        let err = at(&format!(
+            "{base}source = \"oci://r.example:5000/platform/pg:1.2.0\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!(err.location, Some((4, 10)), "{err}");
+        assert!(err.message.contains("rewind plugins lock"), "{err}");
+        let err = at(&format!("{base}source = \"oci://r.example/pg\"\n")).unwrap_err();
+        assert!(err.message.contains("neither a tag"), "{err}");
+        let err = at(&format!(
+            "{base}source = {{ oci = \"oci://r.example/pg:1\", digest = \"sha256:12\" }}\n"
+        ))
+        .unwrap_err();
+        assert!(err.message.contains("64 hex digits"), "{err}");
+
+        let wasm = format!("sha256:{}", "b".repeat(64));
+        let lock = LockFile {
+            version: rewind_registry::lock::LOCK_VERSION,
+            plugins: vec![LockedPlugin {
+                name: "platform/pg".into(),
+                reference: "oci://r.example:5000/platform/pg:1.2.0".into(),
+                version: "1.2.0".into(),
+                digest: format!("sha256:{}", "a".repeat(64)),
+                wasm: wasm.clone(),
+            }],
+        };
+        lock.write(&LockFile::path_for(&path)).unwrap();
+        let config = at(&format!(
+            "{base}source = \"oci://r.example:5000/platform/pg:1.2.0\"\n"
+        ))
+        .unwrap();
+        let db = &config.instances["db"];
+        assert_eq!(db.sha256, "b".repeat(64));
+        assert!(
+            db.source
+                .ends_with(format!("plugins/sha256/{}.wasm", "b".repeat(64))),
+            "{:?}",
+            db.source
+        );
+        let err = at(&format!(
+            "{base}source = \"oci://r.example:5000/platform/pg:1.2.0\"\nsha256 = \"{PIN}\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!(err.location, Some((5, 10)), "{err}");
+
+        let err = at("[project]\nname = \"x\"\n[trust]\nrequire_signature = true\n").unwrap_err();
+        assert_eq!(err.location, Some((4, 21)), "{err}");
+        let err = at("[project]\nname = \"x\"\n[trust.keys]\nteam = \"RWnope\"\n").unwrap_err();
+        assert_eq!(err.location, Some((4, 8)), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

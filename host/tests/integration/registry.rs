@@ -47,7 +47,10 @@ fn project(source: &str, extra: &str) -> Project {
          [chains]\nbackup = [\"files\"]\nrollback = [\"files\"]\n\n{extra}",
         app = root.join("app").display()
     ));
-    project.set_env("REWIND_PLUGIN_CACHE", &root.join("plugin-cache").display().to_string());
+    project.set_env(
+        "REWIND_PLUGIN_CACHE",
+        &root.join("plugin-cache").display().to_string(),
+    );
     project
 }
 
@@ -118,7 +121,10 @@ fn a_plugin_pushed_locked_and_pulled_backs_up_and_rolls_back() {
     // A clean cache: the run pulls by digest, then works offline.
     std::fs::remove_dir_all(project.root().join("plugin-cache")).unwrap();
     let backup = project.json(&["backup", "--json"], 0);
-    let backup_id = backup["run_id"].as_str().or(backup["id"].as_str()).map(str::to_string);
+    let backup_id = backup["run_id"]
+        .as_str()
+        .or(backup["id"].as_str())
+        .map(str::to_string);
     drop(registry);
     std::fs::write(project.root().join("app/data.txt"), "v2 broken\n").unwrap();
     let mut args = vec!["rollback", "--yes"];
@@ -173,13 +179,19 @@ fn a_tampered_blob_in_the_registry_is_refused() {
     // Someone with access to the registry's storage swaps the component.
     std::fs::copy(plugin_path("command"), registry.blob_file(&wasm)).unwrap();
     std::fs::remove_dir_all(project.root().join("plugin-cache")).unwrap();
-    let err = fails(project.rewind(&["backup"]), 2, "backup from a tampered registry");
+    let err = fails(
+        project.rewind(&["backup"]),
+        2,
+        "backup from a tampered registry",
+    );
     assert!(err.contains("cannot fetch its locked plugin"), "{err}");
     assert!(err.to_lowercase().contains("digest"), "{err}");
-    assert!(!project.root().join("plugin-cache/sha256").exists()
-        || std::fs::read_dir(project.root().join("plugin-cache/sha256"))
-            .unwrap()
-            .all(|e| !e.unwrap().file_name().to_string_lossy().ends_with(".wasm")));
+    assert!(
+        !project.root().join("plugin-cache/sha256").exists()
+            || std::fs::read_dir(project.root().join("plugin-cache/sha256"))
+                .unwrap()
+                .all(|e| !e.unwrap().file_name().to_string_lossy().ends_with(".wasm"))
+    );
 
     // The table form pins the manifest digest in the config itself.
     let (manifest, _) = lock_entry(&project);
