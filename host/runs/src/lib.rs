@@ -123,7 +123,7 @@ impl<'a> Runner<'a> {
             return Ok(plugin.clone());
         }
         let spec = self.config.instance(instance)?;
-        source::prepare(&self.config, spec)?;
+        source::prepare(self.config, spec)?;
         let plugin = rewind_sandbox::plugin::load(&self.runtime, &spec.source, Some(&spec.sha256))
             .map_err(|source| RunError::Plugin {
                 instance: instance.to_string(),
