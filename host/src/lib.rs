@@ -12,13 +12,14 @@
 //! module paths the library always had: [`engine`], [`plugin`],
 //! [`bindings`], [`params`] and [`compile_cache`] from `rewind-sandbox`
 //! ([`sandbox`] is that crate's root: one hook call and the host imports);
-//! [`grants`] is `rewind-grants`; [`store`] is `rewind-store`; [`run`] and
+//! [`grants`] is `rewind-grants`; [`registry`] is `rewind-registry`; [`store`] is `rewind-store`; [`run`] and
 //! [`config`] are `rewind-runs`; [`exit`] is `rewind-core`'s.
 
 #![deny(missing_docs)]
 
 pub use rewind_core::exit;
 pub use rewind_grants as grants;
+pub use rewind_registry as registry;
 pub use rewind_runs as run;
 pub use rewind_runs::config;
 pub use rewind_sandbox as sandbox;

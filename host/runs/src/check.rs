@@ -219,6 +219,23 @@ pub fn check_instance(
             message,
         })
     };
+    if let Err(err) = crate::source::prepare(config, instance) {
+        add(Level::Error, ErrorReport(&err).to_string());
+        return (out, None);
+    }
+    if let Some(crate::config::OciSource {
+        reference,
+        locked: Some(locked),
+    }) = &instance.oci
+    {
+        add(
+            Level::Ok,
+            format!(
+                "{reference} locked to {} (component sha256:{})",
+                locked.digest, instance.sha256
+            ),
+        );
+    }
     let plugin =
         match rewind_sandbox::plugin::load(runtime, &instance.source, Some(&instance.sha256)) {
             Ok(plugin) => plugin,

@@ -17,6 +17,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use rewind_grants::{GrantTexts, Grants};
+use rewind_registry::{LockFile, LockedPlugin, OciReference, PluginCache, TrustedKey};
 use rewind_sandbox::{Limits, SandboxSpec};
 
 /// The default config file name, looked up in the working directory.
@@ -149,6 +150,19 @@ struct RawConfig {
     guard: Option<RawGuard>,
     #[serde(default)]
     notify: Option<RawNotify>,
+    #[serde(default)]
+    trust: Option<RawTrust>,
+}
+
+/// `[trust]`: who plugins must be signed by.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrust {
+    #[serde(default)]
+    require_signature: Option<Spanned<bool>>,
+    /// NAME = "RW…" (a minisign public key).
+    #[serde(default)]
+    keys: BTreeMap<Spanned<String>, Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -176,7 +190,8 @@ struct RawStore {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawInstance {
-    source: Spanned<String>,
+    /// A path, `oci://…`, or `{ oci = "oci://…", digest = "sha256:…" }`.
+    source: Spanned<toml::Value>,
     sha256: Option<Spanned<String>>,
     #[serde(default)]
     grants: RawGrants,
@@ -291,6 +306,29 @@ pub struct Config {
     pub guard: GuardConfig,
     /// Instances that receive each run's start and outcome.
     pub notify_sinks: Vec<String>,
+    /// `[trust]`: the keys plugins are signed by.
+    pub trust: TrustConfig,
+    /// `rewind.lock`, beside the config: where `oci://` sources are pinned.
+    pub lock_path: PathBuf,
+}
+
+/// `[trust]`: the team keys plugins must be signed by.
+#[derive(Debug, Clone, Default)]
+pub struct TrustConfig {
+    /// Refuse a plugin that is not signed by one of `keys`.
+    pub require_signature: bool,
+    /// `[trust.keys]`, in name order.
+    pub keys: Vec<TrustedKey>,
+}
+
+/// Where an `oci://` instance's plugin comes from.
+#[derive(Debug, Clone)]
+pub struct OciSource {
+    /// The reference, as the lock keys it (`oci://registry/repo:tag`).
+    pub reference: OciReference,
+    /// Its `rewind.lock` entry; `None` only in a config read with
+    /// [`Config::load_unlocked`] (for `rewind plugins lock`).
+    pub locked: Option<LockedPlugin>,
 }
 
 /// `[store]`: the artifact store and its retention.
@@ -410,10 +448,14 @@ impl Default for GuardConfig {
 pub struct Instance {
     /// The instance's name (`[plugins.<name>]`).
     pub name: String,
-    /// The plugin file, resolved against the config file's directory.
+    /// The plugin file, resolved against the config file's directory; for
+    /// an `oci://` source, the locked component in the plugin cache.
     pub source: PathBuf,
-    /// The pinned sha256 (lower-case hex).
+    /// The pinned sha256 (lower-case hex); for an `oci://` source, the
+    /// locked component's digest.
     pub sha256: String,
+    /// The registry reference and its lock entry, for an `oci://` source.
+    pub oci: Option<OciSource>,
     /// What it may reach.
     pub grants: Arc<Grants>,
     /// Its memory, time and output limits.
@@ -451,6 +493,19 @@ impl OnFailure {
 }
 
 impl Instance {
+    /// The source for people and manifests: the file, or the reference at
+    /// its locked digest.
+    pub fn source_label(&self) -> String {
+        match &self.oci {
+            Some(OciSource {
+                reference,
+                locked: Some(locked),
+            }) => reference.at_digest(&locked.digest).to_string(),
+            Some(oci) => oci.reference.to_string(),
+            None => self.source.display().to_string(),
+        }
+    }
+
     /// What the sandbox runs a call of this instance as.
     pub fn sandbox_spec(&self) -> SandboxSpec {
         SandboxSpec {
@@ -492,6 +547,29 @@ impl Config {
         text: &str,
         cache_dir: Option<&Path>,
     ) -> Result<Config, ConfigError> {
+        Config::parse_inner(path, text, cache_dir, true)
+    }
+
+    /// Read a config whose `oci://` sources may not be in `rewind.lock`
+    /// yet (their [`OciSource::locked`] is `None` and their `source` empty):
+    /// what `rewind plugins lock` resolves. Nothing may run from it.
+    pub fn load_unlocked(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|err| ConfigError {
+            path: path.to_path_buf(),
+            location: None,
+            message: format!("cannot read the config file: {err}"),
+            source_line: None,
+        })?;
+        let cache_dir = rewind_sandbox::engine::Runtime::default_cache_dir();
+        Config::parse_inner(path, &text, cache_dir.as_deref(), false)
+    }
+
+    fn parse_inner(
+        path: &Path,
+        text: &str,
+        cache_dir: Option<&Path>,
+        require_lock: bool,
+    ) -> Result<Config, ConfigError> {
         let loc = Locator { path, text };
         let raw: RawConfig =
             toml::from_str(text).map_err(|err| loc.error(err.span(), err.message().trim_end()))?;
@@ -500,13 +578,28 @@ impl Config {
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
 
-        // The store holds every instance's dumps: no plugin may see it (a
-        // store on S3 has no local directory to keep out of the grants).
+        // The store holds every instance's dumps: no plugin may see it.
         let store_dir = match &raw.store.url {
             Some(url) if url.get_ref().starts_with("s3://") => None,
             Some(url) => Some(rewind_store::root_from_url(url.get_ref())),
             None => Some(rewind_store::default_root()),
         };
+        let lock_path = LockFile::path_for(path);
+        let any_oci = raw.plugins.values().any(
+            |i| !matches!(i.source.get_ref(), toml::Value::String(s) if !OciReference::is_oci(s)),
+        );
+        let lock = if any_oci {
+            LockFile::read(&lock_path).map_err(|err| loc.error(None, err.to_string()))?
+        } else {
+            None
+        };
+        let sources = Sources {
+            lock: lock.as_ref(),
+            lock_path: &lock_path,
+            require_lock,
+            plugin_cache: PluginCache::default_dir(cache_dir).map(PluginCache::new),
+        };
+        let trust = validate_trust(&loc, raw.trust)?;
         let mut instances = BTreeMap::new();
         let mut fallbacks = Vec::new();
         for (name, mut raw_instance) in raw.plugins {
@@ -517,6 +610,7 @@ impl Config {
                 &loc,
                 base_dir,
                 cache_dir,
+                &sources,
                 store_dir.as_deref(),
                 &name,
                 raw_instance,
@@ -611,6 +705,7 @@ impl Config {
             None => Vec::new(),
         };
         validate_store(&loc, &raw.store)?;
+
         Ok(Config {
             path: path.to_path_buf(),
             project: raw.project.name,
@@ -626,6 +721,8 @@ impl Config {
             chains,
             guard,
             notify_sinks,
+            trust,
+            lock_path,
         })
     }
 
@@ -655,6 +752,204 @@ fn valid_instance_name(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+/// What `oci://` sources are resolved with.
+struct Sources<'a> {
+    lock: Option<&'a LockFile>,
+    lock_path: &'a Path,
+    /// Whether a source missing from the lock is an error.
+    require_lock: bool,
+    plugin_cache: Option<PluginCache>,
+}
+
+fn validate_trust(loc: &Locator<'_>, raw: Option<RawTrust>) -> Result<TrustConfig, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(TrustConfig::default());
+    };
+    let mut keys = Vec::new();
+    for (name, key) in &raw.keys {
+        let trusted = TrustedKey::parse(name.get_ref(), key.get_ref()).map_err(|err| {
+            loc.error(
+                Some(key.span()),
+                format!(
+                    "trust.keys.{}: {err}; `rewind plugins keygen NAME` writes one to NAME.pub",
+                    name.get_ref()
+                ),
+            )
+        })?;
+        keys.push(trusted);
+    }
+    let require_signature = match &raw.require_signature {
+        Some(flag) if *flag.get_ref() && keys.is_empty() => {
+            return Err(loc.error(
+                Some(flag.span()),
+                "require_signature = true, but [trust.keys] lists no key a signature could be                  made with; add NAME = \"RW…\" (the public key line of NAME.pub) under [trust.keys]",
+            ));
+        }
+        Some(flag) => *flag.get_ref(),
+        None => false,
+    };
+    Ok(TrustConfig {
+        require_signature,
+        keys,
+    })
+}
+
+/// An `oci://` source: the reference (a table's `digest` folded in) and,
+/// from the lock, where its component is and what it is pinned to.
+fn resolve_oci(
+    loc: &Locator<'_>,
+    sources: &Sources<'_>,
+    name: &Spanned<String>,
+    raw: &RawInstance,
+) -> Result<(PathBuf, String, OciSource), ConfigError> {
+    let at_source = |message: String| loc.error(Some(raw.source.span()), message);
+    let (text, digest) = match raw.source.get_ref() {
+        toml::Value::String(text) => (text.as_str(), None),
+        toml::Value::Table(table) => {
+            if let Some(key) = table.keys().find(|k| *k != "oci" && *k != "digest") {
+                return Err(at_source(format!(
+                    "source: unknown key `{key}`; a registry source is {{ oci = \"oci://…\", \
+                     digest = \"sha256:…\" }}"
+                )));
+            }
+            let Some(toml::Value::String(text)) = table.get("oci") else {
+                return Err(at_source(
+                    "source: a table source needs oci = \"oci://registry/repository:tag\"".into(),
+                ));
+            };
+            let digest = match table.get("digest") {
+                None => None,
+                Some(toml::Value::String(d)) => Some(
+                    rewind_registry::reference::normalize_digest(d).ok_or_else(|| {
+                        at_source(format!(
+                            "source.digest `{d}` must be sha256: and 64 hex digits"
+                        ))
+                    })?,
+                ),
+                Some(_) => return Err(at_source("source.digest must be a string".into())),
+            };
+            (text.as_str(), digest)
+        }
+        _ => {
+            return Err(at_source(
+                "source must be a path, \"oci://…\", or { oci = \"oci://…\", digest = \"sha256:…\" }"
+                    .into(),
+            ));
+        }
+    };
+    let mut reference = OciReference::parse(text).map_err(|err| at_source(err.to_string()))?;
+    if let Some(digest) = digest {
+        if reference.digest.as_ref().is_some_and(|d| *d != digest) {
+            return Err(at_source(format!(
+                "source: `{text}` names digest {}, but digest = \"{digest}\"",
+                reference.digest.as_deref().unwrap_or_default()
+            )));
+        }
+        reference.digest = Some(digest);
+    }
+    let key = reference.to_string();
+    let locked = sources.lock.and_then(|lock| lock.get(&key)).cloned();
+    let Some(locked) = locked else {
+        if sources.require_lock {
+            return Err(at_source(format!(
+                "plugin instance `{}`: {key} is not locked in {}; run `rewind plugins lock` to \
+                 resolve it to a digest (every other command uses only the lock, never a tag)",
+                name.get_ref(),
+                sources.lock_path.display()
+            )));
+        }
+        return Ok((
+            PathBuf::new(),
+            String::new(),
+            OciSource {
+                reference,
+                locked: None,
+            },
+        ));
+    };
+    if let Some(digest) = &reference.digest
+        && *digest != locked.digest
+    {
+        return Err(at_source(format!(
+            "{} pins {key} to {}, not to the digest the source names; run `rewind plugins lock`",
+            sources.lock_path.display(),
+            locked.digest
+        )));
+    }
+    let wasm_hex = rewind_registry::reference::digest_hex(&locked.wasm).to_string();
+    if let Some(pin) = &raw.sha256 {
+        let value = pin.get_ref().trim().to_ascii_lowercase();
+        if value.strip_prefix("sha256:").unwrap_or(&value) != wasm_hex {
+            return Err(loc.error(
+                Some(pin.span()),
+                format!(
+                    "sha256 pins the component to {value}, but {} locks {key} to the component \
+                     sha256:{wasm_hex}; remove sha256 (the lock pins it) or run `rewind plugins lock` \
+                     against the intended registry content",
+                    sources.lock_path.display()
+                ),
+            ));
+        }
+    }
+    let Some(cache) = &sources.plugin_cache else {
+        return Err(at_source(
+            "there is no plugin cache to keep registry plugins in: set REWIND_CACHE_DIR (or \
+             REWIND_PLUGIN_CACHE) to a private directory outside every grant"
+                .into(),
+        ));
+    };
+    Ok((
+        cache.wasm_path(&locked.wasm),
+        wasm_hex,
+        OciSource {
+            reference,
+            locked: Some(locked),
+        },
+    ))
+}
+
+/// A local plugin file's pin: `sha256`, or an error whose message has the
+/// line to add.
+fn local_pin(
+    loc: &Locator<'_>,
+    name: &Spanned<String>,
+    raw: &RawInstance,
+    source: &Path,
+) -> Result<String, ConfigError> {
+    Ok(match &raw.sha256 {
+        Some(pin) => {
+            let value = pin.get_ref().trim().to_ascii_lowercase();
+            let value = value.strip_prefix("sha256:").unwrap_or(&value).to_string();
+            if value.len() != 64 || !value.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(loc.error(
+                    Some(pin.span()),
+                    "sha256 must be 64 hex digits (`rewind plugins inspect <file.wasm>` prints it)",
+                ));
+            }
+            value
+        }
+        None => {
+            let hint = std::fs::read(source)
+                .map(|bytes| {
+                    format!(
+                        "sha256 = \"{}\"",
+                        rewind_sandbox::plugin::sha256_hex(&bytes)
+                    )
+                })
+                .unwrap_or_else(|_| "sha256 = \"<digest from `rewind plugins inspect`>\"".into());
+            return Err(loc.error(
+                Some(raw.source.span()),
+                format!(
+                    "plugin instance `{}` has no sha256 pin; every plugin is pinned so that a \
+                     changed file is never run. If {} is the file you trust, add: {hint}",
+                    name.get_ref(),
+                    source.display()
+                ),
+            ));
+        }
+    })
 }
 
 /// `[store]`: an absolute directory or an `s3://bucket/prefix` URL; the
@@ -744,6 +1039,7 @@ fn validate_instance(
     loc: &Locator<'_>,
     base_dir: &Path,
     cache_dir: Option<&Path>,
+    sources: &Sources<'_>,
     store_dir: Option<&Path>,
     name: &Spanned<String>,
     raw: RawInstance,
@@ -757,37 +1053,19 @@ fn validate_instance(
             ),
         ));
     }
-    let source = base_dir.join(raw.source.get_ref());
-    let sha256 = match raw.sha256 {
-        Some(pin) => {
-            let value = pin.get_ref().trim().to_ascii_lowercase();
-            let value = value.strip_prefix("sha256:").unwrap_or(&value).to_string();
-            if value.len() != 64 || !value.chars().all(|c| c.is_ascii_hexdigit()) {
-                return Err(loc.error(
-                    Some(pin.span()),
-                    "sha256 must be 64 hex digits (`rewind plugins inspect <file.wasm>` prints it)",
-                ));
-            }
-            value
-        }
+    let local = match raw.source.get_ref() {
+        toml::Value::String(text) if !OciReference::is_oci(text) => Some(text.clone()),
+        _ => None,
+    };
+    let (source, sha256, oci) = match local {
         None => {
-            let hint = std::fs::read(&source)
-                .map(|bytes| {
-                    format!(
-                        "sha256 = \"{}\"",
-                        rewind_sandbox::plugin::sha256_hex(&bytes)
-                    )
-                })
-                .unwrap_or_else(|_| "sha256 = \"<digest from `rewind plugins inspect`>\"".into());
-            return Err(loc.error(
-                Some(raw.source.span()),
-                format!(
-                    "plugin instance `{}` has no sha256 pin; every plugin is pinned so that a \
-                     changed file is never run. If {} is the file you trust, add: {hint}",
-                    name.get_ref(),
-                    source.display()
-                ),
-            ));
+            let (source, sha256, oci) = resolve_oci(loc, sources, name, &raw)?;
+            (source, sha256, Some(oci))
+        }
+        Some(text) => {
+            let source = base_dir.join(text);
+            let sha256 = local_pin(loc, name, &raw, &source)?;
+            (source, sha256, None)
         }
     };
 
@@ -796,14 +1074,24 @@ fn validate_instance(
         let entry = entries.get(err.key)[err.index];
         loc.error(Some(entry.span()), err.to_string())
     })?;
-    let private_dirs = match store_dir {
+    // A store on S3 has no local directory to keep out of the grants.
+    let mut private: Vec<_> = match store_dir {
         Some(store_dir) => rewind_grants::paths::host_private(store_dir, cache_dir),
         None => rewind_grants::paths::host_private(Path::new("/"), cache_dir)
             .into_iter()
             .filter(|p| p.path != Path::new("/"))
             .collect(),
     };
-    for private in private_dirs {
+    if let Some(cache) = &sources.plugin_cache {
+        private.push(rewind_grants::paths::HostPrivate {
+            path: cache.dir().to_path_buf(),
+            what: "the plugin cache",
+            why: "plugins pulled from registries: this plugin could read or replace another \
+                  plugin's component (it is verified on every load, so it would be refused); grant \
+                  a narrower directory, or set REWIND_PLUGIN_CACHE to a directory outside every grant",
+        });
+    }
+    for private in private {
         let Some(grant) = grants.grant_containing(&private.path) else {
             continue;
         };
@@ -886,6 +1174,7 @@ fn validate_instance(
         name: name.get_ref().clone(),
         source,
         sha256,
+        oci,
         grants: Arc::new(grants),
         limits,
         params,
@@ -1190,5 +1479,64 @@ rollback = ["code"]
         assert_eq!(err.location, Some((6, 17)), "{err}");
         assert!(at("/var/lib/rewind/cache").is_ok());
         assert!(at("/srv/application").is_ok());
+    }
+
+    #[test]
+    fn registry_sources_need_the_lock_and_trust_needs_keys() {
+        let dir = std::env::temp_dir().join(format!("rewind-config-oci-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("rewind.toml");
+        let at =
+            |text: &str| Config::parse_with_cache(&path, text, Some(Path::new("/var/cache/rw")));
+        let base = "[project]\nname = \"x\"\n[plugins.db]\n";
+        let err = at(&format!(
+            "{base}source = \"oci://r.example:5000/platform/pg:1.2.0\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!(err.location, Some((4, 10)), "{err}");
+        assert!(err.message.contains("rewind plugins lock"), "{err}");
+        let err = at(&format!("{base}source = \"oci://r.example/pg\"\n")).unwrap_err();
+        assert!(err.message.contains("neither a tag"), "{err}");
+        let err = at(&format!(
+            "{base}source = {{ oci = \"oci://r.example/pg:1\", digest = \"sha256:12\" }}\n"
+        ))
+        .unwrap_err();
+        assert!(err.message.contains("64 hex digits"), "{err}");
+
+        let wasm = format!("sha256:{}", "b".repeat(64));
+        let lock = LockFile {
+            version: rewind_registry::lock::LOCK_VERSION,
+            plugins: vec![LockedPlugin {
+                name: "platform/pg".into(),
+                reference: "oci://r.example:5000/platform/pg:1.2.0".into(),
+                version: "1.2.0".into(),
+                digest: format!("sha256:{}", "a".repeat(64)),
+                wasm: wasm.clone(),
+            }],
+        };
+        lock.write(&LockFile::path_for(&path)).unwrap();
+        let config = at(&format!(
+            "{base}source = \"oci://r.example:5000/platform/pg:1.2.0\"\n"
+        ))
+        .unwrap();
+        let db = &config.instances["db"];
+        assert_eq!(db.sha256, "b".repeat(64));
+        assert!(
+            db.source
+                .ends_with(format!("plugins/sha256/{}.wasm", "b".repeat(64))),
+            "{:?}",
+            db.source
+        );
+        let err = at(&format!(
+            "{base}source = \"oci://r.example:5000/platform/pg:1.2.0\"\nsha256 = \"{PIN}\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!(err.location, Some((5, 10)), "{err}");
+
+        let err = at("[project]\nname = \"x\"\n[trust]\nrequire_signature = true\n").unwrap_err();
+        assert_eq!(err.location, Some((4, 21)), "{err}");
+        let err = at("[project]\nname = \"x\"\n[trust.keys]\nteam = \"RWnope\"\n").unwrap_err();
+        assert_eq!(err.location, Some((4, 8)), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

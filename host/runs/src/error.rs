@@ -56,6 +56,10 @@ pub enum RunError {
         /// Why its plugin did not load.
         source: PluginError,
     },
+    /// An instance's plugin could not be fetched, or its signature is not
+    /// what `[trust]` requires; nothing of it was compiled.
+    #[error(transparent)]
+    Source(#[from] crate::source::SourceError),
     /// A rollback would run an instance (listed in a chain, or a step's
     /// fallback) whose plugin exports neither `revert` nor `restore`.
     #[error(
@@ -102,6 +106,7 @@ impl RunError {
             | RunError::EmptyBackupChain { .. }
             | RunError::EmptyRollbackChain { .. }
             | RunError::Plugin { .. }
+            | RunError::Source(_)
             | RunError::NoRollbackHook { .. }
             | RunError::Refused(_)
             | RunError::Store(_)

@@ -26,6 +26,7 @@ mod health;
 pub mod hook;
 mod observer;
 mod rollback;
+pub mod source;
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -122,6 +123,7 @@ impl<'a> Runner<'a> {
             return Ok(plugin.clone());
         }
         let spec = self.config.instance(instance)?;
+        source::prepare(self.config, spec)?;
         let plugin = rewind_sandbox::plugin::load(&self.runtime, &spec.source, Some(&spec.sha256))
             .map_err(|source| RunError::Plugin {
                 instance: instance.to_string(),
@@ -386,7 +388,7 @@ impl<'a> Runner<'a> {
             )
         })?;
         step.plugin = Some(PluginRef {
-            source: spec.source.display().to_string(),
+            source: spec.source_label(),
             sha256: spec.sha256.clone(),
         });
         step.artifacts = input.given_artifacts().to_vec();

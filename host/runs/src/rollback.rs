@@ -325,7 +325,7 @@ impl Runner<'_> {
             instance: instance.to_string(),
             hook,
             plugin: PluginRef {
-                source: spec.source.display().to_string(),
+                source: spec.source_label(),
                 sha256: spec.sha256.clone(),
             },
             artifacts,

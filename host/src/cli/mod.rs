@@ -14,6 +14,7 @@ mod inspect;
 mod read;
 mod runs;
 mod setup;
+mod share;
 mod target;
 
 use std::path::PathBuf;
@@ -75,7 +76,12 @@ usage_errors!(
     rewind::config::ConfigError,
     rewind::engine::EngineError,
     rewind::plugin::PluginError,
-    rewind::plugin::DescribeError
+    rewind::plugin::DescribeError,
+    rewind::registry::RegistryError,
+    rewind::registry::LockFileError,
+    rewind::registry::ReferenceError,
+    rewind::registry::SignatureError,
+    rewind::run::source::SourceError
 );
 
 /// What every command returns.
@@ -206,6 +212,15 @@ pub enum PluginsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Publish a component to an OCI registry as the CNCF Wasm artifact (what wkg and oras pull).
+    Push(share::PushArgs),
+    /// Resolve every oci:// plugin source to digests in rewind.lock, and print what moved.
+    #[command(after_help = share::LOCK_AFTER_HELP)]
+    Lock(JsonArg),
+    /// Sign a .wasm file (FILE.minisig) or a pushed plugin (a signature artifact beside it).
+    Sign(share::SignArgs),
+    /// Make a minisign key pair for signing plugins: NAME.key and NAME.pub.
+    Keygen(share::KeygenArgs),
 }
 
 #[derive(Debug, Args)]
@@ -314,6 +329,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Plugins(PluginsCommand::Inspect { plugin, json }) => {
             inspect::run(&cli, plugin, *json)
         }
+        Command::Plugins(PluginsCommand::Push(args)) => share::push(args),
+        Command::Plugins(PluginsCommand::Lock(args)) => share::lock(&cli, args.json),
+        Command::Plugins(PluginsCommand::Sign(args)) => share::sign(args),
+        Command::Plugins(PluginsCommand::Keygen(args)) => share::keygen(args),
         Command::Backup(args) => runs::backup(&cli, args),
         Command::Rollback(args) => runs::rollback(&cli, args),
         Command::Guard(args) => runs::guard(&cli, args),

@@ -339,7 +339,7 @@ pub fn list_plugins(cli: &Cli, json: bool) -> Result<ExitCode> {
             .values()
             .map(|i| {
                 json!({
-                    "instance": i.name, "source": i.source, "sha256": i.sha256,
+                    "instance": i.name, "source": i.source_label(), "sha256": i.sha256,
                     "used_in": roles(&i.name),
                 })
             })
@@ -351,7 +351,7 @@ pub fn list_plugins(cli: &Cli, json: bool) -> Result<ExitCode> {
         println!(
             "{:<14} {}  sha256:{}…  used in: {}",
             i.name,
-            i.source.display(),
+            i.source_label(),
             &i.sha256[..12],
             roles(&i.name).join(", ")
         );

@@ -35,6 +35,7 @@ pub fn resolve(cli: &Cli, arg: &str, adhoc: &AdHocArgs) -> Result<PluginTarget> 
     }
     let config = Config::load(&cli.config)?;
     let instance = config.instance(arg)?.clone();
+    rewind::run::source::prepare(&config, &instance)?;
     if adhoc.has_any() {
         bail!(
             "`{arg}` is an instance of {}: its params, grants and limits come from there; \

@@ -16,6 +16,7 @@ mod fallbacks;
 mod first_plugins;
 mod frameworks;
 mod notify;
+mod registry;
 mod release_symlink;
 mod runs;
 mod s3_store;

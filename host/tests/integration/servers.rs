@@ -549,3 +549,70 @@ impl Drop for Moto {
         let _ = self.child.wait();
     }
 }
+
+/// The CNCF distribution registry (Debian's `docker-registry`) on a free
+/// 127.0.0.1 port, anonymous, plain HTTP, storing in a temp dir; stopped
+/// when dropped.
+pub struct OciRegistry {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    child: std::process::Child,
+}
+
+impl OciRegistry {
+    pub fn start() -> OciRegistry {
+        let program = Path::new("/usr/bin/docker-registry");
+        assert!(
+            program.exists(),
+            "{} is missing: apt-get install docker-registry (tests/run does)",
+            program.display()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(program)
+            .arg("serve")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("registry.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "the registry did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        OciRegistry { dir, port, child }
+    }
+
+    /// `oci://127.0.0.1:PORT/<path>`.
+    pub fn reference(&self, path: &str) -> String {
+        format!("oci://127.0.0.1:{}/{path}", self.port)
+    }
+
+    /// The blob file with `digest` (`sha256:…`) in the registry's storage.
+    pub fn blob_file(&self, digest: &str) -> PathBuf {
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        self.dir
+            .path()
+            .join("data/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+}
+
+impl Drop for OciRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,439 @@
+//! Pushing and pulling plugins, in the format the Wasm ecosystem shares.
+//!
+//! A plugin is the CNCF TAG Runtime Wasm OCI artifact: an image manifest
+//! (`application/vnd.oci.image.manifest.v1+json`) whose config is
+//! `application/vnd.wasm.config.v0+json` (the component's exports and
+//! imports, made by `oci-wasm` as `wkg` makes it) and whose one layer is the
+//! component, `application/wasm`. What rewind pushes, `wkg oci pull` and
+//! `oras pull` pull, and the reverse.
+//!
+//! A signature is a second artifact in the same repository, tagged
+//! `sha256-<manifest hex>.sig` (cosign's tag convention, so it is found
+//! without the referrers API, which Debian's registry lacks) and naming the
+//! plugin's manifest as its `subject` (so registries with the OCI 1.1
+//! referrers API list it): an empty config, `artifactType`
+//! [`SIGNATURE_ARTIFACT_TYPE`], one layer [`SIGNATURE_MEDIA_TYPE`] holding
+//! the minisign signature of the component.
+//!
+//! Plain HTTP is used only for a registry on loopback (`127.0.0.0/8`,
+//! `localhost`, `[::1]`); everywhere else it is HTTPS (rustls). Credentials:
+//! `REWIND_REGISTRY_USERNAME` and `REWIND_REGISTRY_PASSWORD` (basic, or the
+//! registry's bearer-token flow with them), `REWIND_REGISTRY_TOKEN`
+//! (bearer), else anonymous (with the registry's anonymous token flow).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
+use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::manifest::{OciDescriptor, OciImageManifest};
+use oci_client::secrets::RegistryAuth;
+
+use crate::cache::PluginCache;
+use crate::lock::LockedPlugin;
+use crate::reference::{OciReference, digest_hex};
+
+/// The manifest media type of a plugin (and of its signature).
+pub const MANIFEST_MEDIA_TYPE: &str = oci_wasm::WASM_MANIFEST_MEDIA_TYPE;
+/// The config media type of a plugin.
+pub const CONFIG_MEDIA_TYPE: &str = oci_wasm::WASM_MANIFEST_CONFIG_MEDIA_TYPE;
+/// The media type of a plugin's one layer.
+pub const LAYER_MEDIA_TYPE: &str = oci_wasm::WASM_LAYER_MEDIA_TYPE;
+/// The `artifactType` of a signature artifact.
+pub const SIGNATURE_ARTIFACT_TYPE: &str = "application/vnd.rewind.signature.v1";
+/// The media type of a signature artifact's one layer: a `.minisig` file.
+pub const SIGNATURE_MEDIA_TYPE: &str = "application/vnd.rewind.signature.v1.minisig";
+const EMPTY_MEDIA_TYPE: &str = "application/vnd.oci.empty.v1+json";
+
+/// Why talking to a registry failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The client runtime could not start.
+    #[error("cannot start the registry client")]
+    Runtime(#[source] std::io::Error),
+    /// The registry refused or failed a request.
+    #[error("{what} {reference}")]
+    Request {
+        /// What was being done ("pull the manifest of").
+        what: &'static str,
+        /// The reference.
+        reference: String,
+        /// The client's error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// What the registry holds is not a Wasm component artifact.
+    #[error("{reference} is not a Wasm component artifact: {why}")]
+    NotAPlugin {
+        /// The reference.
+        reference: String,
+        /// What is wrong with its manifest.
+        why: String,
+    },
+    /// The registry's manifest or layer is not the locked one.
+    #[error(
+        "{reference}: the registry's {what} has digest {actual}, but rewind.lock pins {expected}; \
+         nothing was run. If the registry's content is what you want, run `rewind plugins lock`"
+    )]
+    DigestMismatch {
+        /// The reference.
+        reference: String,
+        /// "manifest", "component".
+        what: &'static str,
+        /// The locked digest.
+        expected: String,
+        /// What the registry served.
+        actual: String,
+    },
+    /// Writing into the plugin cache failed (or the content was not its digest).
+    #[error("cannot keep {reference} in the plugin cache {}", dir.display())]
+    Cache {
+        /// The reference.
+        reference: String,
+        /// The cache directory.
+        dir: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// What a push made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pushed {
+    /// The manifest's digest.
+    pub digest: String,
+    /// The component's digest.
+    pub wasm: String,
+}
+
+/// A client for the registries rewind talks to.
+pub struct Registry {
+    client: oci_wasm::WasmClient,
+    runtime: tokio::runtime::Runtime,
+}
+
+fn auth() -> RegistryAuth {
+    let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+    match (
+        var("REWIND_REGISTRY_USERNAME"),
+        var("REWIND_REGISTRY_PASSWORD"),
+        var("REWIND_REGISTRY_TOKEN"),
+    ) {
+        (Some(user), Some(password), _) => RegistryAuth::Basic(user, password),
+        (_, _, Some(token)) => RegistryAuth::Bearer(token),
+        _ => RegistryAuth::Anonymous,
+    }
+}
+
+fn request_error(
+    what: &'static str,
+    reference: &OciReference,
+) -> impl FnOnce(OciDistributionError) -> RegistryError {
+    let reference = reference.to_string();
+    move |err| RegistryError::Request {
+        what,
+        reference,
+        source: Box::new(err),
+    }
+}
+
+fn not_found(err: &OciDistributionError) -> bool {
+    match err {
+        OciDistributionError::ImageManifestNotFoundError(_) => true,
+        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|e| {
+            matches!(
+                e.code,
+                OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown
+            )
+        }),
+        _ => false,
+    }
+}
+
+impl Registry {
+    /// A client for `reference`'s registry: HTTPS, or plain HTTP when the
+    /// registry is on loopback.
+    pub fn for_reference(reference: &OciReference) -> Result<Registry, RegistryError> {
+        let protocol = if reference.is_loopback() {
+            ClientProtocol::HttpsExcept(vec![reference.registry.clone()])
+        } else {
+            ClientProtocol::Https
+        };
+        let client = oci_client::Client::new(ClientConfig {
+            protocol,
+            ..Default::default()
+        });
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(RegistryError::Runtime)?;
+        Ok(Registry {
+            client: oci_wasm::WasmClient::new(client),
+            runtime,
+        })
+    }
+
+    /// Push a component under `reference`'s tag as the Wasm artifact.
+    pub fn push(&self, reference: &OciReference, wasm: Vec<u8>) -> Result<Pushed, RegistryError> {
+        let auth = auth();
+        let wasm_digest = format!("sha256:{}", rewind_core::sha256_hex(&wasm));
+        let (config, layer) =
+            oci_wasm::WasmConfig::from_raw_component(wasm, None).map_err(|err| {
+                RegistryError::NotAPlugin {
+                    reference: reference.to_string(),
+                    why: format!("{err:#}"),
+                }
+            })?;
+        let mut annotations = BTreeMap::new();
+        if let Some(tag) = &reference.tag {
+            annotations.insert("org.opencontainers.image.version".to_string(), tag.clone());
+        }
+        let target = reference.to_client();
+        self.runtime.block_on(async {
+            self.client
+                .push(&target, &auth, layer, config, Some(annotations))
+                .await
+                .map_err(|err| RegistryError::Request {
+                    what: "push",
+                    reference: reference.to_string(),
+                    source: err.into(),
+                })?;
+            let digest = self
+                .client
+                .fetch_manifest_digest(&target, &auth)
+                .await
+                .map_err(request_error("read back the digest of", reference))?;
+            Ok(Pushed {
+                digest,
+                wasm: wasm_digest,
+            })
+        })
+    }
+
+    /// Resolve `reference` (its tag, or its digest) to the digests a lock
+    /// pins, checking it is a Wasm component artifact. `written` is the
+    /// source as the config writes it.
+    pub fn resolve(
+        &self,
+        reference: &OciReference,
+        written: &str,
+    ) -> Result<LockedPlugin, RegistryError> {
+        let (manifest, digest) = self.manifest(reference)?;
+        Ok(LockedPlugin {
+            name: reference.repository.clone(),
+            reference: written.to_string(),
+            version: reference.version(),
+            digest,
+            wasm: manifest.layers[0].digest.clone(),
+        })
+    }
+
+    fn manifest(
+        &self,
+        reference: &OciReference,
+    ) -> Result<(OciImageManifest, String), RegistryError> {
+        let auth = auth();
+        let (manifest, digest) = self
+            .runtime
+            .block_on(
+                self.client
+                    .pull_image_manifest(&reference.to_client(), &auth),
+            )
+            .map_err(request_error("cannot pull the manifest of", reference))?;
+        let not_a_plugin = |why: String| RegistryError::NotAPlugin {
+            reference: reference.to_string(),
+            why,
+        };
+        if manifest.config.media_type != CONFIG_MEDIA_TYPE {
+            return Err(not_a_plugin(format!(
+                "its config is {}, not {CONFIG_MEDIA_TYPE}",
+                manifest.config.media_type
+            )));
+        }
+        if manifest.layers.len() != 1 || manifest.layers[0].media_type != LAYER_MEDIA_TYPE {
+            let types: Vec<&str> = manifest
+                .layers
+                .iter()
+                .map(|l| l.media_type.as_str())
+                .collect();
+            return Err(not_a_plugin(format!(
+                "it must have exactly one {LAYER_MEDIA_TYPE} layer, it has [{}]",
+                types.join(", ")
+            )));
+        }
+        Ok((manifest, digest))
+    }
+
+    /// Pull the locked plugin by digest (never by tag) into `cache`, with
+    /// its signature when the registry has one; the cached file.
+    pub fn pull(
+        &self,
+        reference: &OciReference,
+        locked: &LockedPlugin,
+        cache: &PluginCache,
+    ) -> Result<PathBuf, RegistryError> {
+        let pinned = OciReference {
+            tag: None,
+            digest: Some(locked.digest.clone()),
+            ..reference.clone()
+        };
+        let (manifest, digest) = self.manifest(&pinned)?;
+        if digest != locked.digest {
+            return Err(RegistryError::DigestMismatch {
+                reference: reference.to_string(),
+                what: "manifest",
+                expected: locked.digest.clone(),
+                actual: digest,
+            });
+        }
+        let layer = &manifest.layers[0];
+        if layer.digest != locked.wasm {
+            return Err(RegistryError::DigestMismatch {
+                reference: reference.to_string(),
+                what: "component",
+                expected: locked.wasm.clone(),
+                actual: layer.digest.clone(),
+            });
+        }
+        let mut bytes = Vec::new();
+        self.runtime
+            .block_on(
+                self.client
+                    .pull_blob(&pinned.to_client(), layer, &mut bytes),
+            )
+            .map_err(request_error("cannot pull the component of", reference))?;
+        let cache_error = |source| RegistryError::Cache {
+            reference: reference.to_string(),
+            dir: cache.dir().to_path_buf(),
+            source,
+        };
+        let path = cache.put_wasm(&locked.wasm, &bytes).map_err(cache_error)?;
+        if let Some(signature) = self.pull_signature(reference, &locked.digest)? {
+            cache
+                .put_signature(&locked.wasm, &signature)
+                .map_err(cache_error)?;
+        }
+        Ok(path)
+    }
+
+    /// The tag a plugin manifest's signature is pushed under.
+    pub fn signature_tag(manifest_digest: &str) -> String {
+        format!("sha256-{}.sig", digest_hex(manifest_digest))
+    }
+
+    /// The signature of the plugin whose manifest is `manifest_digest`, if
+    /// the registry has one.
+    pub fn pull_signature(
+        &self,
+        reference: &OciReference,
+        manifest_digest: &str,
+    ) -> Result<Option<String>, RegistryError> {
+        let auth = auth();
+        let target = reference.with_tag(&Self::signature_tag(manifest_digest));
+        let pulled = self
+            .runtime
+            .block_on(self.client.pull_image_manifest(&target.to_client(), &auth));
+        let manifest = match pulled {
+            Ok((manifest, _)) => manifest,
+            Err(err) if not_found(&err) => return Ok(None),
+            Err(err) => {
+                return Err(request_error("cannot pull the signature of", reference)(
+                    err,
+                ));
+            }
+        };
+        let Some(layer) = manifest
+            .layers
+            .iter()
+            .find(|l| l.media_type == SIGNATURE_MEDIA_TYPE)
+        else {
+            return Ok(None);
+        };
+        let mut bytes = Vec::new();
+        self.runtime
+            .block_on(
+                self.client
+                    .pull_blob(&target.to_client(), layer, &mut bytes),
+            )
+            .map_err(request_error("cannot pull the signature of", reference))?;
+        Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
+    }
+
+    /// Push `signature` (a `.minisig` text) for the plugin whose manifest is
+    /// `manifest_digest`, under [`Registry::signature_tag`] with the plugin
+    /// as its subject.
+    pub fn push_signature(
+        &self,
+        reference: &OciReference,
+        manifest_digest: &str,
+        signature: &str,
+    ) -> Result<(), RegistryError> {
+        let auth = auth();
+        let pinned = OciReference {
+            tag: None,
+            digest: Some(manifest_digest.to_string()),
+            ..reference.clone()
+        };
+        let (raw, _) = self
+            .runtime
+            .block_on(self.client.pull_manifest_raw(
+                &pinned.to_client(),
+                &auth,
+                &[MANIFEST_MEDIA_TYPE],
+            ))
+            .map_err(request_error("cannot pull the manifest of", reference))?;
+        let layer = ImageLayer {
+            data: signature.as_bytes().to_vec().into(),
+            media_type: SIGNATURE_MEDIA_TYPE.to_string(),
+            annotations: None,
+        };
+        let config = Config {
+            data: b"{}".to_vec().into(),
+            media_type: EMPTY_MEDIA_TYPE.to_string(),
+            annotations: None,
+        };
+        let mut manifest = OciImageManifest::build(std::slice::from_ref(&layer), &config, None);
+        manifest.media_type = Some(MANIFEST_MEDIA_TYPE.to_string());
+        manifest.artifact_type = Some(SIGNATURE_ARTIFACT_TYPE.to_string());
+        manifest.subject = Some(OciDescriptor {
+            media_type: MANIFEST_MEDIA_TYPE.to_string(),
+            digest: manifest_digest.to_string(),
+            size: raw.len() as i64,
+            ..Default::default()
+        });
+        let target = reference.with_tag(&Self::signature_tag(manifest_digest));
+        self.runtime
+            .block_on(AsRef::<oci_client::Client>::as_ref(&self.client).push(
+                &target.to_client(),
+                &[layer],
+                config,
+                &auth,
+                Some(manifest),
+            ))
+            .map_err(request_error("cannot push the signature of", reference))?;
+        Ok(())
+    }
+
+    /// Pull the component `reference` names (by tag or digest), verified
+    /// against the manifest's layer digest: for signing what is published.
+    pub fn fetch_component(
+        &self,
+        reference: &OciReference,
+    ) -> Result<(LockedPlugin, Vec<u8>), RegistryError> {
+        let written = reference.to_string();
+        let locked = self.resolve(reference, &written)?;
+        let pinned = OciReference {
+            tag: None,
+            digest: Some(locked.digest.clone()),
+            ..reference.clone()
+        };
+        let (manifest, _) = self.manifest(&pinned)?;
+        let mut bytes = Vec::new();
+        self.runtime
+            .block_on(
+                self.client
+                    .pull_blob(&pinned.to_client(), &manifest.layers[0], &mut bytes),
+            )
+            .map_err(request_error("cannot pull the component of", reference))?;
+        Ok((locked, bytes))
+    }
+}

@@ -1,0 +1,212 @@
+//! Sharing plugins: `plugins push`, `plugins lock`, `plugins sign`,
+//! `plugins keygen` (registry, lock and signature code is
+//! `rewind-registry`'s; this parses, calls and prints).
+
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use clap::Args;
+use rewind::exit::ExitCode;
+use rewind::registry::cache::signature_path;
+use rewind::registry::{LockFile, OciReference, PluginCache, Registry};
+
+use super::{Cli, Result, print_json};
+
+pub const LOCK_AFTER_HELP: &str = "\
+Resolves every oci:// plugin source of the config to digests (the manifest and
+its one application/wasm layer) and writes them to rewind.lock beside the config,
+then pulls each into the plugin cache. Every other command uses only the lock:
+a tag moved on the registry changes nothing until `rewind plugins lock` runs
+again, which prints what moved.";
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// The component (.wasm) to publish.
+    pub file: PathBuf,
+    /// Where: oci://registry.example:5000/team/plugin:1.2.0
+    pub reference: String,
+    /// Also sign it with this minisign secret key (NAME.key) and push the signature.
+    #[arg(long, value_name = "KEY")]
+    pub sign: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// The minisign secret key (NAME.key from `rewind plugins keygen`); an encrypted
+    /// key's password is read from $REWIND_SIGNING_PASSWORD.
+    #[arg(long, value_name = "KEY")]
+    pub key: PathBuf,
+    /// A .wasm file (the signature is written to FILE.minisig) or an oci:// reference
+    /// (the signature is pushed beside it, tagged sha256-<manifest hex>.sig).
+    pub plugin: String,
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Writes NAME.key (the secret key, mode 0600, not password-protected) and NAME.pub.
+    pub name: PathBuf,
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+fn parse_reference(text: &str) -> anyhow::Result<OciReference> {
+    Ok(OciReference::parse(text)?)
+}
+
+fn sign_bytes(key: &Path, bytes: &[u8], what: &str) -> anyhow::Result<String> {
+    let secret = std::fs::read_to_string(key)
+        .with_context(|| format!("cannot read the secret key {}", key.display()))?;
+    let password = std::env::var("REWIND_SIGNING_PASSWORD").ok();
+    let comment = format!(
+        "rewind plugin {what} component sha256:{}",
+        rewind::plugin::sha256_hex(bytes)
+    );
+    rewind::registry::sign::sign(&secret, password, bytes, &comment)
+        .with_context(|| format!("cannot sign with {}", key.display()))
+}
+
+/// `rewind plugins push FILE oci://…`.
+pub fn push(args: &PushArgs) -> Result<ExitCode> {
+    let reference = parse_reference(&args.reference)?;
+    if reference.digest.is_some() || reference.tag.is_none() {
+        fail!(
+            "push to a tag (oci://registry/repository:1.2.0): the registry gives the digest; got {}",
+            args.reference
+        );
+    }
+    let wasm = std::fs::read(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let signature = match &args.sign {
+        Some(key) => Some(sign_bytes(key, &wasm, &reference.to_string())?),
+        None => None,
+    };
+    let registry = Registry::for_reference(&reference)?;
+    let pushed = registry.push(&reference, wasm)?;
+    println!("pushed {}", reference);
+    println!("  manifest {}", pushed.digest);
+    println!("  component {}", pushed.wasm);
+    if let Some(signature) = signature {
+        registry.push_signature(&reference, &pushed.digest, &signature)?;
+        println!(
+            "  signature {}",
+            reference.with_tag(&Registry::signature_tag(&pushed.digest))
+        );
+    }
+    Ok(ExitCode::Ok)
+}
+
+/// `rewind plugins lock`.
+pub fn lock(cli: &Cli, json: bool) -> Result<ExitCode> {
+    let config = rewind::config::Config::load_unlocked(&cli.config)?;
+    let old = LockFile::read(&config.lock_path)?.unwrap_or_default();
+    let cache = PluginCache::default_dir(rewind::engine::Runtime::default_cache_dir().as_deref())
+        .map(PluginCache::new);
+    let mut new = LockFile::default();
+    for instance in config.instances.values() {
+        let Some(oci) = &instance.oci else { continue };
+        let key = oci.reference.to_string();
+        if new.get(&key).is_some() {
+            continue;
+        }
+        let registry = Registry::for_reference(&oci.reference)?;
+        let locked = registry.resolve(&oci.reference, &key)?;
+        if let Some(cache) = &cache {
+            registry.pull(&oci.reference, &locked, cache)?;
+        }
+        new.plugins.push(locked);
+    }
+    new.write(&config.lock_path)?;
+    let changes = new.changes_from(&old);
+    if json {
+        let rows: Vec<_> = changes
+            .iter()
+            .map(|c| serde_json::json!({ "change": c.to_string() }))
+            .collect();
+        print_json(&serde_json::json!({
+            "lock": config.lock_path,
+            "changes": rows,
+            "plugins": new.plugins.iter().map(|p| serde_json::json!({
+                "name": p.name, "reference": p.reference, "version": p.version,
+                "digest": p.digest, "wasm": p.wasm,
+            })).collect::<Vec<_>>(),
+        }))?;
+        return Ok(ExitCode::Ok);
+    }
+    let changed = changes.iter().filter(|c| c.is_change()).count();
+    println!(
+        "{}: {} plugin(s) locked, {changed} change(s)",
+        config.lock_path.display(),
+        new.plugins.len()
+    );
+    for change in &changes {
+        println!("  {change}");
+    }
+    Ok(ExitCode::Ok)
+}
+
+/// `rewind plugins sign --key KEY (FILE | oci://…)`.
+pub fn sign(args: &SignArgs) -> Result<ExitCode> {
+    if OciReference::is_oci(&args.plugin) {
+        let reference = parse_reference(&args.plugin)?;
+        let registry = Registry::for_reference(&reference)?;
+        let (locked, wasm) = registry.fetch_component(&reference)?;
+        let signature = sign_bytes(&args.key, &wasm, &reference.to_string())?;
+        registry.push_signature(&reference, &locked.digest, &signature)?;
+        println!(
+            "signed {} (manifest {}, component {})",
+            reference, locked.digest, locked.wasm
+        );
+        println!(
+            "  signature {}",
+            reference.with_tag(&Registry::signature_tag(&locked.digest))
+        );
+    } else {
+        let file = PathBuf::from(&args.plugin);
+        let wasm =
+            std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+        let what = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let signature = sign_bytes(&args.key, &wasm, &what)?;
+        let out = signature_path(&file);
+        std::fs::write(&out, signature)
+            .with_context(|| format!("cannot write {}", out.display()))?;
+        println!("signed {} -> {}", file.display(), out.display());
+    }
+    Ok(ExitCode::Ok)
+}
+
+/// `rewind plugins keygen NAME`.
+pub fn keygen(args: &KeygenArgs) -> Result<ExitCode> {
+    let (secret, public, id) = rewind::registry::sign::generate_keypair()?;
+    let key_path = with_suffix(&args.name, ".key");
+    let pub_path = with_suffix(&args.name, ".pub");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&key_path)
+        .with_context(|| format!("cannot create {} (it must not exist)", key_path.display()))?;
+    file.write_all(secret.as_bytes())?;
+    std::fs::write(&pub_path, &public)
+        .with_context(|| format!("cannot write {}", pub_path.display()))?;
+    let line = public.lines().last().unwrap_or_default().trim().to_string();
+    let name = args
+        .name
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "team".into());
+    println!("secret key {} (keep it secret)", key_path.display());
+    println!("public key {} (key id {id})", pub_path.display());
+    println!(
+        "trust it in rewind.toml:\n\n[trust]\nrequire_signature = true\n[trust.keys]\n{name} = \"{line}\""
+    );
+    Ok(ExitCode::Ok)
+}

@@ -1,0 +1,293 @@
+//! Plugins shared through a real OCI registry: Debian's `docker-registry`
+//! (the CNCF distribution server) on 127.0.0.1, driven through the real
+//! `rewind` binary: push, lock, pull on a clean cache, run; a moved tag;
+//! a tampered blob; signatures under `require_signature`.
+
+use std::path::Path;
+use std::process::Output;
+
+use crate::common::{Project, plugin_path};
+use crate::servers::OciRegistry;
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn ok(out: Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what}\nstdout:\n{}\nstderr:\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// The failure's stderr, asserting it failed with `code`.
+fn fails(out: Output, code: i32, what: &str) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{what}\nstdout:\n{}\nstderr:\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stderr)
+}
+
+/// A project whose `files` instance comes from `source`, backing up one
+/// file; its plugin cache is its own (a clean cache per test).
+fn project(source: &str, extra: &str) -> Project {
+    let mut project = Project::new("");
+    let root = project.root();
+    std::fs::create_dir_all(root.join("app")).unwrap();
+    std::fs::write(root.join("app/data.txt"), "v1\n").unwrap();
+    project.write(&format!(
+        "[plugins.files]\n{source}\ngrants.paths = [\"{app}\"]\nparams = {{ paths = [\"{app}/data.txt\"] }}\n\n\
+         [chains]\nbackup = [\"files\"]\nrollback = [\"files\"]\n\n{extra}",
+        app = root.join("app").display()
+    ));
+    project.set_env(
+        "REWIND_PLUGIN_CACHE",
+        &root.join("plugin-cache").display().to_string(),
+    );
+    project
+}
+
+fn push(project: &Project, file: &Path, reference: &str) -> String {
+    ok(
+        project.rewind(&["plugins", "push", &file.display().to_string(), reference]),
+        "plugins push",
+    )
+}
+
+fn lock_entry(project: &Project) -> (String, String) {
+    let lock: toml::Table =
+        toml::from_str(&std::fs::read_to_string(project.root().join("rewind.lock")).unwrap())
+            .unwrap();
+    let entry = &lock["plugins"].as_array().unwrap()[0];
+    (
+        entry["digest"].as_str().unwrap().to_string(),
+        entry["wasm"].as_str().unwrap().to_string(),
+    )
+}
+
+fn sha256_of(path: &Path) -> String {
+    format!(
+        "sha256:{}",
+        rewind::plugin::sha256_hex(&std::fs::read(path).unwrap())
+    )
+}
+
+#[test]
+fn a_plugin_pushed_locked_and_pulled_backs_up_and_rolls_back() {
+    let registry = OciRegistry::start();
+    let reference = registry.reference("platform/files:1.0.0");
+    let project = project(&format!("source = \"{reference}\""), "");
+    let pushed = push(&project, &plugin_path("files"), &reference);
+    assert!(pushed.contains("manifest sha256:"), "{pushed}");
+
+    // Not locked yet: a config error at the source, naming the command.
+    let err = fails(project.rewind(&["backup"]), 2, "backup before lock");
+    assert!(err.contains("rewind.toml:"), "{err}");
+    assert!(err.contains("rewind plugins lock"), "{err}");
+
+    let out = ok(project.rewind(&["plugins", "lock"]), "plugins lock");
+    assert!(out.contains(&format!("+ {reference} locked")), "{out}");
+    let (manifest, wasm) = lock_entry(&project);
+    assert_eq!(wasm, sha256_of(&plugin_path("files")));
+
+    // What the registry holds is the CNCF Wasm artifact wkg and oras pull.
+    let stored: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(registry.blob_file(&manifest)).unwrap()).unwrap();
+    assert_eq!(
+        stored["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    assert_eq!(
+        stored["config"]["mediaType"],
+        "application/vnd.wasm.config.v0+json"
+    );
+    assert_eq!(stored["layers"].as_array().unwrap().len(), 1);
+    assert_eq!(stored["layers"][0]["mediaType"], "application/wasm");
+    assert_eq!(stored["layers"][0]["digest"], wasm.as_str());
+    let config: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(registry.blob_file(stored["config"]["digest"].as_str().unwrap())).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(config["os"], "wasip2");
+    assert!(config["component"]["exports"].is_array(), "{config}");
+
+    // A clean cache: the run pulls by digest, then works offline.
+    std::fs::remove_dir_all(project.root().join("plugin-cache")).unwrap();
+    let backup = project.json(&["backup", "--json"], 0);
+    let backup_id = backup["run_id"]
+        .as_str()
+        .or(backup["id"].as_str())
+        .map(str::to_string);
+    drop(registry);
+    std::fs::write(project.root().join("app/data.txt"), "v2 broken\n").unwrap();
+    let mut args = vec!["rollback", "--yes"];
+    if let Some(id) = &backup_id {
+        args.extend(["--to", id.as_str()]);
+    }
+    ok(project.rewind(&args), "rollback with the registry gone");
+    assert_eq!(
+        std::fs::read_to_string(project.root().join("app/data.txt")).unwrap(),
+        "v1\n"
+    );
+    let list = ok(project.rewind(&["plugins", "list"]), "plugins list");
+    assert!(list.contains(&format!("{reference}@{manifest}")), "{list}");
+}
+
+#[test]
+fn a_moved_tag_changes_nothing_until_the_next_lock() {
+    let registry = OciRegistry::start();
+    let reference = registry.reference("platform/files:stable");
+    let project = project(&format!("source = \"{reference}\""), "");
+    push(&project, &plugin_path("files"), &reference);
+    ok(project.rewind(&["plugins", "lock"]), "plugins lock");
+    let (manifest, wasm) = lock_entry(&project);
+
+    // The tag moves to another component.
+    push(&project, &plugin_path("command"), &reference);
+    std::fs::remove_dir_all(project.root().join("plugin-cache")).unwrap();
+    ok(project.rewind(&["backup"]), "backup after the tag moved");
+    let check = project.rewind(&["plugins", "list", "--json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
+    assert_eq!(rows[0]["sha256"], wasm.trim_start_matches("sha256:"));
+    assert_eq!(lock_entry(&project), (manifest.clone(), wasm.clone()));
+
+    // `plugins lock` moves it, and says so.
+    let out = ok(project.rewind(&["plugins", "lock"]), "plugins lock again");
+    assert!(out.contains("1 change(s)"), "{out}");
+    assert!(out.contains(&format!("~ {reference} moved")), "{out}");
+    let (new_manifest, new_wasm) = lock_entry(&project);
+    assert_ne!(new_manifest, manifest);
+    assert_eq!(new_wasm, sha256_of(&plugin_path("command")));
+}
+
+#[test]
+fn a_tampered_blob_in_the_registry_is_refused() {
+    let registry = OciRegistry::start();
+    let reference = registry.reference("platform/files:1.0.0");
+    let project = project(&format!("source = \"{reference}\""), "");
+    push(&project, &plugin_path("files"), &reference);
+    ok(project.rewind(&["plugins", "lock"]), "plugins lock");
+    let (_, wasm) = lock_entry(&project);
+
+    // Someone with access to the registry's storage swaps the component.
+    std::fs::copy(plugin_path("command"), registry.blob_file(&wasm)).unwrap();
+    std::fs::remove_dir_all(project.root().join("plugin-cache")).unwrap();
+    let err = fails(
+        project.rewind(&["backup"]),
+        2,
+        "backup from a tampered registry",
+    );
+    assert!(err.contains("cannot fetch its locked plugin"), "{err}");
+    assert!(err.to_lowercase().contains("digest"), "{err}");
+    assert!(
+        !project.root().join("plugin-cache/sha256").exists()
+            || std::fs::read_dir(project.root().join("plugin-cache/sha256"))
+                .unwrap()
+                .all(|e| !e.unwrap().file_name().to_string_lossy().ends_with(".wasm"))
+    );
+
+    // The table form pins the manifest digest in the config itself.
+    let (manifest, _) = lock_entry(&project);
+    let other = project_with_table(&registry, &manifest);
+    let err = fails(other.rewind(&["backup"]), 2, "unlocked table source");
+    assert!(err.contains("rewind plugins lock"), "{err}");
+}
+
+fn project_with_table(registry: &OciRegistry, manifest: &str) -> Project {
+    project(
+        &format!(
+            "source = {{ oci = \"{}\", digest = \"{manifest}\" }}",
+            registry.reference("platform/files:1.0.0")
+        ),
+        "",
+    )
+}
+
+#[test]
+fn require_signature_refuses_unsigned_and_wrongly_signed_plugins() {
+    let registry = OciRegistry::start();
+    let reference = registry.reference("platform/files:1.0.0");
+    let keys = tempfile::tempdir().unwrap();
+    let team = keys.path().join("team");
+    let other = keys.path().join("other");
+    let scratch = Project::new("");
+    for key in [&team, &other] {
+        ok(
+            scratch.rewind(&["plugins", "keygen", &key.display().to_string()]),
+            "keygen",
+        );
+    }
+    let public = |key: &Path| {
+        let text = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+        text.lines().last().unwrap().trim().to_string()
+    };
+    let trust = format!(
+        "[trust]\nrequire_signature = true\n[trust.keys]\nteam = \"{}\"\n",
+        public(&team)
+    );
+    let project = project(&format!("source = \"{reference}\""), &trust);
+    push(&project, &plugin_path("files"), &reference);
+    ok(project.rewind(&["plugins", "lock"]), "plugins lock");
+
+    let err = fails(project.rewind(&["backup"]), 2, "unsigned");
+    assert!(err.contains("refused before it is compiled"), "{err}");
+    assert!(err.contains("no signature"), "{err}");
+    assert!(err.contains("`team` (key id"), "{err}");
+    assert!(err.contains("rewind plugins sign --key"), "{err}");
+
+    let sign = |key: &Path| {
+        ok(
+            project.rewind(&[
+                "plugins",
+                "sign",
+                "--key",
+                &key.with_extension("key").display().to_string(),
+                &reference,
+            ]),
+            "plugins sign",
+        )
+    };
+    sign(&other);
+    let err = fails(project.rewind(&["backup"]), 2, "signed by another key");
+    assert!(err.contains("which is not trusted"), "{err}");
+    assert!(err.contains("`team`"), "{err}");
+
+    sign(&team);
+    ok(project.rewind(&["backup"]), "signed by the team key");
+    // Offline, the cached signature still verifies.
+    drop(registry);
+    ok(project.rewind(&["backup"]), "signed, registry gone");
+
+    // A local file is signed beside it (FILE.minisig).
+    let local = project.root().join("files.wasm");
+    std::fs::copy(plugin_path("files"), &local).unwrap();
+    let local_project = self::project(
+        &format!(
+            "source = \"{}\"\nsha256 = \"{}\"",
+            local.display(),
+            sha256_of(&local).trim_start_matches("sha256:")
+        ),
+        &trust,
+    );
+    let err = fails(local_project.rewind(&["backup"]), 2, "unsigned local file");
+    assert!(err.contains("no signature"), "{err}");
+    ok(
+        local_project.rewind(&[
+            "plugins",
+            "sign",
+            "--key",
+            &team.with_extension("key").display().to_string(),
+            &local.display().to_string(),
+        ]),
+        "sign a file",
+    );
+    assert!(local.with_extension("wasm.minisig").exists());
+    ok(local_project.rewind(&["backup"]), "signed local file");
+}
