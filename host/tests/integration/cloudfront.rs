@@ -619,3 +619,294 @@ fn a_wait_for_completed_that_times_out_names_the_invalidation() {
     );
     assert!(started.elapsed() < Duration::from_secs(30));
 }
+
+/// Objects above `copy_part_size_mib` are copied in parts (UploadPartCopy),
+/// the way one larger than CopyObject's 5 GiB must be: here a 12 MiB
+/// object in 5 MiB parts, which moto assembles and checks like S3 (a part
+/// under 5 MiB that is not the last is refused).
+fn large_objects_are_copied_in_parts(versioned: bool) {
+    let moto = Moto::start();
+    site(&moto, versioned, 2);
+    moto.python(
+        r#"
+import random
+body = random.Random(7).randbytes(12 * 1024 * 1024 + 1)
+s3.put_object(Bucket="app-assets", Key="site/media/intro.mp4", Body=body, ContentType="video/mp4",
+              CacheControl="public, max-age=600", Metadata={"build": "v1"})
+"#,
+    );
+    let before = snapshot(&moto);
+    let project = project_with(&moto, "copy_part_size_mib = 5", &grants(&moto), "");
+    let out = project.rewind(&["backup"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    moto.python(
+        r#"
+s3.put_object(Bucket="app-assets", Key="site/media/intro.mp4", Body=b"truncated by a broken deploy",
+              ContentType="text/plain", Metadata={"build": "v2"})
+"#,
+    );
+    assert_ne!(snapshot(&moto), before);
+
+    let out = project.rewind(&["rollback", "--yes", "--verbose"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(snapshot(&moto), before, "bytes and metadata back");
+    assert!(
+        text(&out).contains("copying `site/media/intro.mp4` (12582913 bytes) in 3 parts of 5 MiB"),
+        "{}",
+        text(&out)
+    );
+    // A versioned bucket's backup copies nothing; an unversioned one's
+    // backup copy of the large object was made in parts too.
+    assert_eq!(
+        backup_copies(&moto),
+        if versioned {
+            vec![]
+        } else {
+            vec![SITE_OBJECTS_OF_2 + 1, SITE_OBJECTS_OF_2 + 1]
+        }
+    );
+    // No multipart upload is left open.
+    let open = moto
+        .python(r#"print(len(s3.list_multipart_uploads(Bucket="app-assets").get("Uploads", [])))"#);
+    assert_eq!(open, "0");
+}
+
+/// Objects of the site as [`site`] uploads it with two of each asset.
+const SITE_OBJECTS_OF_2: usize = 8;
+
+#[test]
+fn large_objects_are_copied_in_parts_on_a_versioned_bucket() {
+    large_objects_are_copied_in_parts(true);
+}
+
+#[test]
+fn large_objects_are_copied_in_parts_on_an_unversioned_bucket() {
+    large_objects_are_copied_in_parts(false);
+}
+
+#[test]
+fn a_part_size_s3_does_not_take_is_refused_with_its_limits() {
+    let moto = Moto::start();
+    site(&moto, false, 2);
+    let project = project_with(&moto, "copy_part_size_mib = 2", &grants(&moto), "");
+    let out = backup_fails(&project);
+    assert!(
+        out.contains("params.copy_part_size_mib is 2; S3 takes parts of 5 to 5120 MiB"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_key_without_write_permission_is_denied_and_the_error_names_the_permission() {
+    // IAM auth on; a second user that may only read the bucket.
+    let moto = Moto::start();
+    site(&moto, true, 10);
+    moto.enable_iam_auth();
+    let before = snapshot(&moto);
+    let reader = moto.python(
+        r#"
+iam.create_user(UserName="reader")
+iam.put_user_policy(UserName="reader", PolicyName="read", PolicyDocument=json.dumps(
+    {"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+     "Action": ["s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket", "s3:GetBucketVersioning"],
+     "Resource": ["arn:aws:s3:::app-assets", "arn:aws:s3:::app-assets/*"]}]}))
+k = iam.create_access_key(UserName="reader")["AccessKey"]
+print(k["AccessKeyId"], k["SecretAccessKey"])
+"#,
+    );
+    let (key, secret) = reader.split_once(' ').unwrap();
+    let mut project = project_with(&moto, "", &grants(&moto), "");
+    project.set_env("AWS_ACCESS_KEY_ID", key);
+    project.set_env("AWS_SECRET_ACCESS_KEY", secret);
+
+    // Reading is enough for a backup of a versioned bucket.
+    project.json(&["backup", "--json"], 0);
+    moto.python(DEPLOY);
+    let broken = snapshot(&moto);
+
+    // Putting the objects back is not allowed: the rollback stops at the
+    // first copy, names the operation, its IAM permission and the
+    // variable holding the key, and changes nothing.
+    let out = project.rewind(&["rollback", "--yes"]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    let out = text(&out);
+    assert!(
+        out.contains("CopyObject (s3:GetObject on the source, s3:PutObject on the target)")
+            && out.contains("AccessDenied")
+            && out.contains("the key in AWS_ACCESS_KEY_ID lacks this permission"),
+        "{out}"
+    );
+    assert_eq!(snapshot(&moto), broken);
+    assert_ne!(broken, before);
+}
+
+/// A CloudFront stand-in that has too many invalidations in progress for
+/// the first `busy` CreateInvalidation requests (as CloudFront answers
+/// them: HTTP 400 TooManyInvalidationsInProgress), then creates one that
+/// is completed.
+fn busy_cloudfront(busy: usize) -> HttpServer {
+    let creates = std::sync::atomic::AtomicUsize::new(0);
+    HttpServer::start_answering(Duration::ZERO, move |request| {
+        match (
+            request.method.as_str(),
+            request.path.ends_with("/invalidation"),
+        ) {
+            ("POST", true) => {
+                if creates.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < busy {
+                    (
+                        400,
+                        "<ErrorResponse><Error><Type>Sender</Type>\
+                         <Code>TooManyInvalidationsInProgress</Code><Message>Processing your \
+                         request will cause you to exceed the maximum number of in-progress \
+                         wildcard invalidations.</Message></Error></ErrorResponse>"
+                            .into(),
+                    )
+                } else {
+                    (
+                        201,
+                        "<Invalidation><Id>I2SLOT</Id><Status>Completed</Status>\
+                         <InvalidationBatch><Paths><Quantity>1</Quantity><Items><Path>/*</Path>\
+                         </Items></Paths><CallerReference>x</CallerReference></InvalidationBatch>\
+                         </Invalidation>"
+                            .into(),
+                    )
+                }
+            }
+            ("GET", true) => (
+                200,
+                "<InvalidationList><IsTruncated>false</IsTruncated><Quantity>0</Quantity>\
+                 </InvalidationList>"
+                    .into(),
+            ),
+            // GetDistribution: it exists.
+            _ => (200, "<Distribution><Id>E2BUSY</Id></Distribution>".into()),
+        }
+    })
+}
+
+/// A hook call on the site in moto whose CloudFront is `cloudfront`.
+fn call_via(moto: &Moto, cloudfront: &HttpServer, wait_timeout_s: u64) -> Call {
+    Call::new(
+        "site",
+        json!({
+            "bucket": BUCKET, "prefix": "site/", "s3_endpoint": moto.url(),
+            "cloudfront_endpoint": cloudfront.origin(), "distribution_id": "E2BUSY",
+            "wait_timeout_s": wait_timeout_s,
+            "access_key_id_env": KEY_VAR, "secret_access_key_env": SECRET_VAR,
+        }),
+    )
+    .http(&moto.url())
+    .http(&cloudfront.origin())
+    .env(KEY_VAR)
+    .env(SECRET_VAR)
+}
+
+#[test]
+fn too_many_invalidations_in_progress_waits_for_a_slot_then_times_out_clearly() {
+    let moto = Moto::start();
+    site(&moto, true, 2);
+    let s = scratch();
+    let plugin = load("cloudfront");
+    let call = |cloudfront: &HttpServer, timeout: u64| call_via(&moto, cloudfront, timeout);
+
+    // Busy twice, then a slot: the revert waits (2 s, 4 s) and succeeds.
+    let cloudfront = busy_cloudfront(2);
+    let saved = call(&cloudfront, 60).backup(&plugin, &s.store);
+    let outcome = call(&cloudfront, 60).run(&plugin, &s.store, HookInput::Revert(&saved));
+    let summary = report(&outcome).summary;
+    assert!(
+        summary.contains("invalidation I2SLOT of /* on E2BUSY: Completed"),
+        "{summary}"
+    );
+    let posts = |server: &HttpServer| {
+        server
+            .recorded()
+            .iter()
+            .filter(|r| r.method == "POST")
+            .count()
+    };
+    assert_eq!(posts(&cloudfront), 3);
+    assert!(
+        outcome.logs.iter().any(|l| l
+            .message
+            .contains("TooManyInvalidationsInProgress; trying again in 2 s")),
+        "{:#?}",
+        outcome.logs
+    );
+
+    // Busy for longer than the wait budget: a timeout that says the
+    // bucket is restored and how to finish.
+    let cloudfront = busy_cloudfront(usize::MAX);
+    let started = Instant::now();
+    let err = call(&cloudfront, 3)
+        .run(&plugin, &s.store, HookInput::Revert(&saved))
+        .result
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Timeout, "{err:?}");
+    assert!(
+        err.message.contains(
+            "CreateInvalidation on distribution E2BUSY: still TooManyInvalidationsInProgress after 3 s"
+        ) && err.message.contains("The bucket is restored")
+            && err.message.contains("`rewind rollback --resume` creates this one"),
+        "{err:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+#[test]
+fn cloudfront_requests_are_signed_exactly_as_botocore_signs_them() {
+    // moto checks S3 signatures under IAM auth (the test above) but not
+    // CloudFront's; so recompute each CloudFront request's signature with
+    // botocore's SigV4 signer from what the stand-in received, with the
+    // same time and the headers the plugin signed.
+    let moto = Moto::start();
+    site(&moto, true, 2);
+    let cloudfront = busy_cloudfront(0);
+    let s = scratch();
+    let plugin = load("cloudfront");
+    let saved = call_via(&moto, &cloudfront, 60).backup(&plugin, &s.store);
+    report(&call_via(&moto, &cloudfront, 60).run(&plugin, &s.store, HookInput::Revert(&saved)));
+
+    let requests: Vec<Value> = cloudfront
+        .recorded()
+        .iter()
+        .map(|r| {
+            json!({
+                "method": r.method, "url": format!("{}{}", cloudfront.origin(), r.path),
+                "headers": r.headers, "body": String::from_utf8_lossy(&r.body),
+            })
+        })
+        .collect();
+    assert!(
+        requests.iter().any(|r| r["method"] == "POST"),
+        "{requests:#?}"
+    );
+    let recorded = s.dir.path().join("cloudfront-requests.json");
+    std::fs::write(&recorded, serde_json::to_vec(&requests).unwrap()).unwrap();
+    let checked = moto.python(&format!(
+        r#"
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+creds = Credentials(os.environ["{KEY_VAR}"], os.environ["{SECRET_VAR}"])
+ok = 0
+for r in json.load(open({recorded:?})):
+    headers = dict(r["headers"])
+    auth = headers["authorization"]
+    scope = auth.split("Credential=")[1].split(",")[0].split("/")
+    signed = auth.split("SignedHeaders=")[1].split(",")[0].split(";")
+    request = AWSRequest(method=r["method"], url=r["url"], data=r["body"].encode(),
+                         headers={{h: headers[h] for h in signed}})
+    request.context["timestamp"] = headers["x-amz-date"]
+    signer = SigV4Auth(creds, scope[3], scope[2])
+    expected = signer.signature(signer.string_to_sign(request, signer.canonical_request(request)), request)
+    got = auth.split("Signature=")[1]
+    assert (scope[2], scope[3]) == ("us-east-1", "cloudfront"), scope
+    assert got == expected, (r["method"], r["url"], got, expected)
+    ok += 1
+print(ok)
+"#,
+        recorded = recorded.display().to_string()
+    ));
+    assert_eq!(checked, requests.len().to_string());
+}

@@ -208,7 +208,8 @@ pub fn only_check(report: &HealthReport) -> (HealthStatus, String) {
 }
 
 /// A real HTTP/1.1 server on 127.0.0.1, answering every request with a
-/// fixed status and body, and counting requests.
+/// fixed status and body (or one chosen per request), and recording
+/// requests.
 pub struct HttpServer {
     pub port: u16,
     pub hits: Arc<AtomicUsize>,
@@ -245,6 +246,16 @@ impl HttpServer {
     }
 
     pub fn start_with_delay(status: u16, body: &'static str, delay: Duration) -> HttpServer {
+        Self::start_answering(delay, move |_| (status, body.to_string()))
+    }
+
+    /// A server whose answer depends on the request: `answer` gets each
+    /// request and returns the status and body, sent after `delay`.
+    pub fn start_answering(
+        delay: Duration,
+        answer: impl Fn(&Recorded) -> (u16, String) + Send + Sync + 'static,
+    ) -> HttpServer {
+        let answer = Arc::new(answer);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let hits = Arc::new(AtomicUsize::new(0));
@@ -253,8 +264,8 @@ impl HttpServer {
         let (h, p, r) = (hits.clone(), paths.clone(), requests.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let (h, p, r) = (h.clone(), p.clone(), r.clone());
-                std::thread::spawn(move || serve(stream, status, body, delay, &h, &p, &r));
+                let (h, p, r, a) = (h.clone(), p.clone(), r.clone(), answer.clone());
+                std::thread::spawn(move || serve(stream, &*a, delay, &h, &p, &r));
             }
         });
         HttpServer {
@@ -284,8 +295,7 @@ impl HttpServer {
 
 fn serve(
     stream: TcpStream,
-    status: u16,
-    body: &str,
+    answer: &(dyn Fn(&Recorded) -> (u16, String) + Send + Sync),
     delay: Duration,
     hits: &AtomicUsize,
     paths: &Mutex<Vec<String>>,
@@ -321,12 +331,14 @@ fn serve(
         body
     };
     let mut parts = request_line.split_whitespace();
-    requests.lock().unwrap().push(Recorded {
+    let request = Recorded {
         method: parts.next().unwrap_or("").to_string(),
         path: parts.next().unwrap_or("").to_string(),
         headers,
         body: request_body,
-    });
+    };
+    let (status, body) = answer(&request);
+    requests.lock().unwrap().push(request);
     hits.fetch_add(1, Ordering::SeqCst);
     paths.lock().unwrap().push(
         request_line

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use rewind_sdk::HookError;
+use rewind_sdk::{HookError, log};
 use serde::{Deserialize, Serialize};
 
 use crate::aws::{
@@ -271,6 +271,141 @@ impl S3 {
         Ok(child_text(root, "ETag").unwrap_or_default())
     }
 
+    /// A server-side copy of `size` bytes in parts of `part_size` (S3's
+    /// UploadPartCopy; CopyObject stops at 5 GiB): CreateMultipartUpload
+    /// with `meta`, one ranged UploadPartCopy per part, then
+    /// CompleteMultipartUpload. The target key changes only on completion;
+    /// a failure aborts the upload so no parts are left billed. Returns
+    /// the new object's ETag (a multipart ETag, `…-N`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn copy_in_parts(
+        &self,
+        client: &Client,
+        source: &str,
+        size: u64,
+        bucket: &str,
+        key: &str,
+        meta: &Meta,
+        part_size: u64,
+    ) -> Result<String, HookError> {
+        let target = format!("{source} -> s3://{bucket}/{key}");
+        let url = self.object_url(bucket, key);
+        let mut create = Call::new(Service::S3, "POST", format!("{url}?uploads"));
+        for (k, v) in meta.headers() {
+            create = create.header(&k, &v);
+        }
+        let response = client.send(&create).map_err(|f| {
+            client.explain(
+                "CreateMultipartUpload (s3:PutObject)",
+                &format!("s3://{bucket}/{key}"),
+                f,
+            )
+        })?;
+        let text = response.text();
+        let doc = parse_xml(&text, "CreateMultipartUpload")?;
+        let upload_id = child_text(doc.root_element(), "UploadId")
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| {
+                HookError::failed(format!("CreateMultipartUpload for {target}: no UploadId"))
+            })?;
+        let upload = format!("uploadId={}", encode(&upload_id));
+        let copied = self.copy_parts(client, source, size, &url, &upload, part_size, &target);
+        let result = copied.and_then(|etags| {
+            let parts: String = etags
+                .iter()
+                .enumerate()
+                .map(|(i, etag)| {
+                    format!(
+                        "<Part><PartNumber>{}</PartNumber><ETag>{}</ETag></Part>",
+                        i + 1,
+                        xml_escape(etag)
+                    )
+                })
+                .collect();
+            let body = format!(
+                r#"<?xml version="1.0" encoding="UTF-8"?><CompleteMultipartUpload xmlns="http://s3.amazonaws.com/doc/2006-03-01/">{parts}</CompleteMultipartUpload>"#
+            );
+            let complete = Call::new(Service::S3, "POST", format!("{url}?{upload}"))
+                .header("content-type", "application/xml")
+                .body(body.into_bytes());
+            let response = client.send(&complete).map_err(|f| {
+                client.explain("CompleteMultipartUpload (s3:PutObject)", &target, f)
+            })?;
+            // Like a copy, a completion can fail after its 200.
+            let text = response.text();
+            let doc = parse_xml(&text, "CompleteMultipartUpload")?;
+            let root = doc.root_element();
+            if root.tag_name().name() == "Error" {
+                return Err(HookError::failed(format!(
+                    "CompleteMultipartUpload {target} failed: {} {}",
+                    child_text(root, "Code").unwrap_or_default(),
+                    child_text(root, "Message").unwrap_or_default()
+                )));
+            }
+            Ok(child_text(root, "ETag").unwrap_or_default())
+        });
+        if result.is_err() {
+            let abort = Call::new(Service::S3, "DELETE", format!("{url}?{upload}"));
+            if let Err(f) = client.send(&abort) {
+                let err =
+                    client.explain("AbortMultipartUpload (s3:AbortMultipartUpload)", &target, f);
+                log::warn(format!(
+                    "{}; the unfinished upload {upload_id} stays until a lifecycle rule removes it",
+                    err.message()
+                ));
+            }
+        }
+        result
+    }
+
+    /// The UploadPartCopy requests of [`S3::copy_in_parts`]: their ETags,
+    /// in part order.
+    #[allow(clippy::too_many_arguments)]
+    fn copy_parts(
+        &self,
+        client: &Client,
+        source: &str,
+        size: u64,
+        url: &str,
+        upload: &str,
+        part_size: u64,
+        target: &str,
+    ) -> Result<Vec<String>, HookError> {
+        let mut etags = Vec::new();
+        let mut start = 0u64;
+        while start < size {
+            let end = (start + part_size).min(size) - 1;
+            let number = etags.len() + 1;
+            let call = Call::new(
+                Service::S3,
+                "PUT",
+                format!("{url}?partNumber={number}&{upload}"),
+            )
+            .header("x-amz-copy-source", source)
+            .header("x-amz-copy-source-range", &format!("bytes={start}-{end}"));
+            let response = client.send(&call).map_err(|f| {
+                client.explain(
+                    "UploadPartCopy (s3:GetObject on the source, s3:PutObject on the target)",
+                    &format!("{target}, part {number} (bytes {start}-{end})"),
+                    f,
+                )
+            })?;
+            let text = response.text();
+            let doc = parse_xml(&text, "UploadPartCopy")?;
+            let root = doc.root_element();
+            if root.tag_name().name() == "Error" {
+                return Err(HookError::failed(format!(
+                    "UploadPartCopy {target}, part {number} failed: {} {}",
+                    child_text(root, "Code").unwrap_or_default(),
+                    child_text(root, "Message").unwrap_or_default()
+                )));
+            }
+            etags.push(child_text(root, "ETag").unwrap_or_default());
+            start = end + 1;
+        }
+        Ok(etags)
+    }
+
     /// DeleteObject (on a versioned bucket: a delete marker).
     pub fn delete(&self, client: &Client, bucket: &str, key: &str) -> Result<(), HookError> {
         let call = Call::new(Service::S3, "DELETE", self.object_url(bucket, key));
@@ -314,6 +449,10 @@ fn xml_escape(text: &str) -> String {
         .replace('>', "&gt;")
         .replace('"', "&quot;")
 }
+
+/// CloudFront's answer when a distribution has as many invalidations in
+/// progress as it allows: not an error of ours, a reason to wait.
+pub const TOO_MANY_INVALIDATIONS: &str = "TooManyInvalidationsInProgress";
 
 impl CloudFront {
     fn url(&self, path: &str) -> String {
@@ -366,14 +505,16 @@ impl CloudFront {
     }
 
     /// CreateInvalidation. CloudFront answers a repeated CallerReference
-    /// with the same paths by returning the existing invalidation.
+    /// with the same paths by returning the existing invalidation. `None`
+    /// when the distribution has too many invalidations in progress to
+    /// take another now.
     pub fn create_invalidation(
         &self,
         client: &Client,
         dist: &str,
         paths: &[String],
         caller_reference: &str,
-    ) -> Result<Invalidation, HookError> {
+    ) -> Result<Option<Invalidation>, HookError> {
         let items: String = paths
             .iter()
             .map(|p| format!("<Path>{}</Path>", xml_escape(p)))
@@ -390,14 +531,18 @@ impl CloudFront {
         )
         .header("content-type", "application/xml")
         .body(body.into_bytes());
-        let response = client.send(&call).map_err(|f| {
-            client.explain(
-                "CreateInvalidation (cloudfront:CreateInvalidation)",
-                &Self::target(dist),
-                f,
-            )
-        })?;
-        Self::parse_invalidation(&response.text())
+        let response = match client.send(&call) {
+            Ok(response) => response,
+            Err(Failure::Aws(e)) if e.code == TOO_MANY_INVALIDATIONS => return Ok(None),
+            Err(f) => {
+                return Err(client.explain(
+                    "CreateInvalidation (cloudfront:CreateInvalidation)",
+                    &Self::target(dist),
+                    f,
+                ));
+            }
+        };
+        Self::parse_invalidation(&response.text()).map(Some)
     }
 
     pub fn get_invalidation(

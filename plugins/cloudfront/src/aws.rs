@@ -360,12 +360,6 @@ impl Client {
                 "{action} on {target}: NoSuchDistribution — check params.distribution_id \
                  (`aws cloudfront list-distributions` lists the ids)"
             )),
-            "TooManyInvalidationsInProgress" => HookError::failed(format!(
-                "{action} on {target}: TooManyInvalidationsInProgress{detail} — CloudFront \
-                 allows a limited number of invalidations in progress per distribution; wait \
-                 for them to finish, then run the revert again (`rewind rollback --resume`); \
-                 the bucket itself is already restored"
-            )),
             "" => match err.status {
                 // HEAD answers carry no body.
                 403 => HookError::failed(format!(

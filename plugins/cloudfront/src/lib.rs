@@ -26,7 +26,7 @@ use rewind_sdk::{
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use api::{CloudFront, Invalidation, Meta, S3, copy_source};
+use api::{CloudFront, Invalidation, Meta, S3, TOO_MANY_INVALIDATIONS, copy_source};
 use aws::{Client, CredentialVars};
 
 rewind_sdk::params! {
@@ -61,6 +61,8 @@ rewind_sdk::params! {
         request_timeout_s: u64 = 30,
         /// Retries of a throttled (SlowDown, Throttling, 503) or failed request, with backoff
         max_retries: u32 = 5,
+        /// Objects larger than this are copied server-side in parts of this size (UploadPartCopy); S3 allows 5 to 5120 MiB per part, and one CopyObject copies at most 5 GiB
+        copy_part_size_mib: u64 = 5120,
     }
 }
 
@@ -92,8 +94,10 @@ struct Object {
     meta: Meta,
 }
 
-/// CopyObject copies at most 5 GiB in one request.
-const MAX_COPY: u64 = 5 << 30;
+/// S3's limits on a part of a multipart upload: 5 MiB to 5 GiB, at most
+/// 10,000 parts.
+const PART_SIZE_MIB: std::ops::RangeInclusive<u64> = 5..=5120;
+const MAX_PARTS: u64 = 10_000;
 
 impl Params {
     fn client(&self) -> Result<Client, HookError> {
@@ -120,6 +124,59 @@ impl Params {
         CloudFront {
             endpoint: self.cloudfront_endpoint.clone(),
         }
+    }
+
+    /// Copy `object` server-side from `source` to `bucket`/`key`: one
+    /// CopyObject up to the part size, else a multipart copy. With
+    /// `replace`, the object gets the recorded metadata; else (backup
+    /// copies) the source's. Returns the new ETag, and whether it came
+    /// from parts (a multipart ETag is not the content's).
+    fn copy(
+        &self,
+        client: &Client,
+        source: &str,
+        object: &Object,
+        (bucket, key): (&str, &str),
+        replace: bool,
+    ) -> Result<(String, bool), HookError> {
+        if !PART_SIZE_MIB.contains(&self.copy_part_size_mib) {
+            return Err(HookError::invalid_input(format!(
+                "params.copy_part_size_mib is {}; S3 takes parts of {} to {} MiB",
+                self.copy_part_size_mib,
+                PART_SIZE_MIB.start(),
+                PART_SIZE_MIB.end()
+            )));
+        }
+        let part_size = self.copy_part_size_mib << 20;
+        let s3 = self.s3();
+        if object.size <= part_size {
+            let meta = replace.then_some(&object.meta);
+            return Ok((s3.copy(client, source, bucket, key, meta)?, false));
+        }
+        if object.size.div_ceil(part_size) > MAX_PARTS {
+            return Err(HookError::invalid_input(format!(
+                "`{}` is {} bytes: in parts of {} MiB that is more than S3's {MAX_PARTS} parts; \
+                 raise params.copy_part_size_mib",
+                object.key, object.size, self.copy_part_size_mib
+            )));
+        }
+        log::info(format!(
+            "copying `{}` ({} bytes) in {} parts of {} MiB",
+            object.key,
+            object.size,
+            object.size.div_ceil(part_size),
+            self.copy_part_size_mib
+        ));
+        let etag = s3.copy_in_parts(
+            client,
+            source,
+            object.size,
+            bucket,
+            key,
+            &object.meta,
+            part_size,
+        )?;
+        Ok((etag, true))
     }
 
     fn backup_bucket(&self) -> &str {
@@ -251,22 +308,9 @@ impl Backup for Cloudfront {
                 ));
             } else {
                 for object in &record.objects {
-                    if object.size > MAX_COPY {
-                        return Err(HookError::unsupported(format!(
-                            "`{}` is {} bytes; a server-side copy of more than 5 GiB needs a \
-                             multipart copy, which this plugin does not do: enable versioning \
-                             on bucket `{}` instead",
-                            object.key, object.size, params.bucket
-                        )));
-                    }
                     let source = copy_source(&params.bucket, &object.key, None);
-                    s3.copy(
-                        &client,
-                        &source,
-                        &dest_bucket,
-                        &format!("{dest}{}", object.key),
-                        None,
-                    )?;
+                    let key = format!("{dest}{}", object.key);
+                    params.copy(&client, &source, object, (&dest_bucket, &key), false)?;
                 }
                 log::info(format!(
                     "{}: {} objects ({total} bytes), unversioned: copied server-side to s3://{dest_bucket}/{dest}",
@@ -419,20 +463,13 @@ impl Revert for Cloudfront {
                         copy_source(bucket, &format!("{dir}{}", object.key), None)
                     }
                 };
-                if object.size > MAX_COPY {
-                    return Err(HookError::unsupported(format!(
-                        "`{}` is {} bytes: a copy of more than 5 GiB needs a multipart copy, \
-                         which this plugin does not do",
-                        object.key, object.size
-                    )));
-                }
-                let etag = s3
+                let (etag, in_parts) = params
                     .copy(
                         &client,
                         &source,
-                        &params.bucket,
-                        &object.key,
-                        Some(&object.meta),
+                        object,
+                        (&params.bucket, &object.key),
+                        true,
                     )
                     .map_err(|err| match err {
                         HookError::Failed(f)
@@ -448,8 +485,13 @@ impl Revert for Cloudfront {
                         other => other,
                     })?;
                 // Multipart uploads' ETags are not content hashes, and a
-                // copy gives a new one; only a plain ETag can be compared.
-                if !object.etag.contains('-') && !etag.is_empty() && etag != object.etag {
+                // copy in parts gives a new one; only a plain ETag copied
+                // in one request can be compared.
+                if !in_parts
+                    && !object.etag.contains('-')
+                    && !etag.is_empty()
+                    && etag != object.etag
+                {
                     return Err(HookError::failed(format!(
                         "restored `{}` from {source}, but its ETag is {etag}, not the recorded {}",
                         object.key, object.etag
@@ -473,11 +515,20 @@ impl Revert for Cloudfront {
         );
 
         if let Some(dist) = &params.distribution_id {
-            let invalidation =
-                invalidate(ctx, &params, &client, &cloudfront, dist, actions.is_empty())?;
+            // One budget for waiting on a slot and on `Completed`.
+            let deadline = Instant::now() + Duration::from_secs(params.wait_timeout_s);
+            let invalidation = invalidate(
+                ctx,
+                &params,
+                &client,
+                &cloudfront,
+                dist,
+                actions.is_empty(),
+                deadline,
+            )?;
             report_details.push(("invalidation".into(), invalidation.id.clone()));
             report_details.push(("invalidation_paths".into(), invalidation.paths.join(" ")));
-            let done = wait(&params, &client, &cloudfront, dist, invalidation)?;
+            let done = wait(&params, &client, &cloudfront, dist, invalidation, deadline)?;
             summary.push_str(&format!(
                 "; invalidation {} of {} on {dist}: {}",
                 done.id,
@@ -503,6 +554,7 @@ fn invalidate(
     cloudfront: &CloudFront,
     dist: &str,
     bucket_unchanged: bool,
+    deadline: Instant,
 ) -> Result<Invalidation, HookError> {
     let (reference, scope) = caller_reference(ctx, params, dist);
     let mut recent = cloudfront.list_invalidations(client, dist, 500)?;
@@ -523,8 +575,33 @@ fn invalidate(
             return Ok(found);
         }
     }
-    let created =
-        cloudfront.create_invalidation(client, dist, &params.invalidation_paths, &reference)?;
+    // Other invalidations in progress finish within minutes: wait for a
+    // slot (the bucket is already restored) rather than fail the revert.
+    let mut delay = Duration::from_secs(2);
+    let created = loop {
+        if let Some(created) =
+            cloudfront.create_invalidation(client, dist, &params.invalidation_paths, &reference)?
+        {
+            break created;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(HookError::Timeout(format!(
+                "CreateInvalidation on distribution {dist}: still {TOO_MANY_INVALIDATIONS} after \
+                 {} s (params.wait_timeout_s) — CloudFront allows a limited number of \
+                 invalidations in progress per distribution. The bucket is restored; when \
+                 they finish (`aws cloudfront list-invalidations --distribution-id {dist}`), \
+                 `rewind rollback --resume` creates this one",
+                params.wait_timeout_s
+            )));
+        }
+        log::warn(format!(
+            "distribution {dist}: {TOO_MANY_INVALIDATIONS}; trying again in {} s",
+            delay.as_secs()
+        ));
+        std::thread::sleep(delay.min(deadline - now));
+        delay = (delay * 2).min(Duration::from_secs(20));
+    };
     log::info(format!(
         "created invalidation {} of {} on {dist} (CallerReference {reference})",
         created.id,
@@ -540,8 +617,8 @@ fn wait(
     cloudfront: &CloudFront,
     dist: &str,
     mut invalidation: Invalidation,
+    deadline: Instant,
 ) -> Result<Invalidation, HookError> {
-    let deadline = Instant::now() + Duration::from_secs(params.wait_timeout_s);
     let mut delay = Duration::from_secs(1);
     while !invalidation.completed() {
         let now = Instant::now();
