@@ -63,7 +63,7 @@ rw backup
 
 rw_chain=$(median rw backup)
 sh_chain=$(median sh "$work/ten.sh")
-rw_hook=$(median rw hook backup step0)
+rw_hook=$(median rw hook step0 backup)
 true_one=$(median /bin/true)
 
 # The demo's guard waits guard.retries x guard.delay_s between health
