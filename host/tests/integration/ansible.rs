@@ -363,6 +363,21 @@ delay_s = 0
         )
         .unwrap();
         fs::write(
+            self.root().join("fleet.yml"),
+            r#"- name: One view of the fleet
+  hosts: app
+  gather_facts: false
+  tasks:
+    - name: Read the fleet store
+      rewind.cli.rewind:
+        command: fleet_status
+        binary: "{{ rewind_binary }}"
+        config: "{{ config }}"
+      run_once: true
+"#,
+        )
+        .unwrap();
+        fs::write(
             self.root().join("rollback.yml"),
             r#"- name: Fleet-wide rollback to the state before one deploy
   hosts: app
@@ -610,6 +625,15 @@ fn a_rolling_deploy_that_breaks_stops_rolls_back_and_a_fleet_rollback_returns_ev
         assert!(h["newest_backup"].is_null(), "{h:#}");
         assert_eq!(h["attention"], serde_json::json!([]), "{h:#}");
     }
+    // The module reads the same report, once for the whole fleet.
+    let (code, playbook) = fleet.playbook(&["fleet.yml"]);
+    assert_eq!(code, Some(0), "{playbook:#}");
+    let results = host_results(&playbook);
+    assert_eq!(results.len(), 1, "run_once: {playbook:#}");
+    let (_, result) = &results[0];
+    assert_eq!(result["changed"], false, "{result:#}");
+    assert_eq!(result["attention"], serde_json::json!({}), "{result:#}");
+    assert_eq!(result["result"]["hosts"], report["hosts"], "{result:#}");
     // The table says the same, one host per line.
     let out = fleet.rewind("h1", &["fleet", "status"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
@@ -741,7 +765,9 @@ fn hosts_of_one_fleet_store_never_touch_each_others_runs_prune_or_lease() {
     // h1 holds its lease (a deploy that takes a while): h2 runs anyway.
     let mut holder = fleet
         .rewind("h1", &["guard", "--", "sleep", "20"])
-        .env("REWIND_LEASE_S", "2")
+        // Short enough to expire in the test, long enough that a renewal
+        // on a loaded machine (every third of it) is never late.
+        .env("REWIND_LEASE_S", "5")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -750,8 +776,10 @@ fn hosts_of_one_fleet_store_never_touch_each_others_runs_prune_or_lease() {
     loop {
         let (_, report) = fleet.status("h2", &[]);
         let h1 = host_entry(&report, "h1").unwrap();
-        if !h1["lease"].is_null() && h1["running"].as_array().is_some_and(|r| !r.is_empty()) {
-            assert_eq!(h1["running"][0]["kind"], "guard", "{h1:#}");
+        // The guard's backup is done and its deploy command runs.
+        let running = h1["running"].as_array().unwrap();
+        if running.len() == 1 && running[0]["step"] == "deploy command" {
+            assert_eq!(running[0]["kind"], "guard", "{h1:#}");
             assert_eq!(h1["lease"]["expired"], false, "{h1:#}");
             break;
         }
@@ -765,14 +793,30 @@ fn hosts_of_one_fleet_store_never_touch_each_others_runs_prune_or_lease() {
 
     // h1 dies in the middle of its run: its lease expires unrenewed, and
     // the fleet view says what needs attention on h1 only.
+    assert!(
+        holder.try_wait().unwrap().is_none(),
+        "h1's guard ended early"
+    );
     holder.kill().unwrap();
     holder.wait().unwrap();
-    std::thread::sleep(Duration::from_secs(3));
-    let (code, report) = fleet.status("h2", &[]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (code, report) = loop {
+        let (code, report) = fleet.status("h2", &[]);
+        if host_entry(&report, "h1").unwrap()["lease"]["expired"] == true {
+            break (code, report);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "h1's lease never expired: {report:#}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
     assert_eq!(code, Some(1), "{report:#}");
     let h1 = host_entry(&report, "h1").unwrap();
     assert_eq!(h1["lease"]["expired"], true, "{h1:#}");
+    assert_eq!(h1["interrupted"].as_array().unwrap().len(), 1, "{h1:#}");
     assert_eq!(h1["interrupted"][0]["kind"], "guard", "{h1:#}");
+    assert_eq!(h1["interrupted"][0]["step"], "deploy command", "{h1:#}");
     assert_eq!(h1["running"], serde_json::json!([]), "{h1:#}");
     let attention = h1["attention"].to_string();
     assert!(attention.contains("interrupted"), "{h1:#}");
@@ -780,6 +824,30 @@ fn hosts_of_one_fleet_store_never_touch_each_others_runs_prune_or_lease() {
     let h2 = host_entry(&report, "h2").unwrap();
     assert_eq!(h2["attention"], serde_json::json!([]), "{h2:#}");
     assert!(h2["lease"].is_null(), "{h2:#}");
+    let out = fleet.rewind("h2", &["fleet", "status"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    let table = text(&out.stdout);
+    eprintln!("{table}");
+    let h1_line = table.lines().find(|l| l.starts_with("h1 ")).unwrap();
+    assert!(h1_line.contains("expired"), "{table}");
+    assert!(table.contains("interrupted: guard"), "{table}");
+    // Through Ansible: the task fails, naming h1 and why.
+    let (code, playbook) = fleet.playbook(&["fleet.yml"]);
+    assert_eq!(code, Some(2), "{playbook:#}");
+    let (_, result) = &host_results(&playbook)[0];
+    assert_eq!(result["failed"], true, "{result:#}");
+    assert_eq!(result["rc"], 1, "{result:#}");
+    let msg = result["msg"].as_str().unwrap();
+    assert!(
+        msg.starts_with("rewind fleet status: hosts need attention (exit 1): h1: "),
+        "{msg}"
+    );
+    assert!(!msg.contains("h2"), "{msg}");
+    assert_eq!(
+        result["attention"]["h1"].as_array().map(Vec::len),
+        Some(2),
+        "{result:#}"
+    );
 
     // A blob of h2 corrupted in the bucket: present, so the quick check
     // passes it; --verify re-hashes it and names it.
