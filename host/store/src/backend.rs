@@ -136,6 +136,26 @@ impl Local {
     fn path(&self, key: &str) -> PathBuf {
         self.root.join(key)
     }
+
+    /// The names in `dir` of the entries whose type `keep` accepts, but
+    /// not temp files of atomic writes (they start with a dot); none if
+    /// `dir` does not exist.
+    fn entries(&self, dir: &str, keep: fn(fs::FileType) -> bool) -> io::Result<Vec<String>> {
+        let entries = match fs::read_dir(self.path(dir)) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(err) => return Err(err),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.starts_with('.') && keep(entry.file_type()?) {
+                out.push(name);
+            }
+        }
+        Ok(out)
+    }
 }
 
 fn read_optional(path: &Path) -> io::Result<Option<Vec<u8>>> {
@@ -179,37 +199,11 @@ impl Backend for Local {
     }
 
     fn list(&self, dir: &str) -> io::Result<Vec<String>> {
-        let entries = match fs::read_dir(self.path(dir)) {
-            Ok(entries) => entries,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(err) => return Err(err),
-        };
-        let mut out = Vec::new();
-        for entry in entries {
-            let name = entry?.file_name().to_string_lossy().into_owned();
-            // Temp files of atomic writes start with a dot.
-            if !name.starts_with('.') {
-                out.push(name);
-            }
-        }
-        Ok(out)
+        self.entries(dir, |_| true)
     }
 
     fn list_dirs(&self, dir: &str) -> io::Result<Vec<String>> {
-        let entries = match fs::read_dir(self.path(dir)) {
-            Ok(entries) => entries,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(err) => return Err(err),
-        };
-        let mut out = Vec::new();
-        for entry in entries {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if !name.starts_with('.') && entry.file_type()?.is_dir() {
-                out.push(name);
-            }
-        }
-        Ok(out)
+        self.entries(dir, |kind| kind.is_dir())
     }
 
     fn blob_sink(&self) -> io::Result<Box<dyn BlobSink>> {

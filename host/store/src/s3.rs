@@ -300,6 +300,15 @@ impl S3 {
         }
     }
 
+    /// One level of `dir/`: its objects and its common prefixes.
+    fn list_with_delimiter(&self, dir: &str) -> io::Result<object_store::ListResult> {
+        let client = self.client.clone();
+        let prefix = self.key(dir);
+        self.rt
+            .call(async move { client.list_with_delimiter(Some(&prefix)).await })?
+            .map_err(|err| self.error("LIST", dir, err))
+    }
+
     /// An `object_store` error as an `io::Error` that says what to do.
     fn error(&self, what: &str, key: &str, err: object_store::Error) -> io::Error {
         let kind = match &err {
@@ -625,13 +634,8 @@ impl Backend for S3 {
     }
 
     fn list(&self, dir: &str) -> io::Result<Vec<String>> {
-        let client = self.client.clone();
-        let prefix = self.key(dir);
-        let listed = self
-            .rt
-            .call(async move { client.list_with_delimiter(Some(&prefix)).await })?
-            .map_err(|err| self.error("LIST", dir, err))?;
-        Ok(listed
+        Ok(self
+            .list_with_delimiter(dir)?
             .objects
             .iter()
             .filter_map(|meta| meta.location.filename())
@@ -641,13 +645,8 @@ impl Backend for S3 {
     }
 
     fn list_dirs(&self, dir: &str) -> io::Result<Vec<String>> {
-        let client = self.client.clone();
-        let prefix = self.key(dir);
-        let listed = self
-            .rt
-            .call(async move { client.list_with_delimiter(Some(&prefix)).await })?
-            .map_err(|err| self.error("LIST", dir, err))?;
-        Ok(listed
+        Ok(self
+            .list_with_delimiter(dir)?
             .common_prefixes
             .iter()
             .filter_map(|prefix| prefix.filename())

@@ -258,8 +258,13 @@ delay_s = 0
 
     /// `rewind ARGS` with `host`'s config, the fleet's credentials.
     fn rewind(&self, host: &str, args: &[&str]) -> Command {
+        self.rewind_with(&self.config(host), args)
+    }
+
+    /// `rewind ARGS` with the config `config`.
+    fn rewind_with(&self, config: &Path, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rewind"));
-        cmd.arg("--config").arg(self.config(host)).args(args);
+        cmd.arg("--config").arg(config).args(args);
         self.environment(&mut cmd);
         cmd
     }
@@ -272,14 +277,7 @@ delay_s = 0
             .args(extra)
             .output()
             .unwrap();
-        let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|err| {
-            panic!(
-                "fleet status printed no JSON ({err}):\n{}{}",
-                text(&out.stdout),
-                text(&out.stderr)
-            )
-        });
-        (out.status.code(), report)
+        code_and_json("fleet status", &out)
     }
 
     /// Finished runs `host` keeps in the fleet store (0 without a store).
@@ -444,15 +442,15 @@ delay_s = 0
             .args(args)
             .output()
             .unwrap();
-        let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|err| {
-            panic!(
-                "ansible-playbook {args:?} printed no JSON ({err}):\n{}{}",
-                text(&out.stdout),
-                text(&out.stderr)
-            )
-        });
-        (out.status.code(), report)
+        code_and_json(&format!("ansible-playbook {args:?}"), &out)
     }
+}
+
+/// A command's exit code and the JSON document it printed.
+fn code_and_json(what: &str, out: &Output) -> (Option<i32>, Value) {
+    let report = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|err| panic!("{what} printed no JSON ({err}):\n{}", output_text(out)));
+    (out.status.code(), report)
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -882,4 +880,36 @@ fn hosts_of_one_fleet_store_never_touch_each_others_runs_prune_or_lease() {
     let h1 = host_entry(&report, "h1").unwrap();
     assert!(h1["lease"].is_null(), "{h1:#}");
     assert_eq!(h1["interrupted"], serde_json::json!([]), "{h1:#}");
+
+    // With no store.host, REWIND_HOST names the host; one that would
+    // leave its prefix is refused before anything is written.
+    let config = fs::read_to_string(fleet.config("h2")).unwrap();
+    let unnamed = fleet.root().join("unnamed.toml");
+    fs::write(&unnamed, config.replace("host = \"h2\"\n", "")).unwrap();
+    let out = fleet
+        .rewind_with(&unnamed, &["backup", "--json"])
+        .env("REWIND_HOST", "h2")
+        .output()
+        .unwrap();
+    let (code, run) = code_and_json("backup", &out);
+    assert_eq!(code, Some(0), "{}", output_text(&out));
+    let (_, report) = fleet.status("h1", &[]);
+    assert_eq!(
+        host_entry(&report, "h2").unwrap()["newest_backup"]["id"],
+        run["id"],
+        "{report:#}"
+    );
+    let all_keys = keys(&fleet, PREFIX);
+    let out = fleet
+        .rewind_with(&unnamed, &["backup"])
+        .env("REWIND_HOST", "../h1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    assert!(
+        text(&out.stderr).contains("REWIND_HOST: `../h1` contains '/'"),
+        "{}",
+        output_text(&out)
+    );
+    assert_eq!(keys(&fleet, PREFIX), all_keys);
 }
