@@ -189,6 +189,12 @@ impl Fleet {
     pub fn open_host(&self, host: &str) -> io::Result<Store> {
         check_host_name(host).map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, why))?;
         self.refuse_single_store()?;
+        if let StoreLocation::Local(root) = &self.location {
+            // Private like a store's own directory (0700), not left to the
+            // umask as `create_dir_all` would leave the parents.
+            crate::create_private_dir(root)?;
+            crate::create_private_dir(&root.join(HOSTS_DIR))?;
+        }
         Store::open_at(&self.location.host(host))
     }
 
@@ -576,6 +582,30 @@ mod tests {
         let status = fleet.status(true).unwrap();
         assert_eq!(status.hosts.len(), 2);
         assert!(!status.attention(), "{status:#?}");
+
+        // A host whose store cannot be read is reported, not fatal: the
+        // others are still shown. Its store is left as it was.
+        let h3 = dir.path().join(HOSTS_DIR).join("h3");
+        std::fs::create_dir_all(&h3).unwrap();
+        std::fs::write(h3.join(crate::VERSION_FILE), "9\n").unwrap();
+        let status = fleet.status(false).unwrap();
+        let names: Vec<&str> = status.hosts.iter().map(|h| h.host.as_str()).collect();
+        assert_eq!(names, ["h1", "h2", "h3"]);
+        let h3_status = &status.hosts[2];
+        assert!(
+            h3_status.problems[0].message.contains("store format 9"),
+            "{h3_status:#?}"
+        );
+        assert_eq!(h3_status.attention, ["its store cannot be read"]);
+        assert!(status.hosts[..2].iter().all(|h| h.attention.is_empty()));
+        assert_eq!(
+            std::fs::read_to_string(h3.join(crate::VERSION_FILE)).unwrap(),
+            "9\n"
+        );
+        // A directory whose name is not a host name is not a host.
+        std::fs::create_dir_all(dir.path().join(HOSTS_DIR).join(".hidden")).unwrap();
+        std::fs::create_dir_all(dir.path().join(HOSTS_DIR).join("Upper")).unwrap();
+        assert_eq!(fleet.hosts().unwrap(), ["h1", "h2", "h3"]);
     }
 
     #[test]
