@@ -34,6 +34,9 @@ use crate::{LockHolder, Store, StoreLocation};
 /// The directory of a fleet store's root that holds one store per host.
 pub const HOSTS_DIR: &str = "hosts";
 
+/// Hosts `fleet status` reads at once.
+const READERS: usize = 8;
+
 /// The longest host name: a fully qualified domain name's limit.
 const MAX_HOST: usize = 253;
 
@@ -218,20 +221,43 @@ impl Fleet {
     /// manifests is checked and each blob's presence.
     pub fn status(&self, verify: bool) -> io::Result<FleetStatus> {
         self.refuse_single_store()?;
-        let hosts = self
-            .hosts()?
+        let names = self.hosts()?;
+        let read = |host: &String| {
+            let location = self.location.host(host);
+            let store = location.display();
+            match Store::open_at(&location).and_then(|s| host_status(&s, verify)) {
+                Ok(status) => HostStatus {
+                    host: host.clone(),
+                    store,
+                    ..status
+                },
+                Err(err) => HostStatus::unreadable(host.clone(), store, &err),
+            }
+        };
+        // Hosts are read a few at a time: each is a few requests per run
+        // and blob, mostly waiting on the network, and a fleet of hundreds
+        // read one by one would take minutes.
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let slots: Vec<std::sync::Mutex<Option<HostStatus>>> =
+            names.iter().map(|_| std::sync::Mutex::new(None)).collect();
+        std::thread::scope(|scope| {
+            for _ in 0..READERS.min(names.len()) {
+                scope.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(host) = names.get(i) else { break };
+                        let status = read(host);
+                        *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(status);
+                    }
+                });
+            }
+        });
+        let hosts = slots
             .into_iter()
-            .map(|host| {
-                let location = self.location.host(&host);
-                let store = location.display();
-                match Store::open_at(&location).and_then(|s| host_status(&s, verify)) {
-                    Ok(status) => HostStatus {
-                        host,
-                        store,
-                        ..status
-                    },
-                    Err(err) => HostStatus::unreadable(host, store, &err),
-                }
+            .map(|slot| {
+                slot.into_inner()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .expect("every host was read")
             })
             .collect();
         Ok(FleetStatus {
