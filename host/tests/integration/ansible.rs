@@ -561,6 +561,18 @@ fn a_rolling_deploy_that_breaks_stops_rolls_back_and_a_fleet_rollback_returns_ev
     for host in &fleet.hosts {
         assert_eq!(fleet.runs(host), 0, "{host} recorded a run in check mode");
     }
+    // `rewind check` proves each host's store writable, which opens it:
+    // its VERSION is all that check mode leaves in the bucket.
+    let names: Vec<String> = keys(&fleet, PREFIX)
+        .iter()
+        .map(|k| k.split(' ').next().unwrap().to_string())
+        .collect();
+    let expected: Vec<String> = fleet
+        .hosts
+        .iter()
+        .map(|h| format!("{PREFIX}/hosts/{h}/VERSION"))
+        .collect();
+    assert_eq!(names, expected);
 
     // The first batch (h1, h2) breaks: both roll back by themselves, and
     // max_fail_percentage stops the rollout before h3..h5.
@@ -684,6 +696,7 @@ fn a_rolling_deploy_that_breaks_stops_rolls_back_and_a_fleet_rollback_returns_ev
 
     // Check mode of a rollback is its dry run: nothing changes.
     let runs_before: Vec<u64> = fleet.hosts.iter().map(|h| fleet.runs(h)).collect();
+    let keys_before = keys(&fleet, PREFIX);
     let (code, report) = fleet.playbook(&["--check", "rollback.yml", "-e", "deploy_id=d1"]);
     // h3..h5 never took a backup for d1: the dry run says so and fails.
     assert_eq!(code, Some(2), "{report:#}");
@@ -707,6 +720,11 @@ fn a_rolling_deploy_that_breaks_stops_rolls_back_and_a_fleet_rollback_returns_ev
     let runs_after: Vec<u64> = fleet.hosts.iter().map(|h| fleet.runs(h)).collect();
     assert_eq!(runs_before, runs_after);
     unchanged("check mode of a rollback changed it");
+    assert_eq!(
+        keys(&fleet, PREFIX),
+        keys_before,
+        "check mode wrote to the store"
+    );
 }
 
 /// The keys under `prefix` in the fleet's bucket, sorted.
