@@ -95,7 +95,8 @@ Examples:
   rewind check                         config, pins, grants, store
   rewind guard -- ./deploy.sh v2       backup, deploy, health gate, auto-rollback
   rewind rollback --dry-run            what a rollback would do
-  rewind status";
+  rewind status
+  rewind fleet status                  every host of a store the fleet shares";
 
 /// `rewind --help`'s epilogue: the exit codes (from their one definition),
 /// then examples.

@@ -238,6 +238,24 @@ fn a_local_fleet_store_keeps_hosts_apart_and_never_mixes_with_a_single_host_stor
         assert_eq!(mode & 0o777, 0o700, "{dir}");
     }
 
+    // No store.host and no REWIND_HOST: the machine's host name, in lower
+    // case, unless it is one that every unconfigured machine shares.
+    let machine = rewind::store::hostname().to_ascii_lowercase();
+    project.write(&body(&root, "fleet = true"));
+    let out = project.rewind(&["backup"]);
+    if machine == "localhost" || machine.starts_with("localhost.") {
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+        assert!(text(&out.stderr).contains("set store.host (or REWIND_HOST)"));
+    } else {
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        assert!(
+            root.join("store/hosts")
+                .join(&machine)
+                .join("HEAD")
+                .is_file()
+        );
+    }
+
     // The same root as a single-host store: refused, and nothing written.
     project.write(&body(&root, ""));
     let out = project.rewind(&["backup"]);
