@@ -67,12 +67,14 @@ struct Fleet {
 }
 
 /// Everything a host keeps, for byte-for-byte comparison: every file and
-/// symlink of its app (path, then bytes or link target) and its database's
-/// fingerprint (each table's rows and the columns).
+/// symlink of its app (path, then bytes or link target), its database's
+/// fingerprint (each table's rows and the columns) and its whole `pg_dump`
+/// (schema and data, in the server's row order).
 #[derive(Debug, PartialEq, Eq)]
 struct HostState {
     files: Vec<(String, String)>,
     database: String,
+    dump: String,
 }
 
 impl Fleet {
@@ -250,9 +252,32 @@ delay_s = 0
         }
         let mut files = Vec::new();
         walk(&self.app(host), &self.app(host), &mut files);
+        let pg = &self.servers().pg;
+        let database = format!("shop_{host}");
+        let dump = Command::new(pg.bin.join("pg_dump"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &pg.port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .args(["--no-owner", "-d", &database])
+            .env("PGPASSWORD", PASSWORD)
+            .output()
+            .unwrap();
+        assert!(dump.status.success(), "{}", output_text(&dump));
         HostState {
             files,
-            database: self.servers().pg.fingerprint(&format!("shop_{host}")),
+            database: pg.fingerprint(&database),
+            // pg_dump wraps its output in `\restrict KEY` … `\unrestrict
+            // KEY` with a new random key each time (CVE-2025-8714).
+            dump: text(&dump.stdout)
+                .lines()
+                .filter(|l| !l.starts_with("\\restrict ") && !l.starts_with("\\unrestrict "))
+                .collect::<Vec<_>>()
+                .join("\n"),
         }
     }
 
