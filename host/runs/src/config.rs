@@ -1090,6 +1090,15 @@ fn fleet_host(loc: &Locator<'_>, raw: &RawStore) -> Result<Option<String>, Confi
         return Ok(None);
     }
     let fleet = fleet.expect("checked above");
+    if raw.url.is_none() {
+        // The default directory is this machine's: no other host shares it.
+        return Err(loc.error(
+            Some(fleet.span()),
+            "store.fleet = true needs store.url: the store the fleet shares, \
+             e.g. \"s3://acme-rewind/shop/production\""
+                .to_string(),
+        ));
+    }
     match &raw.host {
         Some(host) => rewind_store::check_host_name(host.get_ref())
             .map(|()| Some(host.get_ref().clone()))
@@ -1486,6 +1495,10 @@ rollback = ["code"]
             assert_eq!(err.location, Some(at), "{store}: {err}");
             assert!(err.message.contains(says), "{store}: {err}");
         }
+        let err =
+            parse("[project]\nname = \"x\"\n[store]\nfleet = true\nhost = \"h1\"\n").unwrap_err();
+        assert_eq!(err.location, Some((4, 9)), "{err}");
+        assert!(err.message.contains("needs store.url"), "{err}");
     }
 
     #[test]
