@@ -52,7 +52,9 @@ pub fn check(config: &Config, runtime: &Runtime) -> Vec<Finding> {
         });
         return out;
     }
-    let runner = rewind_store::Store::open_at(&config.store.location())
+    let runner = config
+        .store
+        .open()
         .map_err(crate::RunError::from)
         .and_then(|store| {
             crate::Runner::new(
@@ -182,8 +184,7 @@ pub fn check_config(config: &Config, runtime: &Runtime) -> Vec<Finding> {
     }
 
     let root = config.store.location().display();
-    let store_check =
-        rewind_store::Store::open_at(&config.store.location()).and_then(|s| s.check_writable());
+    let store_check = config.store.open().and_then(|s| s.check_writable());
     out.push(match store_check {
         Ok(()) => Finding {
             level: Level::Ok,

@@ -183,6 +183,8 @@ struct RawStore {
     url: Option<Spanned<String>>,
     endpoint: Option<Spanned<String>>,
     region: Option<Spanned<String>>,
+    fleet: Option<Spanned<bool>>,
+    host: Option<Spanned<String>>,
     keep_days: Option<u32>,
     keep_last: Option<u32>,
 }
@@ -342,6 +344,11 @@ pub struct StoreConfig {
     pub endpoint: Option<String>,
     /// `region`: the S3 region of an `s3://` store.
     pub region: Option<String>,
+    /// `fleet = true`: `url` is a fleet store's root and this is the
+    /// host's name in it (`store.host`, else `$REWIND_HOST`, else the
+    /// machine's host name; checked when the config was loaded). `None`
+    /// for a single-host store.
+    pub host: Option<String>,
     /// Keep runs younger than this many days.
     pub keep_days: Option<u32>,
     /// Keep at least this many newest backup runs.
@@ -359,9 +366,37 @@ impl StoreConfig {
         }
     }
 
-    /// Where the store is: a directory, or a bucket and prefix on S3 with
-    /// `endpoint` and `region` (validated when the config was loaded).
+    /// Where this host's store is: a directory, or a bucket and prefix on
+    /// S3 with `endpoint` and `region` (validated when the config was
+    /// loaded). In a fleet store, the host's store under the root
+    /// (`<root>/hosts/<host>`); open it with [`StoreConfig::open`], which
+    /// checks the root first.
     pub fn location(&self) -> rewind_store::StoreLocation {
+        let url = self.url_location();
+        match &self.host {
+            Some(host) => url.host(host),
+            None => url,
+        }
+    }
+
+    /// The root of the fleet store `store.url` names, `None` unless
+    /// `store.fleet = true`.
+    pub fn fleet_root(&self) -> Option<rewind_store::StoreLocation> {
+        self.host.as_ref().map(|_| self.url_location())
+    }
+
+    /// Open (creating if needed) this host's store: the store at
+    /// `store.url`, or in a fleet store this host's, after checking that
+    /// the root is not a single-host store.
+    pub fn open(&self) -> std::io::Result<rewind_store::Store> {
+        match (&self.host, self.fleet_root()) {
+            (Some(host), Some(root)) => rewind_store::Fleet::at(&root)?.open_host(host),
+            _ => rewind_store::Store::open_at(&self.location()),
+        }
+    }
+
+    /// What `store.url` names, with the S3 settings.
+    fn url_location(&self) -> rewind_store::StoreLocation {
         match &self.url {
             Some(url) if url.starts_with("s3://") => {
                 let (bucket, prefix) =
@@ -705,6 +740,7 @@ impl Config {
             None => Vec::new(),
         };
         validate_store(&loc, &raw.store)?;
+        let fleet_host = fleet_host(&loc, &raw.store)?;
 
         Ok(Config {
             path: path.to_path_buf(),
@@ -714,6 +750,7 @@ impl Config {
                 url: raw.store.url.map(Spanned::into_inner),
                 endpoint: raw.store.endpoint.map(Spanned::into_inner),
                 region: raw.store.region.map(Spanned::into_inner),
+                host: fleet_host,
                 keep_days: raw.store.keep_days,
                 keep_last: raw.store.keep_last,
             },
@@ -1033,6 +1070,45 @@ fn validate_store(loc: &Locator<'_>, raw: &RawStore) -> Result<(), ConfigError> 
         }
     }
     Ok(())
+}
+
+/// `store.fleet` and `store.host`: this host's name in a fleet store,
+/// `None` for a single-host store.
+fn fleet_host(loc: &Locator<'_>, raw: &RawStore) -> Result<Option<String>, ConfigError> {
+    let fleet = raw.fleet.as_ref();
+    if !fleet.is_some_and(|f| *f.get_ref()) {
+        // A host name without the fleet layout would be ignored, and the
+        // operator would believe the hosts are kept apart.
+        if let Some(host) = &raw.host {
+            return Err(loc.error(
+                Some(host.span()),
+                "store.host names this host in a fleet store; set store.fleet = true \
+                 (each host's store is then <store.url>/hosts/<host>) or remove store.host"
+                    .to_string(),
+            ));
+        }
+        return Ok(None);
+    }
+    let fleet = fleet.expect("checked above");
+    if raw.url.is_none() {
+        // The default directory is this machine's: no other host shares it.
+        return Err(loc.error(
+            Some(fleet.span()),
+            "store.fleet = true needs store.url: the store the fleet shares, \
+             e.g. \"s3://acme-rewind/shop/production\""
+                .to_string(),
+        ));
+    }
+    match &raw.host {
+        Some(host) => rewind_store::check_host_name(host.get_ref())
+            .map(|()| Some(host.get_ref().clone()))
+            .map_err(|why| loc.error(Some(host.span()), format!("store.host: {why}"))),
+        // No name in the file: the environment's, else the machine's. If
+        // neither is usable, point at `fleet`, which asked for a name.
+        None => rewind_store::default_host_name()
+            .map(|(name, _)| Some(name))
+            .map_err(|why| loc.error(Some(fleet.span()), format!("store.fleet = true: {why}"))),
+    }
 }
 
 fn validate_instance(
@@ -1363,6 +1439,66 @@ rollback = ["code"]
                 region: Some("eu-west-1".into()),
             })
         );
+    }
+
+    #[test]
+    fn a_fleet_store_puts_this_host_under_hosts_of_the_root() {
+        let config = parse(
+            "[project]\nname = \"x\"\n[store]\nurl = \"s3://acme-rewind/shop/prod\"\nfleet = true\nhost = \"web-1.eu\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.store.host.as_deref(), Some("web-1.eu"));
+        assert_eq!(
+            config.store.location().display(),
+            "s3://acme-rewind/shop/prod/hosts/web-1.eu"
+        );
+        assert_eq!(
+            config.store.fleet_root().map(|r| r.display()).as_deref(),
+            Some("s3://acme-rewind/shop/prod")
+        );
+        // A single-host store is where store.url says.
+        let config = parse("[project]\nname = \"x\"\n[store]\nurl = \"/srv/rewind\"\n").unwrap();
+        assert_eq!(config.store.host, None);
+        assert_eq!(config.store.location().display(), "/srv/rewind");
+    }
+
+    #[test]
+    fn bad_host_names_are_refused_at_the_value() {
+        for (store, at, says) in [
+            ("fleet = true\nhost = \"../h2\"", (6, 8), "contains '/'"),
+            (
+                "fleet = true\nhost = \"..\"",
+                (6, 8),
+                "does not start with a letter",
+            ),
+            (
+                "fleet = true\nhost = \"\"",
+                (6, 8),
+                "the host name is empty",
+            ),
+            (
+                "fleet = true\nhost = \"Web1\"",
+                (6, 8),
+                "lower case: `web1`",
+            ),
+            ("host = \"web1\"", (5, 8), "set store.fleet = true"),
+            (
+                "fleet = false\nhost = \"web1\"",
+                (6, 8),
+                "set store.fleet = true",
+            ),
+        ] {
+            let err = parse(&format!(
+                "[project]\nname = \"x\"\n[store]\nurl = \"/srv/fleet\"\n{store}\n"
+            ))
+            .unwrap_err();
+            assert_eq!(err.location, Some(at), "{store}: {err}");
+            assert!(err.message.contains(says), "{store}: {err}");
+        }
+        let err =
+            parse("[project]\nname = \"x\"\n[store]\nfleet = true\nhost = \"h1\"\n").unwrap_err();
+        assert_eq!(err.location, Some((4, 9)), "{err}");
+        assert!(err.message.contains("needs store.url"), "{err}");
     }
 
     #[test]

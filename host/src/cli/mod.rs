@@ -9,6 +9,7 @@ macro_rules! fail {
 
 mod console;
 mod demo;
+mod fleet;
 mod hook;
 mod inspect;
 mod read;
@@ -94,7 +95,8 @@ Examples:
   rewind check                         config, pins, grants, store
   rewind guard -- ./deploy.sh v2       backup, deploy, health gate, auto-rollback
   rewind rollback --dry-run            what a rollback would do
-  rewind status";
+  rewind status
+  rewind fleet status                  every host of a store the fleet shares";
 
 /// `rewind --help`'s epilogue: the exit codes (from their one definition),
 /// then examples.
@@ -173,6 +175,9 @@ pub enum Command {
     Artifacts(ArtifactsCommand),
     /// Remove a stale store lock (one whose process is gone).
     Unlock(read::UnlockArgs),
+    /// A fleet store (store.fleet = true): every host's backups, runs and leases.
+    #[command(subcommand)]
+    Fleet(fleet::FleetCommand),
     /// Run one hook of one plugin, for plugin development and debugging.
     #[command(after_help = hook::AFTER_HELP)]
     Hook(Box<HookArgs>),
@@ -343,6 +348,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Artifacts(ArtifactsCommand::Verify(args)) => read::verify(&cli, args),
         Command::Artifacts(ArtifactsCommand::Prune(args)) => read::prune(&cli, args),
         Command::Unlock(args) => read::unlock(&cli, args),
+        Command::Fleet(command) => fleet::run(&cli, command),
         Command::Hook(args) => hook::run(&cli, args, echo),
     }
 }
@@ -356,7 +362,7 @@ pub fn load_config(cli: &Cli) -> anyhow::Result<rewind::config::Config> {
 pub fn open_store(config: &rewind::config::Config) -> anyhow::Result<rewind::store::Store> {
     let location = config.store.location();
     let shown = location.display();
-    rewind::store::Store::open_at(&location).map_err(|err| {
+    config.store.open().map_err(|err| {
         if rewind::store::FormatError::of(&err).is_some() {
             // The store is there but in a format this rewind does not read:
             // pointing store.url elsewhere would not be the fix.

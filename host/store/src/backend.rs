@@ -61,6 +61,11 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug {
     /// with a dot); none if it does not exist.
     fn list(&self, dir: &str) -> io::Result<Vec<String>>;
 
+    /// The names of the directories directly in `dir` (on S3: the common
+    /// prefixes below `dir/`); none if it does not exist. For a fleet
+    /// store's `hosts/` (fleet.rs).
+    fn list_dirs(&self, dir: &str) -> io::Result<Vec<String>>;
+
     /// Start a new blob.
     fn blob_sink(&self) -> io::Result<Box<dyn BlobSink>>;
 
@@ -119,8 +124,37 @@ impl Local {
         Ok(local)
     }
 
+    /// The directory at `root` as it is: nothing created, no `VERSION`
+    /// checked. For reading a fleet store's root (fleet.rs), which is not
+    /// a store itself.
+    pub(crate) fn at(root: &Path) -> Self {
+        Local {
+            root: root.to_path_buf(),
+        }
+    }
+
     fn path(&self, key: &str) -> PathBuf {
         self.root.join(key)
+    }
+
+    /// The names in `dir` of the entries whose type `keep` accepts, but
+    /// not temp files of atomic writes (they start with a dot); none if
+    /// `dir` does not exist.
+    fn entries(&self, dir: &str, keep: fn(fs::FileType) -> bool) -> io::Result<Vec<String>> {
+        let entries = match fs::read_dir(self.path(dir)) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(err) => return Err(err),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.starts_with('.') && keep(entry.file_type()?) {
+                out.push(name);
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -165,20 +199,11 @@ impl Backend for Local {
     }
 
     fn list(&self, dir: &str) -> io::Result<Vec<String>> {
-        let entries = match fs::read_dir(self.path(dir)) {
-            Ok(entries) => entries,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(err) => return Err(err),
-        };
-        let mut out = Vec::new();
-        for entry in entries {
-            let name = entry?.file_name().to_string_lossy().into_owned();
-            // Temp files of atomic writes start with a dot.
-            if !name.starts_with('.') {
-                out.push(name);
-            }
-        }
-        Ok(out)
+        self.entries(dir, |_| true)
+    }
+
+    fn list_dirs(&self, dir: &str) -> io::Result<Vec<String>> {
+        self.entries(dir, |kind| kind.is_dir())
     }
 
     fn blob_sink(&self) -> io::Result<Box<dyn BlobSink>> {

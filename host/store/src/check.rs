@@ -131,7 +131,7 @@ impl Store {
     }
 
     /// Walk the hash chain from the first manifest to `HEAD`.
-    fn check_chain(&self, runs: &[RunManifest]) -> io::Result<Vec<Problem>> {
+    pub(crate) fn check_chain(&self, runs: &[RunManifest]) -> io::Result<Vec<Problem>> {
         let pruned = self.pruned_runs()?;
         let mut problems = Vec::new();
         let mut problem = |run: &str, message: String| {

@@ -24,6 +24,9 @@
 //! prune) is written once against a backend (`backend.rs`: the directory,
 //! `s3.rs`: S3 through `object_store`).
 //!
+//! A fleet shares one root, with each host's store under `hosts/<host>/`
+//! (`fleet.rs`, [`Fleet`]).
+//!
 //! See `docs/store-format.md` for the complete format.
 
 #![deny(missing_docs)]
@@ -31,6 +34,7 @@
 mod backend;
 mod blob;
 mod check;
+mod fleet;
 mod lock;
 mod runs;
 mod s3;
@@ -48,6 +52,10 @@ use backend::Backend;
 pub use blob::{BlobInfo, BlobReader, BlobWriter, Quota};
 pub use blob::{create_private_dir, write_atomic};
 pub use check::{Problem, PrunePlan, PrunedRun, RetentionPolicy, VerifyReport, newest_backup};
+pub use fleet::{
+    Checked, Fleet, FleetStatus, HOSTS_DIR, HostSource, HostStatus, Lease, RunSummary,
+    check_host_name, default_host_name,
+};
 pub use lock::{DEFAULT_LEASE, LockError, LockHolder, StoreLock, hostname, lease_length};
 pub use runs::{
     ChainLink, CheckRecord, Head, MANIFEST_FORMAT, PlannedStep, PluginRef, PrunedRuns, RunKind,

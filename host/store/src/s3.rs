@@ -224,7 +224,9 @@ const IN_FLIGHT: usize = 2;
 const COPY_LIMIT: u64 = 5 << 30;
 
 impl S3 {
-    pub(crate) fn open(location: &S3Location) -> io::Result<Self> {
+    /// A client for `location`, without reading anything there (a fleet
+    /// store's root is not a store: fleet.rs).
+    pub(crate) fn connect(location: &S3Location) -> io::Result<Self> {
         // reqwest's TLS is rustls without a built-in provider; use ring's
         // (an error only says a provider is installed already).
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -276,12 +278,16 @@ impl S3 {
                 format!("cannot set up the S3 client for {}: {err}", location.url()),
             )
         })?;
-        let s3 = S3 {
+        Ok(S3 {
             client: Arc::new(client),
             rt: Rt::new()?,
             url: PathBuf::from(location.url()),
             location: location.clone(),
-        };
+        })
+    }
+
+    pub(crate) fn open(location: &S3Location) -> io::Result<Self> {
+        let s3 = S3::connect(location)?;
         crate::version::check_or_write(&s3)?;
         Ok(s3)
     }
@@ -292,6 +298,15 @@ impl S3 {
         } else {
             Key::from(format!("{}/{key}", self.location.prefix))
         }
+    }
+
+    /// One level of `dir/`: its objects and its common prefixes.
+    fn list_with_delimiter(&self, dir: &str) -> io::Result<object_store::ListResult> {
+        let client = self.client.clone();
+        let prefix = self.key(dir);
+        self.rt
+            .call(async move { client.list_with_delimiter(Some(&prefix)).await })?
+            .map_err(|err| self.error("LIST", dir, err))
     }
 
     /// An `object_store` error as an `io::Error` that says what to do.
@@ -513,6 +528,10 @@ impl Backend for SharedS3 {
         self.0.list(dir)
     }
 
+    fn list_dirs(&self, dir: &str) -> io::Result<Vec<String>> {
+        self.0.list_dirs(dir)
+    }
+
     fn blob_sink(&self) -> io::Result<Box<dyn BlobSink>> {
         let key = format!("tmp/blob-{}", unique());
         Ok(Box::new(self.0.sink_to(key)))
@@ -615,16 +634,22 @@ impl Backend for S3 {
     }
 
     fn list(&self, dir: &str) -> io::Result<Vec<String>> {
-        let client = self.client.clone();
-        let prefix = self.key(dir);
-        let listed = self
-            .rt
-            .call(async move { client.list_with_delimiter(Some(&prefix)).await })?
-            .map_err(|err| self.error("LIST", dir, err))?;
-        Ok(listed
+        Ok(self
+            .list_with_delimiter(dir)?
             .objects
             .iter()
             .filter_map(|meta| meta.location.filename())
+            .filter(|name| !name.starts_with('.'))
+            .map(str::to_string)
+            .collect())
+    }
+
+    fn list_dirs(&self, dir: &str) -> io::Result<Vec<String>> {
+        Ok(self
+            .list_with_delimiter(dir)?
+            .common_prefixes
+            .iter()
+            .filter_map(|prefix| prefix.filename())
             .filter(|name| !name.starts_with('.'))
             .map(str::to_string)
             .collect())

@@ -161,6 +161,20 @@ pub(crate) fn check_or_write(store: &dyn Backend) -> io::Result<()> {
             for name in STORE_ENTRIES {
                 adopted |= store.has_entry(name)?;
             }
+            // A fleet store's root is not a store: a host opening it as
+            // one would put its runs where no host of the fleet looks.
+            if !adopted && store.has_entry(crate::HOSTS_DIR)? {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "{} is the root of a fleet store (each host's store is under {}/<host>/); \
+                         set store.fleet = true (and store.host, or REWIND_HOST) to use this \
+                         host's store in it",
+                        store.root().display(),
+                        crate::HOSTS_DIR
+                    ),
+                ));
+            }
             match store.write_atomic(VERSION_FILE, &version_bytes()) {
                 Ok(()) => Ok(()),
                 // An earlier rewind's store that this process may read but

@@ -188,3 +188,107 @@ fn a_config_error_names_file_line_and_column() {
         "{err}"
     );
 }
+
+/// A fleet store in a local directory: hosts `a` and `b` back up into it
+/// through the real binary, `fleet status` shows both, and neither a
+/// single-host config pointed at its root nor a fleet config pointed at a
+/// single-host store writes anything.
+#[test]
+fn a_local_fleet_store_keeps_hosts_apart_and_never_mixes_with_a_single_host_store() {
+    let body = |root: &std::path::Path, store: &str| {
+        let app = root.join("app");
+        fs::create_dir_all(&app).unwrap();
+        fs::write(app.join("config.env"), "DB_PASSWORD=v1\n").unwrap();
+        format!(
+            "{store}\n[plugins.config]\n{pin}\ngrants.paths = [\"{app}\"]\nparams = {{ paths = [\"{app}\"] }}\n\n\
+             [chains]\nbackup = [\"config\"]\nrollback = [\"config\"]\n",
+            pin = crate::common::pin("files"),
+            app = app.display()
+        )
+    };
+    let project = crate::common::Project::new("");
+    let root = project.root();
+    for host in ["a", "b"] {
+        project.write(&body(&root, &format!("fleet = true\nhost = \"{host}\"")));
+        project.json(&["backup", "--json"], 0);
+    }
+    let report = project.json(&["fleet", "status", "--json"], 0);
+    assert_eq!(report["store"], root.join("store").display().to_string());
+    let hosts: Vec<_> = report["hosts"].as_array().unwrap().iter().collect();
+    assert_eq!(hosts.len(), 2, "{report:#}");
+    for (entry, host) in hosts.iter().zip(["a", "b"]) {
+        assert_eq!(entry["host"], host);
+        assert_eq!(entry["runs"], 1, "{entry:#}");
+        assert_eq!(entry["last_run"]["kind"], "backup", "{entry:#}");
+        assert_eq!(entry["attention"], serde_json::json!([]), "{entry:#}");
+        assert!(root.join("store/hosts").join(host).join("HEAD").is_file());
+    }
+    let listing = |dir: &std::path::Path| {
+        let mut names: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(listing(&root.join("store")), ["hosts"]);
+    for dir in ["store", "store/hosts", "store/hosts/a"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(root.join(dir)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{dir}");
+    }
+
+    // No store.host and no REWIND_HOST: the machine's host name, in lower
+    // case, unless it is one that every unconfigured machine shares.
+    let machine = rewind::store::hostname().to_ascii_lowercase();
+    project.write(&body(&root, "fleet = true"));
+    let out = project.rewind(&["backup"]);
+    if machine == "localhost" || machine.starts_with("localhost.") {
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+        assert!(text(&out.stderr).contains("set store.host (or REWIND_HOST)"));
+    } else {
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        assert!(
+            root.join("store/hosts")
+                .join(&machine)
+                .join("HEAD")
+                .is_file()
+        );
+    }
+
+    // The same root as a single-host store: refused, and nothing written.
+    project.write(&body(&root, ""));
+    let out = project.rewind(&["backup"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("is the root of a fleet store")
+            && text(&out.stderr).contains("set store.fleet = true"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(listing(&root.join("store")), ["hosts"]);
+    let out = project.rewind(&["fleet", "status"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("`rewind fleet status` reads a fleet store"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // A fleet config whose root holds a single-host store: refused too.
+    let single = crate::common::Project::new("");
+    let root = single.root();
+    single.write(&body(&root, ""));
+    single.json(&["backup", "--json"], 0);
+    single.write(&body(&root, "fleet = true\nhost = \"a\""));
+    for args in [&["backup"][..], &["fleet", "status"]] {
+        let out = single.rewind(args);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains("holds a single-host store"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    assert!(!root.join("store/hosts").exists());
+}

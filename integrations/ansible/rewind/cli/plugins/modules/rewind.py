@@ -25,10 +25,15 @@ description:
     C(max_fail_percentage) stop a rolling deploy.
   - C(rollback) returns the host to a backup, to the one a fleet-wide deploy
     took (O(deploy_id)), or to the newest.
+  - C(fleet_status) reads the store the fleet shares (C(rewind fleet status),
+    with C(store.fleet = true)) and returns every host's newest backup, last
+    run, interrupted runs, leases and verification problems. Run it once (C(run_once)); the
+    task fails when a host needs attention, naming each and why.
   - In check mode nothing changes. C(guard) and C(backup) run C(rewind check)
     (config, pins, grants, the rollback preflight); C(rollback) runs
     C(rewind rollback --dry-run) (the plan, verified artifacts, each plugin's
-    dry run). C(status) and C(check) only read, so they run as usual.
+    dry run). C(status), C(check) and
+    C(fleet_status) only read, so they run as usual.
   - Exit codes are rewind's (C(rewind --help)); C(changed) is true when
     rewind changed the host (a backup was recorded, a deploy or a rollback ran).
 options:
@@ -36,7 +41,7 @@ options:
     description: The rewind command to run.
     type: str
     required: true
-    choices: [guard, backup, rollback, status, check]
+    choices: [guard, backup, rollback, status, check, fleet_status]
   config:
     description: The rewind.toml to use (C(--config)); default rewind's own
       (C(./rewind.toml) or C($REWIND_CONFIG)).
@@ -78,6 +83,12 @@ options:
     description: With O(command=guard), never roll back automatically.
     type: bool
     default: false
+  verify:
+    description: With O(command=fleet_status), also download and re-hash
+      every blob of every host (C(--verify)); without it each host's hash
+      chain is checked and that every blob is present.
+    type: bool
+    default: false
   lock_wait:
     description: Wait this long for a store lock another run holds
       (C(--lock-wait), e.g. C(5m)) instead of failing at once.
@@ -110,6 +121,14 @@ EXAMPLES = r"""
         command: rollback
         config: /srv/shop/rewind.toml
         deploy_id: "{{ deploy_id }}"
+
+- name: One view of the fleet, from the shared store
+  hosts: web
+  tasks:
+    - rewind.cli.rewind:
+        command: fleet_status
+        config: /srv/shop/rewind.toml
+      run_once: true
 
 - name: What would a rollback do? (changes nothing)
   hosts: web
@@ -150,6 +169,13 @@ run:
       description: Each step as C(instance), C(hook), C(status), C(fallback_for).
       type: list
       elements: dict
+attention:
+  description: With O(command=fleet_status), the hosts that need attention,
+    each with why (an interrupted run, an expired lease, a verification
+    problem, a last run that failed); empty when none does. The whole
+    report (every host) is in RV(result).
+  returned: when command is fleet_status
+  type: dict
 result:
   description: Everything rewind printed with C(--json), parsed.
   returned: when rewind printed JSON
@@ -168,7 +194,7 @@ from ansible.module_utils.basic import AnsibleModule
 # The options, as DOCUMENTATION describes them (the collection's test checks
 # that the two agree).
 ARGUMENT_SPEC = dict(
-    command=dict(type="str", required=True, choices=["guard", "backup", "rollback", "status", "check"]),
+    command=dict(type="str", required=True, choices=["guard", "backup", "rollback", "status", "check", "fleet_status"]),
     config=dict(type="path"),
     binary=dict(type="path", default="rewind"),
     deploy=dict(type="list", elements="str"),
@@ -179,6 +205,7 @@ ARGUMENT_SPEC = dict(
     only=dict(type="list", elements="str"),
     quick=dict(type="bool", default=False),
     no_rollback=dict(type="bool", default=False),
+    verify=dict(type="bool", default=False),
     lock_wait=dict(type="str"),
 )
 
@@ -199,6 +226,8 @@ def command_line(params, check_mode):
     command = params["command"]
     if check_mode and command in ("guard", "backup"):
         return argv + ["check", "--json"]
+    if command == "fleet_status":
+        return argv + ["fleet", "status"] + (["--verify"] if params["verify"] else []) + ["--json"]
     argv.append(command)
     if command == "rollback":
         if params["deploy_id"]:
@@ -286,6 +315,8 @@ def main():
                 out["run_id"] = run["id"]
         if command == "guard" and not module.check_mode:
             out["outcome"] = result.get("outcome")
+        if command == "fleet_status":
+            out["attention"] = attention(result)
 
     if module.check_mode:
         # Nothing ran; a guard, backup or rollback would change the host.
@@ -300,9 +331,23 @@ def main():
     module.fail_json(msg=failure(command, rc, result, stderr), **out)
 
 
+def attention(report):
+    """Host -> why it needs attention, from `rewind fleet status --json`."""
+    return {
+        host.get("host"): host.get("attention")
+        for host in report.get("hosts", [])
+        if isinstance(host, dict) and host.get("attention")
+    }
+
+
 def failure(command, rc, result, stderr, check=False):
     """One sentence for a failed task: what happened, in rewind's words."""
     detail = ""
+    if command == "fleet_status" and isinstance(result, dict):
+        detail = "; ".join("%s: %s" % (host, ", ".join(why)) for host, why in sorted(attention(result).items()))
+        what = "hosts need attention" if rc == 1 else None
+        if what and detail:
+            return "rewind fleet status: %s (exit %d): %s" % (what, rc, detail)
     if isinstance(result, dict):
         run = recorded_run(command, result) or {}
         detail = (run.get("error") if isinstance(run, dict) else None) or ""
