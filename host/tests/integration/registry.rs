@@ -141,7 +141,7 @@ fn a_plugin_pushed_locked_and_pulled_backs_up_and_rolls_back() {
 }
 
 #[test]
-fn a_moved_tag_changes_nothing_until_the_next_lock() {
+fn a_moved_tag_changes_nothing_until_plugins_update() {
     let registry = OciRegistry::start();
     let reference = registry.reference("platform/files:stable");
     let project = project(&format!("source = \"{reference}\""), "");
@@ -158,13 +158,127 @@ fn a_moved_tag_changes_nothing_until_the_next_lock() {
     assert_eq!(rows[0]["sha256"], wasm.trim_start_matches("sha256:"));
     assert_eq!(lock_entry(&project), (manifest.clone(), wasm.clone()));
 
-    // `plugins lock` moves it, and says so.
+    // `plugins lock` keeps what is locked: only `update` takes the tag.
     let out = ok(project.rewind(&["plugins", "lock"]), "plugins lock again");
-    assert!(out.contains("1 change(s)"), "{out}");
-    assert!(out.contains(&format!("~ {reference} moved")), "{out}");
+    assert!(out.contains("0 change(s)"), "{out}");
+    assert!(out.contains(&format!("= {reference} unchanged")), "{out}");
+    assert_eq!(lock_entry(&project), (manifest.clone(), wasm.clone()));
+
+    // An unknown name is refused, naming what can be updated.
+    let err = fails(
+        project.rewind(&["plugins", "update", "nope"]),
+        2,
+        "update nope",
+    );
+    assert!(err.contains("`nope` is neither"), "{err}");
+    assert!(err.contains("instances from registries: files"), "{err}");
+    assert_eq!(lock_entry(&project), (manifest.clone(), wasm.clone()));
+
+    // `plugins update files` moves it and says from what to what.
+    let out = project.json(&["plugins", "update", "files", "--json"], 0);
+    let change = &out["changes"][0];
+    assert_eq!(change["change"], "moved", "{out}");
+    assert_eq!(change["reference"], reference.as_str());
+    assert_eq!(change["old"]["digest"], manifest.as_str());
+    assert_eq!(change["old"]["wasm"], wasm.as_str());
     let (new_manifest, new_wasm) = lock_entry(&project);
     assert_ne!(new_manifest, manifest);
+    assert_eq!(change["new"]["digest"], new_manifest.as_str());
     assert_eq!(new_wasm, sha256_of(&plugin_path("command")));
+    assert_eq!(change["new"]["wasm"], new_wasm.as_str());
+    let rows: serde_json::Value =
+        serde_json::from_slice(&project.rewind(&["plugins", "list", "--json"]).stdout).unwrap();
+    assert_eq!(rows[0]["sha256"], new_wasm.trim_start_matches("sha256:"));
+
+    // Run again with nothing moved: the text form says so.
+    let out = ok(project.rewind(&["plugins", "update"]), "update again");
+    assert!(out.contains("0 change(s)"), "{out}");
+}
+
+/// Registry credentials from docker's config.json, as `docker login`
+/// writes them, against a registry with htpasswd basic auth.
+#[test]
+fn a_registry_with_basic_auth_takes_docker_config_credentials() {
+    let registry = OciRegistry::start_with_password("team", "s3cret-pass");
+    let reference = registry.reference("platform/files:1.0.0");
+    let mut project = project(&format!("source = \"{reference}\""), "");
+    let docker = project.root().join("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    project.set_env("DOCKER_CONFIG", &docker.display().to_string());
+    let file = plugin_path("files").display().to_string();
+
+    // No credentials: the registry says no, and so does rewind.
+    let err = fails(
+        project.rewind(&["plugins", "push", &file, &reference]),
+        2,
+        "push without credentials",
+    );
+    assert!(
+        err.to_lowercase().contains("unauthorized") || err.contains("401"),
+        "{err}"
+    );
+
+    // A wrong password in config.json is refused the same way.
+    let login = |user: &str, password: &str| {
+        use base64::Engine as _;
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        std::fs::write(
+            docker.join("config.json"),
+            format!(
+                "{{\"auths\": {{\"127.0.0.1:{}\": {{\"auth\": \"{auth}\"}}}}}}",
+                registry.port
+            ),
+        )
+        .unwrap();
+    };
+    login("team", "wrong");
+    fails(
+        project.rewind(&["plugins", "push", &file, &reference]),
+        2,
+        "push with a wrong password",
+    );
+
+    // The right one: push, lock, and a run on a clean cache pulls with it.
+    login("team", "s3cret-pass");
+    push(&project, &plugin_path("files"), &reference);
+    ok(project.rewind(&["plugins", "lock"]), "plugins lock");
+    std::fs::remove_dir_all(project.root().join("plugin-cache")).unwrap();
+    ok(
+        project.rewind(&["backup"]),
+        "backup pulling with config.json credentials",
+    );
+
+    // rewind's own variables take precedence over docker's config.
+    project.set_env("REWIND_REGISTRY_USERNAME", "team");
+    project.set_env("REWIND_REGISTRY_PASSWORD", "wrong");
+    std::fs::remove_dir_all(project.root().join("plugin-cache")).unwrap();
+    fails(
+        project.rewind(&["backup"]),
+        2,
+        "backup with wrong env credentials",
+    );
+
+    // A broken entry is named with the fix.
+    project.set_env("REWIND_REGISTRY_USERNAME", "");
+    project.set_env("REWIND_REGISTRY_PASSWORD", "");
+    std::fs::write(
+        docker.join("config.json"),
+        format!(
+            "{{\"auths\": {{\"127.0.0.1:{}\": {{\"auth\": \"!!not base64\"}}}}}}",
+            registry.port
+        ),
+    )
+    .unwrap();
+    let err = fails(
+        project.rewind(&["plugins", "update"]),
+        2,
+        "broken config.json",
+    );
+    assert!(
+        err.contains("cannot use the credentials for 127.0.0.1:"),
+        "{err}"
+    );
+    assert!(err.contains("docker login"), "{err}");
 }
 
 #[test]
