@@ -405,3 +405,80 @@ fn require_signature_refuses_unsigned_and_wrongly_signed_plugins() {
     assert!(local.with_extension("wasm.minisig").exists());
     ok(local_project.rewind(&["backup"]), "signed local file");
 }
+
+/// `rewind check` compares rewind.lock with the config: every finding at
+/// once, each with the fix, and each plugin's API version.
+#[test]
+fn check_says_when_the_lock_and_the_config_disagree() {
+    let registry = OciRegistry::start();
+    let v1 = registry.reference("platform/files:1.0.0");
+    let v2 = registry.reference("platform/files:2.0.0");
+    let project = project(&format!("source = \"{v1}\""), "");
+    push(&project, &plugin_path("files"), &v1);
+    push(&project, &plugin_path("files"), &v2);
+
+    // Not locked yet: check runs anyway and says what to do.
+    let out = project.rewind(&["check"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains(&format!("{v1} is not in")), "{stdout}");
+    assert!(stdout.contains("run `rewind plugins lock`"), "{stdout}");
+
+    ok(project.rewind(&["plugins", "lock"]), "plugins lock");
+    let stdout = ok(project.rewind(&["check"]), "check, locked");
+    assert!(stdout.contains("pins every registry source"), "{stdout}");
+    assert!(
+        stdout.contains("(rewind:hooks@0.1.0) pinned and loaded"),
+        "{stdout}"
+    );
+
+    // The config moves to 2.0.0; the lock still pins 1.0.0.
+    project.write(
+        &std::fs::read_to_string(project.root().join("rewind.toml"))
+            .unwrap()
+            .split_once("[project]")
+            .map(|(_, rest)| {
+                rest.split_once("[plugins.files]")
+                    .unwrap()
+                    .1
+                    .replace(&v1, &v2)
+            })
+            .map(|rest| format!("[plugins.files]{rest}"))
+            .unwrap(),
+    );
+    let out = project.rewind(&["check", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let findings = report["findings"].as_array().unwrap();
+    let find = |level: &str, subject: &str| {
+        findings
+            .iter()
+            .find(|f| f["level"] == level && f["subject"] == subject)
+            .unwrap_or_else(|| panic!("no {level} on {subject}: {report}"))["message"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let missing = find("error", "plugins.files");
+    assert!(missing.contains(&format!("{v2} is not in")), "{missing}");
+    assert!(
+        missing.contains(&format!(
+            "it pins {v1} of the same repository: the reference in the config changed"
+        )),
+        "{missing}"
+    );
+    let stale = find("warning", "rewind.lock");
+    assert!(
+        stale.contains(&format!("pins {v1}, which no plugin source")),
+        "{stale}"
+    );
+    assert!(stale.contains("`rewind plugins lock` drops it"), "{stale}");
+
+    let out = ok(
+        project.rewind(&["plugins", "lock"]),
+        "plugins lock for 2.0.0",
+    );
+    assert!(out.contains(&format!("+ {v2} locked")), "{out}");
+    assert!(out.contains(&format!("- {v1} no longer used")), "{out}");
+    ok(project.rewind(&["check"]), "check after lock");
+}
