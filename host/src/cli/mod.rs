@@ -217,6 +217,7 @@ pub enum PluginsCommand {
     #[command(after_help = new::AFTER_HELP)]
     New(new::NewArgs),
     /// Publish a component to an OCI registry as the CNCF Wasm artifact (what wkg and oras pull).
+    #[command(after_help = share::PUSH_AFTER_HELP)]
     Push(share::PushArgs),
     /// Lock the oci:// plugin sources rewind.lock does not pin yet (keeps what is locked).
     #[command(after_help = share::LOCK_AFTER_HELP)]
@@ -225,8 +226,10 @@ pub enum PluginsCommand {
     #[command(after_help = share::UPDATE_AFTER_HELP)]
     Update(share::UpdateArgs),
     /// Sign a .wasm file (FILE.minisig) or a pushed plugin (a signature artifact beside it).
+    #[command(after_help = share::SIGN_AFTER_HELP)]
     Sign(share::SignArgs),
     /// Make a minisign key pair for signing plugins: NAME.key and NAME.pub.
+    #[command(after_help = share::KEYGEN_AFTER_HELP)]
     Keygen(share::KeygenArgs),
 }
 

@@ -30,7 +30,9 @@ Examples:
 
 pub const CHECK_AFTER_HELP: &str = "\
 Checks, in order: the config parses (errors point at file:line:column);
-every plugin file matches its sha256 pin and loads; each instance has the
+rewind.lock pins every oci:// source and nothing else (else: `rewind plugins
+lock`); every plugin file matches its sha256 pin and loads (shown with its
+API version, rewind:hooks@0.1.0); each instance has the
 params its plugin requires; each chain step's plugin exports the hook it is
 used for; concrete capabilities a plugin requests are granted (and grants it
 never requested are flagged); the store is reachable and writable.

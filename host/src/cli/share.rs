@@ -14,6 +14,27 @@ use rewind::registry::{LockFile, OciReference, PluginCache, Registry};
 
 use super::{Cli, Result, print_json};
 
+pub const PUSH_AFTER_HELP: &str = "\
+Credentials: $REWIND_REGISTRY_USERNAME and $REWIND_REGISTRY_PASSWORD, or
+$REWIND_REGISTRY_TOKEN, else the registry's entry in docker's config.json
+($DOCKER_CONFIG/config.json or ~/.docker/config.json, as `docker login` writes
+it), else anonymous. Plain HTTP only for a registry on loopback.
+
+Examples:
+  rewind plugins push target/wasm32-wasip2/release/greeting.wasm \\
+      oci://registry.example:5000/platform/greeting:0.1.0 --sign platform.key
+  docker login registry.example:5000 && rewind plugins push greeting.wasm \\
+      oci://registry.example:5000/platform/greeting:0.1.1";
+
+pub const SIGN_AFTER_HELP: &str = "\
+Examples:
+  rewind plugins sign --key platform.key greeting.wasm      # writes greeting.wasm.minisig
+  rewind plugins sign --key platform.key oci://registry.example:5000/platform/greeting:0.1.0";
+
+pub const KEYGEN_AFTER_HELP: &str = "\
+Examples:
+  rewind plugins keygen platform     # platform.key, platform.pub; prints the [trust.keys] line";
+
 pub const LOCK_AFTER_HELP: &str = "\
 Resolves every oci:// plugin source of the config that rewind.lock does not pin
 yet to digests (the manifest and its one application/wasm layer), keeps the
