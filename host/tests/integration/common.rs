@@ -465,6 +465,16 @@ pub fn rewind_in(dir: &Path, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// A command's exit code, stdout and stderr, for an assertion's message.
+pub fn show(out: &std::process::Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// The Python of the test venv (`tests/run` makes it, in target/test-venv).
 pub fn test_python() -> PathBuf {
     std::env::var_os("REWIND_TEST_PYTHON")

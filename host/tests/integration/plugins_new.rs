@@ -7,29 +7,24 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::common::{Project, componentize_py};
+use crate::common::{Project, componentize_py, rewind_in, show};
 use crate::servers::OciRegistry;
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-fn show(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        text(&out.stdout),
-        text(&out.stderr)
-    )
-}
-
-fn rewind(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rewind"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("REWIND_CONFIG")
-        .output()
-        .unwrap()
+/// `rewind plugins new NAME ARGS… --dir <a temp dir>`, which must succeed:
+/// the temp dir and the project's directory in it.
+fn new_project(name: &str, args: &[&str]) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let dir_arg = root.display().to_string();
+    let mut all = vec!["plugins", "new", name, "--dir", &dir_arg];
+    all.extend(args);
+    let out = rewind_in(&root, &all);
+    assert!(out.status.success(), "{}", show(&out));
+    (dir, root.join(name))
 }
 
 fn repo() -> PathBuf {
@@ -53,23 +48,8 @@ fn run_test_script(project: &Path, env: &[(&str, &Path)]) -> Output {
 
 #[test]
 fn a_new_rust_plugin_builds_passes_its_test_and_is_published() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, project) = new_project("note-keeper", &["--hooks", "backup,restore,health,notify"]);
     let root = dir.path().canonicalize().unwrap();
-    let dir_arg = root.display().to_string();
-    let out = rewind(
-        &root,
-        &[
-            "plugins",
-            "new",
-            "note-keeper",
-            "--hooks",
-            "backup,restore,health,notify",
-            "--dir",
-            &dir_arg,
-        ],
-    );
-    assert!(out.status.success(), "{}", show(&out));
-    let project = root.join("note-keeper");
     for file in ["Cargo.toml", "src/lib.rs", "README.md", "test.sh"] {
         assert!(project.join(file).is_file(), "{file} missing");
     }
@@ -148,25 +128,11 @@ fn a_new_rust_plugin_builds_passes_its_test_and_is_published() {
 
 #[test]
 fn a_new_python_plugin_builds_and_passes_its_test() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().canonicalize().unwrap();
-    let dir_arg = root.display().to_string();
-    let out = rewind(
-        &root,
-        &[
-            "plugins",
-            "new",
-            "py-notes",
-            "--lang",
-            "python",
-            "--hooks",
-            "backup,revert,health,notify",
-            "--dir",
-            &dir_arg,
-        ],
+    let (dir, project) = new_project(
+        "py-notes",
+        &["--lang", "python", "--hooks", "backup,revert,health,notify"],
     );
-    assert!(out.status.success(), "{}", show(&out));
-    let project = root.join("py-notes");
+    let root = dir.path().canonicalize().unwrap();
     let world = std::fs::read_to_string(project.join("wit/world.wit")).unwrap();
     assert!(
         world.contains("include rewind:hooks/revert-export@0.1.0;"),
@@ -207,7 +173,7 @@ fn plugins_new_refuses_bad_input_and_writes_nothing() {
         let mut all = vec!["plugins", "new"];
         all.extend(args);
         all.extend(["--dir", &dir_arg]);
-        let out = rewind(&root, &all);
+        let out = rewind_in(&root, &all);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", show(&out));
         assert!(
             text(&out.stderr).contains(needle),
@@ -238,7 +204,7 @@ fn plugins_new_refuses_bad_input_and_writes_nothing() {
         std::fs::read_to_string(root.join("taken/keep.txt")).unwrap(),
         "mine"
     );
-    let out = rewind(&root, &["plugins", "new", "x", "--dir", "/nonexistent/dir"]);
+    let out = rewind_in(&root, &["plugins", "new", "x", "--dir", "/nonexistent/dir"]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert!(
         text(&out.stderr).contains("no such directory"),

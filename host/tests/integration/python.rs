@@ -3,33 +3,12 @@
 //! pinned, loaded and sandboxed like any plugin, seeing a file only when
 //! its directory is granted, and refused by name otherwise.
 
-use std::path::Path;
-use std::process::Output;
 use std::time::{Duration, SystemTime};
 
-use crate::common::{Project, python_plugin_path};
+use crate::common::{Project, python_plugin_path, rewind_in, show};
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn rewind(dir: &Path, args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_rewind"))
-        .args(args)
-        .current_dir(dir)
-        .env("REWIND_STORE", dir.join("store"))
-        .env_remove("REWIND_CONFIG")
-        .output()
-        .unwrap()
-}
-
-fn show(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        text(&out.stdout),
-        text(&out.stderr)
-    )
 }
 
 #[test]
@@ -45,10 +24,22 @@ fn a_python_health_check_sees_only_what_is_granted() {
     let beat = run_dir.join("heartbeat");
     std::fs::write(&beat, "").unwrap();
     let param = format!("file={}", beat.display());
+    // `rewind hook heartbeat.wasm health` on the heartbeat file, plus `extra`.
+    let health = |extra: &[&str]| {
+        let mut args = vec![
+            "hook",
+            wasm_arg.as_str(),
+            "health",
+            "--param",
+            param.as_str(),
+        ];
+        args.extend(extra);
+        rewind_in(&root, &args)
+    };
 
     // What the host reads from the component: the API version and hooks
     // from its type, the params from its describe.
-    let out = rewind(&root, &["plugins", "inspect", &wasm_arg, "--json"]);
+    let out = rewind_in(&root, &["plugins", "inspect", &wasm_arg, "--json"]);
     assert!(out.status.success(), "{}", show(&out));
     let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(info["name"], "heartbeat", "{info}");
@@ -62,7 +53,7 @@ fn a_python_health_check_sees_only_what_is_granted() {
 
     // No grant: the file does not exist for the plugin; the host refused
     // the read and names the grant, and the check is unhealthy.
-    let out = rewind(&root, &["hook", &wasm_arg, "health", "--param", &param]);
+    let out = health(&[]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let grant = format!("grants.paths = [\"ro:{}\"]", run_dir.display());
     assert!(text(&out.stdout).contains("unhealthy"), "{}", show(&out));
@@ -75,36 +66,13 @@ fn a_python_health_check_sees_only_what_is_granted() {
 
     // A grant of another directory does not help.
     let ro_other = format!("ro:{}", other.display());
-    let out = rewind(
-        &root,
-        &[
-            "hook",
-            &wasm_arg,
-            "health",
-            "--param",
-            &param,
-            "--grant-path",
-            &ro_other,
-        ],
-    );
+    let out = health(&["--grant-path", &ro_other]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     assert!(text(&out.stdout).contains(&grant), "{}", show(&out));
 
     // With the grant: healthy.
     let ro_run = format!("ro:{}", run_dir.display());
-    let out = rewind(
-        &root,
-        &[
-            "hook",
-            &wasm_arg,
-            "health",
-            "--param",
-            &param,
-            "--grant-path",
-            &ro_run,
-            "--json",
-        ],
-    );
+    let out = health(&["--grant-path", &ro_run, "--json"]);
     assert!(out.status.success(), "{}", show(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(report.to_string().contains("healthy"), "{report}");
@@ -117,20 +85,7 @@ fn a_python_health_check_sees_only_what_is_granted() {
         .unwrap()
         .set_modified(SystemTime::now() - Duration::from_secs(3600))
         .unwrap();
-    let out = rewind(
-        &root,
-        &[
-            "hook",
-            &wasm_arg,
-            "health",
-            "--param",
-            &param,
-            "--param",
-            "max_age_s=60",
-            "--grant-path",
-            &ro_run,
-        ],
-    );
+    let out = health(&["--param", "max_age_s=60", "--grant-path", &ro_run]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     assert!(
         text(&out.stdout).contains("(more than 60s)"),
