@@ -347,7 +347,7 @@ fn rust_lib(name: &str, hooks: &[HookKind]) -> String {
          //! The skeleton works on one file, `params.file`: {}. Replace the\n\
          //! bodies with what your plugin does; `./test.sh` builds it and runs every\n\
          //! hook through `rewind hook`.\n\n\
-         use rewind_sdk::{{{}}};\n\n\
+         {}\n\n\
          // The one declaration of the parameters: what the hooks read and what\n\
          // `describe` tells the host (rewind check refuses unknown and missing ones).\n\
          rewind_sdk::params! {{\n    struct Params {{\n        /// The file this plugin works on\n        file: String,\n    }}\n}}\n\n\
@@ -374,7 +374,7 @@ fn rust_lib(name: &str, hooks: &[HookKind]) -> String {
             })
             .collect::<Vec<_>>()
             .join(", "),
-        uses.join(", "),
+        use_line("rewind_sdk", &uses),
         needs_write(hooks),
         if needs_write(hooks) {
             "read and rewrite params.file"
@@ -389,7 +389,8 @@ fn rust_lib(name: &str, hooks: &[HookKind]) -> String {
              \x20       // A refused read comes back as HookError::Denied naming the grant.\n\
              \x20       let bytes = std::fs::read(&params.file)?;\n\
              \x20       log::info(format!(\"keeping {} ({} bytes)\", params.file, bytes.len()));\n\
-             \x20       Ok(vec![artifacts::write_bytes(\"file\", \"application/octet-stream\", &bytes)?])\n    }\n}\n",
+             \x20       let saved = artifacts::write_bytes(\"file\", \"application/octet-stream\", &bytes)?;\n\
+             \x20       Ok(vec![saved])\n    }\n}\n",
             &[("type", &ty)],
         ));
     }
@@ -402,7 +403,8 @@ fn rust_lib(name: &str, hooks: &[HookKind]) -> String {
              \x20       return Ok(Report::new(\"nothing to put back: no saved file\"));\n    };\n\
              \x20   let bytes = artifacts::read_bytes(saved)?;\n\
              \x20   if ctx.dry_run() {\n\
-             \x20       return Ok(Report::new(format!(\"would write {} bytes to {}\", bytes.len(), params.file)));\n    }\n\
+             \x20       let what = format!(\"would write {} bytes to {}\", bytes.len(), params.file);\n\
+             \x20       return Ok(Report::new(what));\n    }\n\
              \x20   std::fs::write(&params.file, &bytes)?;\n\
              \x20   Ok(Report::new(format!(\"restored {}\", params.file)))\n}\n",
         );
@@ -430,7 +432,7 @@ fn rust_lib(name: &str, hooks: &[HookKind]) -> String {
              \x20           },\n        };\n\
              \x20       let mut check = HealthCheck::new(\"file\", status, detail);\n\
              \x20       check.latency_ms = started.elapsed().as_millis() as u64;\n\
-             \x20       HealthReport { checks: vec![check] }\n    }\n}\n",
+             \x20       HealthReport {\n            checks: vec![check],\n        }\n    }\n}\n",
             &[("type", &ty)],
         ));
     }
@@ -449,6 +451,30 @@ fn rust_lib(name: &str, hooks: &[HookKind]) -> String {
          rewind_sdk::export_plugin!({ty}: {});\n",
         hooks.map_join(", ")
     ));
+    out
+}
+
+/// `use krate::{a, b};` as rustfmt writes it: one line when it fits (its
+/// import lists keep a column spare), else the names filling indented lines.
+fn use_line(krate: &str, names: &[&str]) -> String {
+    let one = format!("use {krate}::{{{}}};", names.join(", "));
+    if one.len() < 99 {
+        return one;
+    }
+    let mut out = format!("use {krate}::{{\n");
+    let mut line = String::from("   ");
+    for name in names {
+        if line.len() + 1 + name.len() + 1 >= 100 {
+            out.push_str(line.trim_end());
+            out.push('\n');
+            line = String::from("   ");
+        }
+        line.push(' ');
+        line.push_str(name);
+        line.push(',');
+    }
+    out.push_str(line.trim_end());
+    out.push_str("\n};");
     out
 }
 

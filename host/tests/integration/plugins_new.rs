@@ -67,6 +67,14 @@ fn a_new_rust_plugin_builds_passes_its_test_and_is_published() {
         "{lib}"
     );
 
+    // What an author starts from is formatted as rustfmt writes it.
+    let out = Command::new("cargo")
+        .args(["fmt", "--check"])
+        .current_dir(&project)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+
     // The versions this repository builds with, so the build needs no
     // registry index; a target dir of its own that outlives the test, so
     // only the first run compiles wit-bindgen.
