@@ -194,15 +194,25 @@ pub fn lock(cli: &Cli, json: bool, update: Option<Option<&str>>) -> Result<ExitC
             Some(None) => true,
             Some(Some(name)) => instance.name == name || oci.reference.repository == name,
         };
-        let registry = Registry::for_reference(&oci.reference)?;
+        // A kept entry already in the cache needs no registry at all.
+        let mut registry: Option<Registry> = None;
         let locked = match old.get(&key) {
             Some(kept) if !wanted => kept.clone(),
-            _ => registry.resolve(&oci.reference, &key)?,
+            _ => {
+                let client = Registry::for_reference(&oci.reference)?;
+                let locked = client.resolve(&oci.reference, &key)?;
+                registry = Some(client);
+                locked
+            }
         };
         if let Some(cache) = &cache
             && !cache.wasm_path(&locked.wasm).is_file()
         {
-            registry.pull(&oci.reference, &locked, cache)?;
+            let client = match registry {
+                Some(client) => client,
+                None => Registry::for_reference(&oci.reference)?,
+            };
+            client.pull(&oci.reference, &locked, cache)?;
         }
         new.plugins.push(locked);
     }
