@@ -508,6 +508,7 @@ fn readme(
              ## Params\n\n| param | required | meaning |\n|-------|----------|---------|\n\
              | `file` | yes | The file this plugin works on |\n\n\
              ## Grants\n\n```toml\n[plugins.{name}]\nsource = \"{{{{wasm}}}}\"   # or oci://… after `rewind plugins push`\n\
+             sha256 = \"…\"   # a file is pinned: `rewind plugins inspect FILE` prints it (a registry source is pinned by rewind.lock)\n\
              grants.paths = [\"{}/srv/app\"]   # the directory of params.file\nparams = {{ file = \"/srv/app/state.json\" }}\n```\n\n\
              ## Build and test\n\n{build}\n\n\
              `./test.sh` builds the component and runs every hook through `rewind hook`\n\
@@ -675,7 +676,8 @@ def params(ctx: types.HookContext) -> dict:
         value = json.loads(ctx.params_json or \"{}\")
         return {\"file\": str(value[\"file\"])}
     except (ValueError, KeyError) as err:
-        raise Err(types.HookError_InvalidInput(f\"params of instance `{ctx.instance}`: missing or bad {err}\"))
+        message = f\"params of instance `{ctx.instance}`: missing or bad {err}\"
+        raise Err(types.HookError_InvalidInput(message))
 
 
 def failed(err: OSError) -> Err:
@@ -696,7 +698,9 @@ class Describe(exports.Describe):
             # What the operator should grant; the sandbox gives only what is granted.
             capabilities=types.Capabilities(
                 exec=[],
-                paths=[types.PathRequest(\"<directory of params.file>\", {{writable}}, \"{{reason}}\")],
+                paths=[
+                    types.PathRequest(\"<directory of params.file>\", {{writable}}, \"{{reason}}\"),
+                ],
                 env=[],
                 http=[],
             ),
