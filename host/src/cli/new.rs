@@ -304,153 +304,127 @@ fn needs_write(hooks: &[HookKind]) -> bool {
         .any(|h| matches!(h, HookKind::Restore | HookKind::Revert | HookKind::Notify))
 }
 
+/// The skeleton's pieces, filled by [`fill`]: one file a hook, so that
+/// what an author starts from reads as code here too.
+mod template {
+    pub const LIB_HEAD: &str = include_str!("templates/new/lib_head.rs.in");
+    pub const BACKUP_RS: &str = include_str!("templates/new/backup.rs.in");
+    pub const PUT_BACK_RS: &str = include_str!("templates/new/put_back.rs.in");
+    pub const RESTORE_RS: &str = include_str!("templates/new/restore.rs.in");
+    pub const HEALTH_RS: &str = include_str!("templates/new/health.rs.in");
+    pub const NOTIFY_RS: &str = include_str!("templates/new/notify.rs.in");
+    pub const LIB_TAIL: &str = include_str!("templates/new/lib_tail.rs.in");
+    pub const APP_HEAD: &str = include_str!("templates/new/app_head.py.in");
+    pub const BACKUP_PY: &str = include_str!("templates/new/backup.py.in");
+    pub const PUT_BACK_PY: &str = include_str!("templates/new/put_back.py.in");
+    pub const RESTORE_PY: &str = include_str!("templates/new/restore.py.in");
+    pub const HEALTH_PY: &str = include_str!("templates/new/health.py.in");
+    pub const NOTIFY_PY: &str = include_str!("templates/new/notify.py.in");
+    pub const README: &str = include_str!("templates/new/README.md.in");
+    pub const TEST_HEAD: &str = include_str!("templates/new/test_head.sh.in");
+}
+
+/// What the skeleton does with params.file, hook by hook.
+fn what_it_does(hooks: &[HookKind]) -> String {
+    hooks
+        .iter()
+        .map(|h| match h {
+            HookKind::Backup => "backup keeps it",
+            HookKind::Restore => "restore puts it back",
+            HookKind::Revert => "revert puts it back",
+            HookKind::Health => "health says whether it exists",
+            HookKind::Notify => "notify appends each event to it",
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn reason(hooks: &[HookKind]) -> &'static str {
+    if needs_write(hooks) {
+        "read and rewrite params.file"
+    } else {
+        "read params.file"
+    }
+}
+
 fn rust_lib(name: &str, hooks: &[HookKind]) -> String {
     let ty = type_name(name);
     let has = |h| hooks.contains(&h);
     let mut uses = vec!["Capabilities", "PathRequest", "Plugin", "PluginInfo"];
-    if has(HookKind::Backup) {
-        uses.extend([
-            "Backup",
-            "ArtifactRef",
-            "Context",
-            "HookError",
-            "artifacts",
-            "log",
-        ]);
+    for hook in hooks {
+        uses.extend(match hook {
+            HookKind::Backup => &[
+                "Backup",
+                "ArtifactRef",
+                "Context",
+                "HookError",
+                "artifacts",
+                "log",
+            ][..],
+            HookKind::Restore => &[
+                "Restore",
+                "ArtifactRef",
+                "Context",
+                "HookError",
+                "Report",
+                "artifacts",
+            ],
+            HookKind::Revert => &[
+                "Revert",
+                "ArtifactRef",
+                "Context",
+                "HookError",
+                "Report",
+                "artifacts",
+            ],
+            HookKind::Health => &[
+                "Context",
+                "Health",
+                "HealthCheck",
+                "HealthReport",
+                "HealthStatus",
+                "HookError",
+            ],
+            HookKind::Notify => &["Context", "Event", "HookError", "Notify"],
+        });
     }
-    if has(HookKind::Restore) || has(HookKind::Revert) {
-        uses.extend(["ArtifactRef", "Context", "HookError", "Report", "artifacts"]);
-    }
-    if has(HookKind::Restore) {
-        uses.push("Restore");
-    }
-    if has(HookKind::Revert) {
-        uses.push("Revert");
-    }
-    if has(HookKind::Health) {
-        uses.extend([
-            "Context",
-            "Health",
-            "HealthCheck",
-            "HealthReport",
-            "HealthStatus",
-            "HookError",
-        ]);
-    }
-    if has(HookKind::Notify) {
-        uses.extend(["Context", "Event", "HookError", "Notify"]);
-    }
+    // rustfmt's order: types before modules, each alphabetical.
     uses.sort_by_key(|u| (u.starts_with(char::is_lowercase), u.to_string()));
     uses.dedup();
-    let mut out = format!(
-        "//! {name}: a rewind plugin, from `rewind plugins new`.\n//!\n\
-         //! The skeleton works on one file, `params.file`: {}. Replace the\n\
-         //! bodies with what your plugin does; `./test.sh` builds it and runs every\n\
-         //! hook through `rewind hook`.\n\n\
-         {}\n\n\
-         // The one declaration of the parameters: what the hooks read and what\n\
-         // `describe` tells the host (rewind check refuses unknown and missing ones).\n\
-         rewind_sdk::params! {{\n    struct Params {{\n        /// The file this plugin works on\n        file: String,\n    }}\n}}\n\n\
-         struct {ty};\n\n\
-         impl Plugin for {ty} {{\n    fn info() -> PluginInfo {{\n        PluginInfo {{\n\
-         \x20           name: \"{name}\".into(),\n            version: env!(\"CARGO_PKG_VERSION\").into(),\n\
-         \x20           summary: \"TODO: one line about what {name} does\".into(),\n\
-         \x20           // What the operator should grant (rewind plugins inspect shows it); the\n\
-         \x20           // sandbox gives the hooks only what rewind.toml grants.\n\
-         \x20           capabilities: Capabilities {{\n                paths: vec![PathRequest {{\n\
-         \x20                   path: \"<directory of params.file>\".into(),\n\
-         \x20                   writable: {},\n\
-         \x20                   reason: \"{}\".into(),\n                }}],\n\
-         \x20               ..Capabilities::default()\n            }},\n\
-         \x20           params: Params::specs(),\n        }}\n    }}\n}}\n",
-        hooks
-            .iter()
-            .map(|h| match h {
-                HookKind::Backup => "backup keeps it",
-                HookKind::Restore => "restore puts it back",
-                HookKind::Revert => "revert puts it back",
-                HookKind::Health => "health says whether it exists",
-                HookKind::Notify => "notify appends each event to it",
-            })
-            .collect::<Vec<_>>()
-            .join(", "),
-        use_line("rewind_sdk", &uses),
-        needs_write(hooks),
-        if needs_write(hooks) {
-            "read and rewrite params.file"
-        } else {
-            "read params.file"
-        },
-    );
+    let writable = needs_write(hooks).to_string();
+    let what = what_it_does(hooks);
+    let use_line = use_line("rewind_sdk", &uses);
+    let hook_list = hooks.map_join(", ");
+    let vars = [
+        ("name", name),
+        ("type", ty.as_str()),
+        ("what", what.as_str()),
+        ("uses", use_line.as_str()),
+        ("writable", writable.as_str()),
+        ("reason", reason(hooks)),
+        ("hooks", hook_list.as_str()),
+    ];
+    let mut out = fill(template::LIB_HEAD, &vars);
     if has(HookKind::Backup) {
-        out.push_str(&fill(
-            "\nimpl Backup for {{type}} {\n    fn backup(ctx: &Context) -> Result<Vec<ArtifactRef>, HookError> {\n\
-             \x20       let params: Params = ctx.params()?;\n\
-             \x20       // A refused read comes back as HookError::Denied naming the grant.\n\
-             \x20       let bytes = std::fs::read(&params.file)?;\n\
-             \x20       log::info(format!(\"keeping {} ({} bytes)\", params.file, bytes.len()));\n\
-             \x20       let saved = artifacts::write_bytes(\"file\", \"application/octet-stream\", &bytes)?;\n\
-             \x20       Ok(vec![saved])\n    }\n}\n",
-            &[("type", &ty)],
-        ));
+        out.push_str(&fill(template::BACKUP_RS, &vars));
     }
     if has(HookKind::Restore) || has(HookKind::Revert) {
-        out.push_str(
-            "\n/// Put back the file a backup kept (only this instance's artifacts are given).\n\
-             fn put_back(ctx: &Context, saved: &[ArtifactRef]) -> Result<Report, HookError> {\n\
-             \x20   let params: Params = ctx.params()?;\n\
-             \x20   let Some(saved) = saved.iter().find(|a| a.name == \"file\") else {\n\
-             \x20       return Ok(Report::new(\"nothing to put back: no saved file\"));\n    };\n\
-             \x20   let bytes = artifacts::read_bytes(saved)?;\n\
-             \x20   if ctx.dry_run() {\n\
-             \x20       let what = format!(\"would write {} bytes to {}\", bytes.len(), params.file);\n\
-             \x20       return Ok(Report::new(what));\n    }\n\
-             \x20   std::fs::write(&params.file, &bytes)?;\n\
-             \x20   Ok(Report::new(format!(\"restored {}\", params.file)))\n}\n",
-        );
+        out.push_str(template::PUT_BACK_RS);
     }
     for (hook, method) in [(HookKind::Restore, "restore"), (HookKind::Revert, "revert")] {
         if has(hook) {
             let trait_name = type_name(method);
-            out.push_str(&format!(
-                "\nimpl {trait_name} for {ty} {{\n    fn {method}(ctx: &Context, saved: &[ArtifactRef]) -> Result<Report, HookError> {{\n\
-                 \x20       put_back(ctx, saved)\n    }}\n}}\n"
-            ));
+            let more = [("Trait", trait_name.as_str()), ("method", method)];
+            out.push_str(&fill(&fill(template::RESTORE_RS, &vars), &more));
         }
     }
     if has(HookKind::Health) {
-        out.push_str(&fill(
-            "\nimpl Health for {{type}} {\n    fn check(ctx: &Context) -> HealthReport {\n\
-             \x20       let started = std::time::Instant::now();\n\
-             \x20       let (status, detail) = match ctx.params::<Params>() {\n\
-             \x20           Err(err) => (HealthStatus::Unhealthy, err.message()),\n\
-             \x20           Ok(params) => match std::fs::metadata(&params.file) {\n\
-             \x20               Ok(meta) => (\n                    HealthStatus::Healthy,\n\
-             \x20                   format!(\"{} exists ({} bytes)\", params.file, meta.len()),\n                ),\n\
-             \x20               // A refusal becomes HookError::Denied, whose message names the grant.\n\
-             \x20               Err(err) => (HealthStatus::Unhealthy, HookError::from(err).message()),\n\
-             \x20           },\n        };\n\
-             \x20       let mut check = HealthCheck::new(\"file\", status, detail);\n\
-             \x20       check.latency_ms = started.elapsed().as_millis() as u64;\n\
-             \x20       HealthReport {\n            checks: vec![check],\n        }\n    }\n}\n",
-            &[("type", &ty)],
-        ));
+        out.push_str(&fill(template::HEALTH_RS, &vars));
     }
     if has(HookKind::Notify) {
-        out.push_str(&fill(
-            "\nimpl Notify for {{type}} {\n    fn notify(ctx: &Context, event: &Event) -> Result<(), HookError> {\n\
-             \x20       use std::io::Write as _;\n\
-             \x20       let params: Params = ctx.params()?;\n\
-             \x20       let mut file = std::fs::OpenOptions::new()\n            .create(true)\n            .append(true)\n            .open(&params.file)?;\n\
-             \x20       writeln!(file, \"{}\", event.to_json())?;\n        Ok(())\n    }\n}\n",
-            &[("type", &ty)],
-        ));
+        out.push_str(&fill(template::NOTIFY_RS, &vars));
     }
-    out.push_str(&format!(
-        "\n// Exports describe and exactly these hooks; the host reads them from the component.\n\
-         rewind_sdk::export_plugin!({ty}: {});\n",
-        hooks.map_join(", ")
-    ));
+    out.push_str(&fill(template::LIB_TAIL, &vars));
     out
 }
 
@@ -501,29 +475,20 @@ fn readme(
     build: &str,
     vars: &[(&str, &str)],
 ) -> String {
-    fill(
-        &format!(
-            "# {name}\n\nA rewind plugin in {lang}. TODO: say what it does.\n\n\
-             ## Hooks\n\n{}\n\n\
-             ## Params\n\n| param | required | meaning |\n|-------|----------|---------|\n\
-             | `file` | yes | The file this plugin works on |\n\n\
-             ## Grants\n\n```toml\n[plugins.{name}]\nsource = \"{{{{wasm}}}}\"   # or oci://… after `rewind plugins push`\n\
-             sha256 = \"…\"   # a file is pinned: `rewind plugins inspect FILE` prints it (a registry source is pinned by rewind.lock)\n\
-             grants.paths = [\"{}/srv/app\"]   # the directory of params.file\nparams = {{ file = \"/srv/app/state.json\" }}\n```\n\n\
-             ## Build and test\n\n{build}\n\n\
-             `./test.sh` builds the component and runs every hook through `rewind hook`\n\
-             in the sandbox, once without the grant to see the refusal (`$REWIND` names\n\
-             the rewind binary; default `rewind`).\n\n\
-             ## Publish\n\n```sh\nrewind plugins push {{{{wasm}}}} oci://registry.example:5000/team/{name}:0.1.0 --sign team.key\n```\n",
-            hooks
-                .iter()
-                .map(|h| format!("- `{}`", h.as_str()))
-                .collect::<Vec<_>>()
-                .join("\n"),
-            if needs_write(hooks) { "" } else { "ro:" },
-        ),
-        vars,
-    )
+    let hook_list = hooks
+        .iter()
+        .map(|h| format!("- `{}`", h.as_str()))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let ro = if needs_write(hooks) { "" } else { "ro:" };
+    let own = [
+        ("name", name),
+        ("lang", lang),
+        ("hook_list", hook_list.as_str()),
+        ("ro", ro),
+        ("build", build),
+    ];
+    fill(&fill(template::README, &own), vars)
 }
 
 /// test.sh: build, then each hook through `rewind hook`, with the grant
@@ -531,16 +496,7 @@ fn readme(
 fn test_script(hooks: &[HookKind], build: &str, vars: &[(&str, &str)]) -> String {
     let has = |h| hooks.contains(&h);
     let grant = if needs_write(hooks) { "" } else { "ro:" };
-    let mut s = format!(
-        "#!/bin/sh\n# Build the plugin, then run each of its hooks through `rewind hook` in the\n\
-         # sandbox, as a rewind.toml instance would run it.\nset -eu\ncd \"$(dirname \"$0\")\"\n\
-         REWIND=\"${{REWIND:-rewind}}\"\n\n{build}\nwasm={{{{wasm}}}}\n\"$REWIND\" plugins inspect \"$wasm\"\n\n\
-         work=$(mktemp -d)\ntrap 'rm -rf \"$work\"' EXIT\nmkdir \"$work/app\"\nprintf 'v1\\n' > \"$work/app/file.txt\"\n\
-         hook() {{\n    name=$1\n    shift\n    echo \"==> $name\" >&2\n\
-         \x20   \"$REWIND\" hook \"$wasm\" \"$name\" --store \"$work/store\" --param \"file=$work/app/file.txt\" \"$@\"\n}}\n\
-         fail() {{\n    echo \"FAILED: $*\" >&2\n    exit 1\n}}\n\n\
-         ",
-    );
+    let mut s = fill(template::TEST_HEAD, &[("build", build)]);
     // Without a grant the plugin sees no file at all: a hook that touches
     // it must fail (or report unhealthy), and the host names the grant.
     if let Some(probe) = hooks
@@ -649,177 +605,37 @@ fn api_version() -> &'static str {
 
 fn python_app(name: &str, hooks: &[HookKind]) -> String {
     let has = |h| hooks.contains(&h);
-    let mut out = fill(
-        "\"\"\"{{name}}: a rewind plugin in Python, from `rewind plugins new`.
-
-The skeleton works on one file, params[\"file\"]. Replace the hook bodies with
-what your plugin does; ./test.sh builds it and runs every hook through
-`rewind hook`. Each exported interface of wit/world.wit is a class here, named
-as componentize-py names it (Describe, Backup, Restore, Revert, Health, Notify).
-\"\"\"
-import json
-import os
-import time
-
-from componentize_py_types import Err
-from wit_world import exports
-from wit_world.imports import artifacts, log, sandbox, types
-
-# What `describe` tells the host about the params (rewind check enforces it).
-PARAMS = [
-    types.ParamSpec(\"file\", \"The file this plugin works on\", True, None, types.ParamKind.STRING),
-]
-
-
-def params(ctx: types.HookContext) -> dict:
-    try:
-        value = json.loads(ctx.params_json or \"{}\")
-        return {\"file\": str(value[\"file\"])}
-    except (ValueError, KeyError) as err:
-        message = f\"params of instance `{ctx.instance}`: missing or bad {err}\"
-        raise Err(types.HookError_InvalidInput(message))
-
-
-def failed(err: OSError) -> Err:
-    \"\"\"An OSError as the hook's error: a refusal of the sandbox stays a typed
-    denial naming the grant to add; anything else is a failure.\"\"\"
-    denial = sandbox.take_denial()
-    if denial is not None:
-        return Err(types.HookError_Denied(denial))
-    return Err(types.HookError_Failed(types.Failure(f\"{err.filename}: {err.strerror}\", None)))
-
-
-class Describe(exports.Describe):
-    def info(self) -> types.PluginInfo:
-        return types.PluginInfo(
-            name=\"{{name}}\",
-            version=\"0.1.0\",
-            summary=\"TODO: one line about what {{name}} does\",
-            # What the operator should grant; the sandbox gives only what is granted.
-            capabilities=types.Capabilities(
-                exec=[],
-                paths=[
-                    types.PathRequest(\"<directory of params.file>\", {{writable}}, \"{{reason}}\"),
-                ],
-                env=[],
-                http=[],
-            ),
-            params=PARAMS,
-        )
-",
-        &[
-            ("name", name),
-            ("writable", if needs_write(hooks) { "True" } else { "False" }),
-            (
-                "reason",
-                if needs_write(hooks) {
-                    "read and rewrite params.file"
-                } else {
-                    "read params.file"
-                },
-            ),
-        ],
-    );
+    let vars = [
+        ("name", name),
+        (
+            "writable",
+            if needs_write(hooks) { "True" } else { "False" },
+        ),
+        ("reason", reason(hooks)),
+    ];
+    let mut out = fill(template::APP_HEAD, &vars);
     if has(HookKind::Backup) {
-        out.push_str(
-            "
-
-class Backup(exports.Backup):
-    def backup(self, ctx: types.HookContext) -> list:
-        path = params(ctx)[\"file\"]
-        try:
-            with open(path, \"rb\") as f:
-                data = f.read()
-        except OSError as err:
-            raise failed(err)
-        log.write(log.Level.INFO, f\"keeping {path} ({len(data)} bytes)\", [])
-        writer = artifacts.create(\"file\", \"application/octet-stream\")
-        writer.write(data)
-        return [writer.finish()]
-",
-        );
+        out.push_str(template::BACKUP_PY);
     }
     if has(HookKind::Restore) || has(HookKind::Revert) {
-        out.push_str(
-            "
-
-def put_back(ctx: types.HookContext, saved: list) -> types.Report:
-    \"\"\"Put back the file a backup kept (only this instance's artifacts are given).\"\"\"
-    path = params(ctx)[\"file\"]
-    found = [a for a in saved if a.name == \"file\"]
-    if not found:
-        return types.Report(\"nothing to put back: no saved file\", [])
-    reader = artifacts.open(found[0])
-    data = b\"\"
-    while True:
-        chunk = reader.read(1 << 20)
-        if not chunk:
-            break
-        data += chunk
-    if ctx.dry_run:
-        return types.Report(f\"would write {len(data)} bytes to {path}\", [])
-    try:
-        with open(path, \"wb\") as f:
-            f.write(data)
-    except OSError as err:
-        raise failed(err)
-    return types.Report(f\"restored {path}\", [])
-",
-        );
+        out.push_str(template::PUT_BACK_PY);
     }
     for (hook, class, method) in [
         (HookKind::Restore, "Restore", "restore"),
         (HookKind::Revert, "Revert", "revert"),
     ] {
         if has(hook) {
-            out.push_str(&format!(
-                "\n\nclass {class}(exports.{class}):\n    def {method}(self, ctx: types.HookContext, saved: list) -> types.Report:\n        return put_back(ctx, saved)\n"
+            out.push_str(&fill(
+                template::RESTORE_PY,
+                &[("Class", class), ("method", method)],
             ));
         }
     }
     if has(HookKind::Health) {
-        out.push_str(
-            "
-
-class Health(exports.Health):
-    def check(self, ctx: types.HookContext) -> types.HealthReport:
-        started = time.monotonic()
-        try:
-            path = params(ctx)[\"file\"]
-            size = os.stat(path).st_size
-            status, detail = types.HealthStatus.HEALTHY, f\"{path} exists ({size} bytes)\"
-        except Err as err:
-            status, detail = types.HealthStatus.UNHEALTHY, str(err.value.value)
-        except OSError as err:
-            denial = sandbox.take_denial()
-            detail = f\"denied: add {denial.grant}\" if denial else f\"{err.filename}: {err.strerror}\"
-            status = types.HealthStatus.UNHEALTHY
-        ms = int((time.monotonic() - started) * 1000)
-        return types.HealthReport([types.HealthCheck(\"file\", status, detail, ms)])
-",
-        );
+        out.push_str(template::HEALTH_PY);
     }
     if has(HookKind::Notify) {
-        out.push_str(
-            "
-
-class Notify(exports.Notify):
-    def notify(self, ctx: types.HookContext, event: types.Event) -> None:
-        path = params(ctx)[\"file\"]
-        line = json.dumps({
-            \"kind\": event.kind.name,
-            \"title\": event.title,
-            \"message\": event.message,
-            \"run_id\": event.run_id,
-            \"fields\": dict(event.fields),
-        })
-        try:
-            with open(path, \"a\") as f:
-                f.write(line + \"\\n\")
-        except OSError as err:
-            raise failed(err)
-",
-        );
+        out.push_str(template::NOTIFY_PY);
     }
     out
 }
