@@ -674,6 +674,65 @@ mod tests {
         assert_eq!(type_name("redis-cache"), "RedisCache");
     }
 
+    /// How the Cargo.toml finds rewind-sdk: `--sdk`, or the checkout the
+    /// project is in (a member of its workspace under plugins/).
+    #[test]
+    fn a_rust_project_finds_the_sdk_of_its_checkout() {
+        let tmp = tempfile::tempdir().unwrap();
+        let checkout = tmp.path().join("rewind");
+        std::fs::create_dir_all(checkout.join("sdk")).unwrap();
+        std::fs::create_dir_all(checkout.join("wit")).unwrap();
+        std::fs::create_dir_all(checkout.join("plugins")).unwrap();
+        std::fs::write(
+            checkout.join("sdk/Cargo.toml"),
+            "[package]\nname = \"rewind-sdk\"\n",
+        )
+        .unwrap();
+        std::fs::write(checkout.join("wit/hooks.wit"), "").unwrap();
+        let args = |dir: &Path, sdk: Option<PathBuf>| NewArgs {
+            name: "x".into(),
+            hooks: vec!["health".into()],
+            lang: Lang::Rust,
+            dir: dir.to_path_buf(),
+            sdk,
+        };
+        let cargo = |args: &NewArgs| {
+            let files = rust_project(args, &args.dir.join("x"), &[HookKind::Health]).unwrap();
+            files.into_iter().find(|f| f.0 == "Cargo.toml").unwrap().1
+        };
+
+        let member = cargo(&args(&checkout.join("plugins"), None));
+        assert!(
+            member.contains("rewind-sdk = { path = \"../../sdk\" }"),
+            "{member}"
+        );
+        assert!(!member.contains("[workspace]"), "{member}");
+
+        let elsewhere = tmp.path().join("elsewhere");
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        let with_sdk = cargo(&args(&elsewhere, Some(checkout.join("sdk"))));
+        assert!(
+            with_sdk.contains(&format!(
+                "rewind-sdk = {{ path = \"{}\" }}",
+                checkout.join("sdk").display()
+            )),
+            "{with_sdk}"
+        );
+        assert!(with_sdk.contains("[workspace]"), "{with_sdk}");
+
+        let err = rust_project(
+            &args(&elsewhere, Some(elsewhere.clone())),
+            &elsewhere.join("x"),
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("not the sdk/ directory of a rewind checkout"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn a_python_project_carries_the_wit_of_this_host() {
         let files = python_project("disk-space", &[HookKind::Health]);
