@@ -142,3 +142,55 @@ fn a_python_plugin_is_an_instance_like_any_other() {
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     assert!(text(&out.stdout).contains(&grant), "{}", show(&out));
 }
+
+/// A plugin built against an API version this host does not run is refused
+/// when it loads, naming both versions and the fix: the same component,
+/// built against the WIT with its package version raised to 0.2.0.
+#[test]
+fn a_plugin_built_for_another_api_version_is_refused_naming_both() {
+    let scratch = tempfile::tempdir().unwrap();
+    let root = scratch.path().canonicalize().unwrap();
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins-py/heartbeat");
+    let project = root.join("heartbeat");
+    std::fs::create_dir_all(project.join("wit/deps/rewind-hooks")).unwrap();
+    for file in ["app.py", "build.sh"] {
+        std::fs::copy(source.join(file), project.join(file)).unwrap();
+    }
+    let bump = |text: String| text.replace("@0.1.0", "@0.2.0");
+    let world = std::fs::read_to_string(source.join("wit/world.wit")).unwrap();
+    std::fs::write(project.join("wit/world.wit"), bump(world)).unwrap();
+    for entry in std::fs::read_dir(source.join("wit/deps/rewind-hooks")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(
+            project
+                .join("wit/deps/rewind-hooks")
+                .join(path.file_name().unwrap()),
+            bump(text),
+        )
+        .unwrap();
+    }
+    let wasm = root.join("heartbeat-0.2.wasm");
+    let out = std::process::Command::new(project.join("build.sh"))
+        .arg(&wasm)
+        .env("COMPONENTIZE_PY", crate::common::componentize_py())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+
+    let out = rewind_in(&root, &["plugins", "inspect", &wasm.display().to_string()]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(
+            "it was built for the rewind:hooks API version 0.2.0, but this host supports 0.1.0"
+        ),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        err.contains("rebuild the plugin against rewind:hooks@0.1.0"),
+        "{}",
+        show(&out)
+    );
+}
