@@ -258,9 +258,43 @@ fn a_registry_with_basic_auth_takes_docker_config_credentials() {
         "backup with wrong env credentials",
     );
 
-    // A broken entry is named with the fix.
+    // A credential helper (credHelpers), run as docker runs it: the
+    // program docker-credential-<name> on PATH, given the registry on stdin.
     project.set_env("REWIND_REGISTRY_USERNAME", "");
     project.set_env("REWIND_REGISTRY_PASSWORD", "");
+    let bin = project.root().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-rwtest");
+    std::fs::write(
+        &helper,
+        "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread registry\n\
+         printf '{\"ServerURL\":\"%s\",\"Username\":\"team\",\"Secret\":\"s3cret-pass\"}' \"$registry\"\n",
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    project.set_env(
+        "PATH",
+        &format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+    );
+    std::fs::write(
+        docker.join("config.json"),
+        format!(
+            "{{\"credHelpers\": {{\"127.0.0.1:{}\": \"rwtest\"}}}}",
+            registry.port
+        ),
+    )
+    .unwrap();
+    // The failed backup above cached nothing: this one pulls, through the helper.
+    assert!(!project.root().join("plugin-cache/sha256").exists());
+    ok(
+        project.rewind(&["backup"]),
+        "backup pulling with a credential helper",
+    );
+
+    // A broken entry is named with the fix.
     std::fs::write(
         docker.join("config.json"),
         format!(
