@@ -182,6 +182,19 @@ pub fn lock(cli: &Cli, json: bool, update: Option<Option<&str>>) -> Result<ExitC
             );
         }
     }
+    // The references to re-resolve: a lock entry is per reference, so
+    // updating one instance updates every instance that names the same one.
+    let wanted: std::collections::BTreeSet<String> = config
+        .instances
+        .values()
+        .filter_map(|i| i.oci.as_ref().map(|oci| (i, oci)))
+        .filter(|(i, oci)| match update {
+            None => false,
+            Some(None) => true,
+            Some(Some(name)) => i.name == name || oci.reference.repository == name,
+        })
+        .map(|(_, oci)| oci.reference.to_string())
+        .collect();
     let mut new = LockFile::default();
     for instance in config.instances.values() {
         let Some(oci) = &instance.oci else { continue };
@@ -189,11 +202,7 @@ pub fn lock(cli: &Cli, json: bool, update: Option<Option<&str>>) -> Result<ExitC
         if new.get(&key).is_some() {
             continue;
         }
-        let wanted = match update {
-            None => false,
-            Some(None) => true,
-            Some(Some(name)) => instance.name == name || oci.reference.repository == name,
-        };
+        let wanted = wanted.contains(&key);
         // A kept entry already in the cache needs no registry at all.
         let mut registry: Option<Registry> = None;
         let locked = match old.get(&key) {

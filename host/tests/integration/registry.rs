@@ -144,7 +144,12 @@ fn a_plugin_pushed_locked_and_pulled_backs_up_and_rolls_back() {
 fn a_moved_tag_changes_nothing_until_plugins_update() {
     let registry = OciRegistry::start();
     let reference = registry.reference("platform/files:stable");
-    let project = project(&format!("source = \"{reference}\""), "");
+    // A second instance of the same reference, listed before `files`: the
+    // lock entry is per reference, so `update files` moves both.
+    let project = project(
+        &format!("source = \"{reference}\""),
+        &format!("[plugins.archive]\nsource = \"{reference}\"\n"),
+    );
     push(&project, &plugin_path("files"), &reference);
     ok(project.rewind(&["plugins", "lock"]), "plugins lock");
     let (manifest, wasm) = lock_entry(&project);
@@ -156,6 +161,7 @@ fn a_moved_tag_changes_nothing_until_plugins_update() {
     let check = project.rewind(&["plugins", "list", "--json"]);
     let rows: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
     assert_eq!(rows[0]["sha256"], wasm.trim_start_matches("sha256:"));
+    assert_eq!(rows[1]["sha256"], wasm.trim_start_matches("sha256:"));
     assert_eq!(lock_entry(&project), (manifest.clone(), wasm.clone()));
 
     // `plugins lock` keeps what is locked: only `update` takes the tag.
@@ -171,7 +177,10 @@ fn a_moved_tag_changes_nothing_until_plugins_update() {
         "update nope",
     );
     assert!(err.contains("`nope` is neither"), "{err}");
-    assert!(err.contains("instances from registries: files"), "{err}");
+    assert!(
+        err.contains("instances from registries: archive, files"),
+        "{err}"
+    );
     assert_eq!(lock_entry(&project), (manifest.clone(), wasm.clone()));
 
     // `plugins update files` moves it and says from what to what.
@@ -188,7 +197,9 @@ fn a_moved_tag_changes_nothing_until_plugins_update() {
     assert_eq!(change["new"]["wasm"], new_wasm.as_str());
     let rows: serde_json::Value =
         serde_json::from_slice(&project.rewind(&["plugins", "list", "--json"]).stdout).unwrap();
+    // Both instances of the reference run the new component.
     assert_eq!(rows[0]["sha256"], new_wasm.trim_start_matches("sha256:"));
+    assert_eq!(rows[1]["sha256"], new_wasm.trim_start_matches("sha256:"));
 
     // Run again with nothing moved: the text form says so.
     let out = ok(project.rewind(&["plugins", "update"]), "update again");
