@@ -159,7 +159,7 @@ pub fn run(args: &NewArgs) -> Result<ExitCode> {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
         }
     }
-    let hook_list = hooks.map_join(", ");
+    let hook_list = hook_names(&hooks);
     let lang = match args.lang {
         Lang::Rust => "Rust",
         Lang::Python => "Python",
@@ -179,19 +179,16 @@ pub fn run(args: &NewArgs) -> Result<ExitCode> {
     Ok(ExitCode::Ok)
 }
 
-trait MapJoin {
-    fn map_join(&self, sep: &str) -> String;
+/// `backup, restore`: the hooks as the CLI and `export_plugin!` write them.
+fn hook_names(hooks: &[HookKind]) -> String {
+    hooks
+        .iter()
+        .map(|h| h.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
-impl MapJoin for [HookKind] {
-    fn map_join(&self, sep: &str) -> String {
-        self.iter()
-            .map(|h| h.as_str())
-            .collect::<Vec<_>>()
-            .join(sep)
-    }
-}
-
+/// What a project is made of: (path in the project, content, executable).
 type Files = Vec<(String, String, bool)>;
 
 /// Fill `{{key}}` placeholders.
@@ -394,7 +391,7 @@ fn rust_lib(name: &str, hooks: &[HookKind]) -> String {
     let writable = needs_write(hooks).to_string();
     let what = what_it_does(hooks);
     let use_line = use_line("rewind_sdk", &uses);
-    let hook_list = hooks.map_join(", ");
+    let hook_list = hook_names(hooks);
     let vars = [
         ("name", name),
         ("type", ty.as_str()),
