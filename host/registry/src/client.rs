@@ -19,7 +19,9 @@
 //! `localhost`, `[::1]`); everywhere else it is HTTPS (rustls). Credentials:
 //! `REWIND_REGISTRY_USERNAME` and `REWIND_REGISTRY_PASSWORD` (basic, or the
 //! registry's bearer-token flow with them), `REWIND_REGISTRY_TOKEN`
-//! (bearer), else anonymous (with the registry's anonymous token flow).
+//! (bearer), else the registry's entry in docker's `config.json` (what
+//! `docker login` and `oras login` write: `auths`, or a credential helper),
+//! else anonymous (with the registry's anonymous token flow).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -84,6 +86,21 @@ pub enum RegistryError {
         /// What the registry served.
         actual: String,
     },
+    /// Docker's `config.json` names credentials for the registry that
+    /// cannot be used (a helper that failed, an `auth` that does not decode).
+    #[error(
+        "cannot use the credentials for {registry} in docker's config ({config}): {reason}; \
+         fix them with `docker login {registry}`, or set REWIND_REGISTRY_USERNAME and \
+         REWIND_REGISTRY_PASSWORD"
+    )]
+    Credentials {
+        /// The registry (`host:port`).
+        registry: String,
+        /// Where the config was looked for.
+        config: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// Writing into the plugin cache failed (or the content was not its digest).
     #[error("cannot keep {reference} in the plugin cache {}", dir.display())]
     Cache {
@@ -109,18 +126,55 @@ pub struct Pushed {
 pub struct Registry {
     client: oci_wasm::WasmClient,
     runtime: tokio::runtime::Runtime,
+    auth: RegistryAuth,
 }
 
-fn auth() -> RegistryAuth {
+/// The credentials for `registry`: rewind's own variables first (a CI job
+/// sets them for one command), then docker's `config.json`, else anonymous.
+fn auth(registry: &str) -> Result<RegistryAuth, RegistryError> {
     let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
     match (
         var("REWIND_REGISTRY_USERNAME"),
         var("REWIND_REGISTRY_PASSWORD"),
         var("REWIND_REGISTRY_TOKEN"),
     ) {
-        (Some(user), Some(password), _) => RegistryAuth::Basic(user, password),
-        (_, _, Some(token)) => RegistryAuth::Bearer(token),
-        _ => RegistryAuth::Anonymous,
+        (Some(user), Some(password), _) => return Ok(RegistryAuth::Basic(user, password)),
+        (_, _, Some(token)) => return Ok(RegistryAuth::Bearer(token)),
+        _ => {}
+    }
+    use docker_credential::{CredentialRetrievalError as E, DockerCredential};
+    match docker_credential::get_credential(registry) {
+        Ok(DockerCredential::UsernamePassword(user, password)) => {
+            Ok(RegistryAuth::Basic(user, password))
+        }
+        // An identity token is an OAuth refresh token for the registry's
+        // token service, which oci-client cannot exchange; a `docker login`
+        // with a password (or the variables above) is what works.
+        Ok(DockerCredential::IdentityToken(_)) => Err(RegistryError::Credentials {
+            registry: registry.to_string(),
+            config: docker_config_path(),
+            reason: "it holds an identity token, which rewind cannot use".into(),
+        }),
+        // No config, or nothing in it for this registry: anonymous.
+        Err(E::ConfigNotFound | E::ConfigReadError | E::NoCredentialConfigured) => {
+            Ok(RegistryAuth::Anonymous)
+        }
+        Err(err) => Err(RegistryError::Credentials {
+            registry: registry.to_string(),
+            config: docker_config_path(),
+            reason: err.to_string().trim().to_string(),
+        }),
+    }
+}
+
+/// Where docker's config is read from, as docker_credential looks for it.
+fn docker_config_path() -> String {
+    let dir = std::env::var_os("DOCKER_CONFIG")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")));
+    match dir {
+        Some(dir) => dir.join("config.json").display().to_string(),
+        None => "$DOCKER_CONFIG/config.json".to_string(),
     }
 }
 
@@ -169,12 +223,13 @@ impl Registry {
         Ok(Registry {
             client: oci_wasm::WasmClient::new(client),
             runtime,
+            auth: auth(&reference.registry)?,
         })
     }
 
     /// Push a component under `reference`'s tag as the Wasm artifact.
     pub fn push(&self, reference: &OciReference, wasm: Vec<u8>) -> Result<Pushed, RegistryError> {
-        let auth = auth();
+        let auth = self.auth.clone();
         let wasm_digest = format!("sha256:{}", rewind_core::sha256_hex(&wasm));
         let (config, layer) =
             oci_wasm::WasmConfig::from_raw_component(wasm, None).map_err(|err| {
@@ -231,7 +286,7 @@ impl Registry {
         &self,
         reference: &OciReference,
     ) -> Result<(OciImageManifest, String), RegistryError> {
-        let auth = auth();
+        let auth = self.auth.clone();
         let (manifest, digest) = self
             .runtime
             .block_on(
@@ -327,7 +382,7 @@ impl Registry {
         reference: &OciReference,
         manifest_digest: &str,
     ) -> Result<Option<String>, RegistryError> {
-        let auth = auth();
+        let auth = self.auth.clone();
         let target = reference.with_tag(&Self::signature_tag(manifest_digest));
         let pulled = self
             .runtime
@@ -367,7 +422,7 @@ impl Registry {
         manifest_digest: &str,
         signature: &str,
     ) -> Result<(), RegistryError> {
-        let auth = auth();
+        let auth = self.auth.clone();
         let pinned = OciReference {
             tag: None,
             digest: Some(manifest_digest.to_string()),

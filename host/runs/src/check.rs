@@ -91,6 +91,7 @@ pub fn check_config(config: &Config, runtime: &Runtime) -> Vec<Finding> {
         "config",
         format!("{} parses", config.path.display()),
     );
+    out.extend(lock_findings(config));
     let mut hooks_of = std::collections::BTreeMap::new();
     for name in config.instances.keys() {
         let (findings, hooks) = check_instance(config, name, runtime);
@@ -200,6 +201,90 @@ pub fn check_config(config: &Config, runtime: &Runtime) -> Vec<Finding> {
     out
 }
 
+/// Where rewind.lock and the config disagree: a registry source the lock
+/// does not pin (an error: nothing can run it), perhaps because its
+/// reference changed, and lock entries no source uses any more (stale).
+/// Each names the fix, `rewind plugins lock`.
+pub fn lock_findings(config: &Config) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let sources: Vec<(&str, &crate::config::OciSource)> = config
+        .instances
+        .iter()
+        .filter_map(|(name, i)| i.oci.as_ref().map(|oci| (name.as_str(), oci)))
+        .collect();
+    let lock = match rewind_registry::LockFile::read(&config.lock_path) {
+        Ok(lock) => lock,
+        Err(err) => {
+            out.push(Finding {
+                level: Level::Error,
+                subject: "rewind.lock".into(),
+                message: ErrorReport(&err).to_string(),
+            });
+            return out;
+        }
+    };
+    if sources.is_empty() && lock.is_none() {
+        return out;
+    }
+    let lock = lock.unwrap_or_default();
+    let lock_name = config.lock_path.display();
+    let used: BTreeSet<String> = sources
+        .iter()
+        .map(|(_, oci)| oci.reference.to_string())
+        .collect();
+    let mut problems = 0;
+    for (name, oci) in &sources {
+        if oci.locked.is_some() {
+            continue;
+        }
+        problems += 1;
+        let reference = oci.reference.to_string();
+        let was = lock
+            .plugins
+            .iter()
+            .find(|p| !used.contains(&p.reference) && p.name == oci.reference.repository);
+        let changed = match was {
+            Some(old) => format!(
+                " (it pins {} of the same repository: the reference in the config changed)",
+                old.reference
+            ),
+            None => String::new(),
+        };
+        out.push(Finding {
+            level: Level::Error,
+            subject: format!("plugins.{name}"),
+            message: format!(
+                "{reference} is not in {lock_name}{changed}, so nothing can run it; run \
+                 `rewind plugins lock`"
+            ),
+        });
+    }
+    for stale in lock.plugins.iter().filter(|p| !used.contains(&p.reference)) {
+        problems += 1;
+        out.push(Finding {
+            level: Level::Warning,
+            subject: "rewind.lock".into(),
+            message: format!(
+                "pins {}, which no plugin source of {} names any more; `rewind plugins lock` \
+                 drops it",
+                stale.reference,
+                config.path.display()
+            ),
+        });
+    }
+    if problems == 0 {
+        out.push(Finding {
+            level: Level::Ok,
+            subject: "rewind.lock".into(),
+            message: format!(
+                "pins every registry source of the config ({} plugin(s))",
+                lock.plugins.len()
+            ),
+        });
+    }
+    out
+}
+
 /// Check one instance: pin, load, describe, params, requested capabilities,
 /// programs, paths it may write, risky grants. Returns its findings and,
 /// when it loaded, the hooks it exports.
@@ -220,6 +305,14 @@ pub fn check_instance(
             message,
         })
     };
+    if instance
+        .oci
+        .as_ref()
+        .is_some_and(|oci| oci.locked.is_none())
+    {
+        // Not in rewind.lock: `lock_findings` says so, with the fix.
+        return (out, None);
+    }
     if let Err(err) = crate::source::prepare(config, instance) {
         add(Level::Error, ErrorReport(&err).to_string());
         return (out, None);
@@ -258,9 +351,11 @@ pub fn check_instance(
     add(
         Level::Ok,
         format!(
-            "{} {} pinned and loaded; hooks: {}",
+            "{} {} ({}@{}) pinned and loaded; hooks: {}",
             info.name,
             info.version,
+            rewind_sandbox::plugin::WIT_PACKAGE,
+            plugin.api_version,
             plugin.hook_list()
         ),
     );

@@ -12,6 +12,7 @@ mod demo;
 mod fleet;
 mod hook;
 mod inspect;
+mod new;
 mod read;
 mod runs;
 mod setup;
@@ -217,14 +218,23 @@ pub enum PluginsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write a new plugin project (Rust or Python) that builds and tests its hooks.
+    #[command(after_help = new::AFTER_HELP)]
+    New(new::NewArgs),
     /// Publish a component to an OCI registry as the CNCF Wasm artifact (what wkg and oras pull).
+    #[command(after_help = share::PUSH_AFTER_HELP)]
     Push(share::PushArgs),
-    /// Resolve every oci:// plugin source to digests in rewind.lock, and print what moved.
+    /// Lock the oci:// plugin sources rewind.lock does not pin yet (keeps what is locked).
     #[command(after_help = share::LOCK_AFTER_HELP)]
     Lock(JsonArg),
+    /// Re-resolve oci:// tags on purpose (all, or NAME's) and print old -> new digests.
+    #[command(after_help = share::UPDATE_AFTER_HELP)]
+    Update(share::UpdateArgs),
     /// Sign a .wasm file (FILE.minisig) or a pushed plugin (a signature artifact beside it).
+    #[command(after_help = share::SIGN_AFTER_HELP)]
     Sign(share::SignArgs),
     /// Make a minisign key pair for signing plugins: NAME.key and NAME.pub.
+    #[command(after_help = share::KEYGEN_AFTER_HELP)]
     Keygen(share::KeygenArgs),
 }
 
@@ -334,8 +344,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Plugins(PluginsCommand::Inspect { plugin, json }) => {
             inspect::run(&cli, plugin, *json)
         }
+        Command::Plugins(PluginsCommand::New(args)) => new::run(args),
         Command::Plugins(PluginsCommand::Push(args)) => share::push(args),
-        Command::Plugins(PluginsCommand::Lock(args)) => share::lock(&cli, args.json),
+        Command::Plugins(PluginsCommand::Lock(args)) => share::lock(&cli, args.json, None),
+        Command::Plugins(PluginsCommand::Update(args)) => {
+            share::lock(&cli, args.json, Some(args.name.as_deref()))
+        }
         Command::Plugins(PluginsCommand::Sign(args)) => share::sign(args),
         Command::Plugins(PluginsCommand::Keygen(args)) => share::keygen(args),
         Command::Backup(args) => runs::backup(&cli, args),

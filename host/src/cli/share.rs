@@ -14,12 +14,38 @@ use rewind::registry::{LockFile, OciReference, PluginCache, Registry};
 
 use super::{Cli, Result, print_json};
 
+pub const PUSH_AFTER_HELP: &str = "\
+Credentials: $REWIND_REGISTRY_USERNAME and $REWIND_REGISTRY_PASSWORD, or
+$REWIND_REGISTRY_TOKEN, else the registry's entry in docker's config.json
+($DOCKER_CONFIG/config.json or ~/.docker/config.json, as `docker login` writes
+it), else anonymous. Plain HTTP only for a registry on loopback.
+
+Examples:
+  rewind plugins push target/wasm32-wasip2/release/greeting.wasm \\
+      oci://registry.example:5000/platform/greeting:0.1.0 --sign platform.key
+  docker login registry.example:5000 && rewind plugins push greeting.wasm \\
+      oci://registry.example:5000/platform/greeting:0.1.1";
+
+pub const SIGN_AFTER_HELP: &str = "\
+Examples:
+  rewind plugins sign --key platform.key greeting.wasm      # writes greeting.wasm.minisig
+  rewind plugins sign --key platform.key oci://registry.example:5000/platform/greeting:0.1.0";
+
+pub const KEYGEN_AFTER_HELP: &str = "\
+Examples:
+  rewind plugins keygen platform     # platform.key, platform.pub; prints the [trust.keys] line";
+
 pub const LOCK_AFTER_HELP: &str = "\
-Resolves every oci:// plugin source of the config to digests (the manifest and
-its one application/wasm layer) and writes them to rewind.lock beside the config,
-then pulls each into the plugin cache. Every other command uses only the lock:
-a tag moved on the registry changes nothing until `rewind plugins lock` runs
-again, which prints what moved.";
+Resolves every oci:// plugin source of the config that rewind.lock does not pin
+yet to digests (the manifest and its one application/wasm layer), keeps the
+entries that are already locked, drops those no instance uses any more, writes
+rewind.lock beside the config and pulls each plugin into the plugin cache.
+Every other command uses only the lock: a tag moved on the registry changes
+nothing until `rewind plugins update` takes it on purpose.
+
+Examples:
+  rewind plugins lock
+  rewind --config prod.toml plugins lock --json   # writes prod.lock";
 
 #[derive(Debug, Args)]
 pub struct PushArgs {
@@ -101,12 +127,74 @@ pub fn push(args: &PushArgs) -> Result<ExitCode> {
     Ok(ExitCode::Ok)
 }
 
-/// `rewind plugins lock`.
-pub fn lock(cli: &Cli, json: bool) -> Result<ExitCode> {
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// Only this plugin: an instance name of the config, or a locked repository
+    /// (`platform/postgres`). Default: every oci:// source.
+    pub name: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub const UPDATE_AFTER_HELP: &str = "\
+Re-resolves the tags of oci:// sources on purpose (all of them, or NAME's) and
+writes the new digests to rewind.lock, printing each change as old -> new digest.
+This is the only command that takes a moved tag; `rewind plugins lock` keeps what
+is locked.
+
+Examples:
+  rewind plugins update              # every oci:// source
+  rewind plugins update db           # the instance `db` (or every instance of its reference)
+  rewind plugins update --json";
+
+/// `rewind plugins lock` (`update: None`): lock what is not locked yet,
+/// keep what is, drop what no instance uses. `rewind plugins update
+/// [NAME]` (`update: Some(name)`): also re-resolve the tags of every
+/// source (or NAME's), so a moved tag is taken on purpose.
+pub fn lock(cli: &Cli, json: bool, update: Option<Option<&str>>) -> Result<ExitCode> {
     let config = rewind::config::Config::load_unlocked(&cli.config)?;
     let old = LockFile::read(&config.lock_path)?.unwrap_or_default();
     let cache = PluginCache::default_dir(rewind::engine::Runtime::default_cache_dir().as_deref())
         .map(PluginCache::new);
+    if let Some(Some(name)) = update {
+        let known = config.instances.values().any(|i| {
+            i.oci
+                .as_ref()
+                .is_some_and(|oci| i.name == name || oci.reference.repository == name)
+        });
+        if !known {
+            let oci: Vec<&str> = config
+                .instances
+                .values()
+                .filter(|i| i.oci.is_some())
+                .map(|i| i.name.as_str())
+                .collect();
+            fail!(
+                "`{name}` is neither an instance with an oci:// source in {} nor a repository \
+                 one uses; instances from registries: {}",
+                config.path.display(),
+                if oci.is_empty() {
+                    "none".to_string()
+                } else {
+                    oci.join(", ")
+                }
+            );
+        }
+    }
+    // The references to re-resolve: a lock entry is per reference, so
+    // updating one instance updates every instance that names the same one.
+    let wanted: std::collections::BTreeSet<String> = config
+        .instances
+        .values()
+        .filter_map(|i| i.oci.as_ref().map(|oci| (i, oci)))
+        .filter(|(i, oci)| match update {
+            None => false,
+            Some(None) => true,
+            Some(Some(name)) => i.name == name || oci.reference.repository == name,
+        })
+        .map(|(_, oci)| oci.reference.to_string())
+        .collect();
     let mut new = LockFile::default();
     for instance in config.instances.values() {
         let Some(oci) = &instance.oci else { continue };
@@ -114,19 +202,58 @@ pub fn lock(cli: &Cli, json: bool) -> Result<ExitCode> {
         if new.get(&key).is_some() {
             continue;
         }
-        let registry = Registry::for_reference(&oci.reference)?;
-        let locked = registry.resolve(&oci.reference, &key)?;
-        if let Some(cache) = &cache {
-            registry.pull(&oci.reference, &locked, cache)?;
+        let wanted = wanted.contains(&key);
+        // A kept entry already in the cache needs no registry at all.
+        let mut registry: Option<Registry> = None;
+        let locked = match old.get(&key) {
+            Some(kept) if !wanted => kept.clone(),
+            _ => {
+                let client = Registry::for_reference(&oci.reference)?;
+                let locked = client.resolve(&oci.reference, &key)?;
+                registry = Some(client);
+                locked
+            }
+        };
+        if let Some(cache) = &cache
+            && !cache.wasm_path(&locked.wasm).is_file()
+        {
+            let client = match registry {
+                Some(client) => client,
+                None => Registry::for_reference(&oci.reference)?,
+            };
+            client.pull(&oci.reference, &locked, cache)?;
         }
         new.plugins.push(locked);
     }
     new.write(&config.lock_path)?;
     let changes = new.changes_from(&old);
     if json {
+        let digests = |p: &rewind::registry::LockedPlugin| serde_json::json!({ "version": p.version, "digest": p.digest, "wasm": p.wasm });
         let rows: Vec<_> = changes
             .iter()
-            .map(|c| serde_json::json!({ "change": c.to_string() }))
+            .map(|c| {
+                use rewind::registry::LockChange as C;
+                let (kind, reference, old, new) = match c {
+                    C::Added(p) => ("added", &p.reference, None, Some(digests(p))),
+                    C::Changed { old, new } => (
+                        "moved",
+                        &new.reference,
+                        Some(digests(old)),
+                        Some(digests(new)),
+                    ),
+                    C::Unchanged(p) => (
+                        "unchanged",
+                        &p.reference,
+                        Some(digests(p)),
+                        Some(digests(p)),
+                    ),
+                    C::Removed(p) => ("removed", &p.reference, Some(digests(p)), None),
+                };
+                serde_json::json!({
+                    "change": kind, "reference": reference, "old": old, "new": new,
+                    "text": c.to_string(),
+                })
+            })
             .collect();
         print_json(&serde_json::json!({
             "lock": config.lock_path,

@@ -477,6 +477,94 @@ pub fn rewind_in(dir: &Path, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// A command's exit code, stdout and stderr, for an assertion's message.
+pub fn show(out: &std::process::Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The Python of the test venv (`tests/run` makes it, in target/test-venv).
+pub fn test_python() -> PathBuf {
+    std::env::var_os("REWIND_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-venv/bin/python")
+        })
+}
+
+/// componentize-py, from the test venv beside [`test_python`].
+pub fn componentize_py() -> PathBuf {
+    let path = test_python().with_file_name("componentize-py");
+    assert!(
+        path.is_file(),
+        "{} is missing: run `bash tests/run` (it installs componentize-py into the test venv)",
+        path.display()
+    );
+    path
+}
+
+/// The newest modification time of the files under `dir` (following the
+/// `wit/deps` symlink into the repository's wit/).
+fn newest_mtime(dir: &Path) -> std::time::SystemTime {
+    let mut newest = std::time::SystemTime::UNIX_EPOCH;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let meta = std::fs::metadata(&path).unwrap();
+        let time = if meta.is_dir() {
+            newest_mtime(&path)
+        } else {
+            meta.modified().unwrap()
+        };
+        newest = newest.max(time);
+    }
+    newest
+}
+
+/// A plugin written in Python, `plugins-py/<name>`, built into a component
+/// by its build.sh (componentize-py) next to the Rust plugins. It is built
+/// once: again only when a source is newer than the component, since a
+/// build takes about 10 s (and wasmtime's first compile of its 18 MB, which
+/// the compile cache keeps, about 15 s more).
+pub fn python_plugin_path(name: &str) -> PathBuf {
+    static BUILD: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    let project = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../plugins-py")
+        .join(name);
+    let out = plugin_dir().join(format!("{name}.wasm"));
+    let fresh = std::fs::metadata(&out)
+        .and_then(|m| m.modified())
+        .is_ok_and(|built| built >= newest_mtime(&project));
+    if !fresh {
+        let started = std::time::Instant::now();
+        let tmp = plugin_dir().join(format!(".{name}.wasm.tmp-{}", std::process::id()));
+        let output = std::process::Command::new(project.join("build.sh"))
+            .arg(&tmp)
+            .env("COMPONENTIZE_PY", componentize_py())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "building {} with componentize-py failed:\n{}{}",
+            project.display(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        std::fs::rename(&tmp, &out).unwrap();
+        eprintln!(
+            "built {} with componentize-py in {:.1} s ({} MB)",
+            out.display(),
+            started.elapsed().as_secs_f64(),
+            std::fs::metadata(&out).unwrap().len() / 1_000_000
+        );
+    }
+    out
+}
+
 /// `source = "…"` and `sha256 = "…"` lines for a built plugin.
 pub fn pin(crate_name: &str) -> String {
     let path = plugin_path(crate_name);

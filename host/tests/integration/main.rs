@@ -16,6 +16,8 @@ mod fallbacks;
 mod first_plugins;
 mod frameworks;
 mod notify;
+mod plugins_new;
+mod python;
 mod registry;
 mod release_symlink;
 mod runs;

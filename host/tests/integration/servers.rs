@@ -560,7 +560,18 @@ pub struct OciRegistry {
 }
 
 impl OciRegistry {
+    /// An anonymous registry: anyone pulls and pushes.
     pub fn start() -> OciRegistry {
+        Self::start_with(None)
+    }
+
+    /// A registry that requires basic auth (htpasswd, as its docs set it
+    /// up) for `user` with `password`, pulls included.
+    pub fn start_with_password(user: &str, password: &str) -> OciRegistry {
+        Self::start_with(Some((user, password)))
+    }
+
+    fn start_with(login: Option<(&str, &str)>) -> OciRegistry {
         let program = Path::new("/usr/bin/docker-registry");
         assert!(
             program.exists(),
@@ -570,14 +581,23 @@ impl OciRegistry {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                dir.path().join("data").display()
-            ),
-        )
-        .unwrap();
+        let mut yaml = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        );
+        if let Some((user, password)) = login {
+            // The registry reads bcrypt entries only.
+            let hash = bcrypt::hash_with_result(password, 4)
+                .unwrap()
+                .format_for_version(bcrypt::Version::TwoA);
+            let htpasswd = dir.path().join("htpasswd");
+            std::fs::write(&htpasswd, format!("{user}:{hash}\n")).unwrap();
+            yaml.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: rewind-test\n    path: {}\n",
+                htpasswd.display()
+            ));
+        }
+        std::fs::write(&config, yaml).unwrap();
         let child = Command::new(program)
             .arg("serve")
             .arg(&config)
