@@ -30,6 +30,7 @@ pub mod source;
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -73,7 +74,8 @@ pub struct Runner<'a> {
     pub store: Store,
     runtime: Runtime,
     observer: &'a dyn Observer,
-    plugins: RefCell<BTreeMap<String, Arc<LoadedPlugin>>>,
+    /// Loaded plugins by file and pin (see [`Runner::plugin`]).
+    plugins: RefCell<BTreeMap<(PathBuf, String), Arc<LoadedPlugin>>>,
     events: Events,
     /// The command line, recorded in the lock.
     command: String,
@@ -117,12 +119,15 @@ impl<'a> Runner<'a> {
         })
     }
 
-    /// The loaded (pin-checked, compiled) plugin of an instance.
+    /// The loaded (pin-checked, compiled) plugin of an instance. Instances
+    /// of one plugin file with one pin share it: the file is read, hashed
+    /// and its compiled code loaded once per run, not once per step.
     pub fn plugin(&self, instance: &str) -> Result<Arc<LoadedPlugin>> {
-        if let Some(plugin) = self.plugins.borrow().get(instance) {
+        let spec = self.config.instance(instance)?;
+        let key = (spec.source.clone(), spec.sha256.clone());
+        if let Some(plugin) = self.plugins.borrow().get(&key) {
             return Ok(plugin.clone());
         }
-        let spec = self.config.instance(instance)?;
         source::prepare(self.config, spec)?;
         let plugin = rewind_sandbox::plugin::load(&self.runtime, &spec.source, Some(&spec.sha256))
             .map_err(|source| RunError::Plugin {
@@ -130,9 +135,7 @@ impl<'a> Runner<'a> {
                 source,
             })?;
         let plugin = Arc::new(plugin);
-        self.plugins
-            .borrow_mut()
-            .insert(instance.to_string(), plugin.clone());
+        self.plugins.borrow_mut().insert(key, plugin.clone());
         Ok(plugin)
     }
 
