@@ -52,6 +52,16 @@ pub fn check(config: &Config, runtime: &Runtime) -> Vec<Finding> {
         });
         return out;
     }
+    // A store that does not exist yet holds no backup to preflight, and
+    // opening it would create it: check changes nothing.
+    if store_is_new(config).unwrap_or(false) {
+        out.push(Finding {
+            level: Level::Ok,
+            subject,
+            message: "no backup yet: the first backup is what a rollback would restore".into(),
+        });
+        return out;
+    }
     let runner = config
         .store
         .open()
@@ -185,9 +195,27 @@ pub fn check_config(config: &Config, runtime: &Runtime) -> Vec<Finding> {
     }
 
     let root = config.store.location().display();
-    let store_check = config.store.open().and_then(|s| s.check_writable());
+    let store_check = match store_is_new(config) {
+        // Check writes nothing, so it cannot create the store to prove it
+        // writable; the first backup does both.
+        Ok(true) => Ok(false),
+        Err(err) => Err(err),
+        Ok(false) => config
+            .store
+            .open()
+            .and_then(|s| s.check_writable())
+            .map(|()| true),
+    };
     out.push(match store_check {
-        Ok(()) => Finding {
+        Ok(false) => Finding {
+            level: Level::Ok,
+            subject: "store".into(),
+            message: format!(
+                "{root} does not exist yet; the first backup creates it (check writes nothing, \
+                 so whether it can be written is proven then)"
+            ),
+        },
+        Ok(true) => Finding {
             level: Level::Ok,
             subject: "store".into(),
             message: format!("{root} is writable"),
@@ -199,6 +227,16 @@ pub fn check_config(config: &Config, runtime: &Runtime) -> Vec<Finding> {
         },
     });
     out
+}
+
+/// Would the first run create this host's store? Nothing is created to
+/// find out. A fleet root that is a single-host store is refused here as
+/// the first run would refuse it.
+fn store_is_new(config: &Config) -> std::io::Result<bool> {
+    if let Some(root) = config.store.fleet_root() {
+        rewind_store::Fleet::at(&root)?.refuse_single_store()?;
+    }
+    rewind_store::Store::is_new_at(&config.store.location())
 }
 
 /// Where rewind.lock and the config disagree: a registry source the lock

@@ -168,7 +168,7 @@ impl Fleet {
 
     /// Refuse a root that holds a single-host store (its `HEAD` or
     /// `VERSION`): its runs would be invisible to every host of the fleet.
-    fn refuse_single_store(&self) -> io::Result<()> {
+    pub fn refuse_single_store(&self) -> io::Result<()> {
         for name in ["HEAD", crate::VERSION_FILE] {
             if self.backend.exists(name)? {
                 let root = self.display();

@@ -133,6 +133,26 @@ impl Store {
         }
     }
 
+    /// Would opening `location` create a new store: is nothing there that
+    /// [`Store::open_at`] reads (a `VERSION`, what a store from before
+    /// `VERSION` has, or a fleet store's `hosts/`, which it refuses)?
+    /// Creates and writes nothing: for `rewind check`, which leaves no trace.
+    pub fn is_new_at(location: &StoreLocation) -> io::Result<bool> {
+        let backend: Box<dyn Backend> = match location {
+            StoreLocation::Local(root) => Box::new(backend::Local::at(root)),
+            StoreLocation::S3(s3) => Box::new(s3::S3::connect(s3)?),
+        };
+        if backend.exists(version::VERSION_FILE)? {
+            return Ok(false);
+        }
+        for name in ["HEAD", "runs", "blobs", HOSTS_DIR] {
+            if backend.has_entry(name)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     fn with_backend(backend: Arc<dyn Backend>) -> Self {
         Store {
             backend,

@@ -599,6 +599,20 @@ fn preflight_check_and_dry_run_fail_for_a_wrong_param_an_ungranted_or_missing_pr
     let good = instance(&all, &bin, &port.to_string());
     let mut project = Project::new(&good);
     project.set_env("PGPASSWORD", PASSWORD);
+    // Before any backup: check passes, says the store is yet to be made,
+    // and does not make it (check changes nothing).
+    let report = project.json(&["check", "--json"], 0);
+    assert_eq!(report["ok"], true, "{report:#}");
+    assert!(
+        report
+            .to_string()
+            .contains("does not exist yet; the first backup creates it"),
+        "{report:#}"
+    );
+    assert!(
+        !project.root().join("store").exists(),
+        "check created the store"
+    );
     project.json(&["backup", "--json"], 0);
     let report = project.json(&["check", "--json"], 0);
     assert_eq!(report["ok"], true, "the good config passes: {report:#}");
