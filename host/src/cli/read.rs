@@ -385,7 +385,7 @@ pub fn verify(cli: &Cli, args: &VerifyArgs) -> Result<ExitCode> {
                 .is_none_or(|id| r.id.starts_with(id.as_str()))
         })
         .flat_map(|r| r.artifacts())
-        .map(|a| a.blob.stored_size)
+        .map(|a| a.blob.footprint())
         .sum();
     let report = {
         use rewind::run::Observer;
