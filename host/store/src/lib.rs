@@ -272,10 +272,10 @@ impl Store {
         }
         let (stored_digest, stored_size) = stored.finish();
         if stored_digest != blob.stored_digest || stored_size != blob.stored_size {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "checksum mismatch: the stored file ({stored_size} bytes) hashes to {stored_digest}, recorded {} ({} bytes)",
+            return Err(chunk::mismatch(
+                &format!("blob {} ({} bytes)", blob.digest, blob.size),
+                &format!(
+                    "its stored file ({stored_size} bytes) hashes to {stored_digest}, recorded {} ({} bytes)",
                     blob.stored_digest, blob.stored_size
                 ),
             ));
