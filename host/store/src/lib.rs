@@ -7,7 +7,8 @@
 //! The local directory store is the embedded default. Its layout:
 //!
 //! ```text
-//! <root>/blobs/sha256/<2 hex>/<sha256>   zstd-compressed content, 0600
+//! <root>/blobs/sha256/<2 hex>/<sha256>   zstd-compressed content (an artifact,
+//!                                        a chunk of one, or a chunk index), 0600
 //! <root>/tmp/                            blobs being written (never read)
 //! <root>/runs/<run id>.json              finished runs, hash-chained
 //! <root>/journal/<run id>.json           runs in progress (or interrupted)
@@ -15,7 +16,7 @@
 //! <root>/pruned.json                     runs removed by prune
 //! <root>/lock                            the holder of the one-run lock
 //! <root>/events.jsonl                    the event log
-//! <root>/VERSION                         the store format (`1`)
+//! <root>/VERSION                         the store format (`2`)
 //! ```
 //!
 //! A store on S3 (`s3://bucket/prefix`, [`StoreLocation::S3`]) holds the
