@@ -10,6 +10,7 @@
 //! RECORD is the JSON `ingest` printed.
 
 use std::io::{self, Write};
+use std::os::fd::AsFd;
 
 use rewind_store::{BlobInfo, Store};
 
@@ -41,7 +42,17 @@ fn main() -> io::Result<()> {
         Some("read") if args.len() == 4 => {
             let store = Store::open(args[2].as_ref())?;
             let mut reader = store.open_blob(&record(&args[3])?)?;
-            io::copy(&mut reader, &mut io::stdout().lock())?;
+            // Unbuffered, in 256 KiB writes, as the sandbox feeds a
+            // command's stdin (io::stdout() is line-buffered).
+            let mut out = std::fs::File::from(io::stdout().as_fd().try_clone_to_owned()?);
+            let mut buf = vec![0; 256 << 10];
+            loop {
+                let n = io::Read::read(&mut reader, &mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                out.write_all(&buf[..n])?;
+            }
         }
         _ => {
             eprintln!(

@@ -213,7 +213,13 @@ impl BlobWriter {
             // One chunk (or none): stored and recorded as a plain blob,
             // right here.
             let mut compressor = zstd::bulk::Compressor::new(chunk::ZSTD_LEVEL)?;
-            return chunk::put(&*self.backend, &self.known, &self.buf, &mut compressor);
+            return chunk::put(
+                &*self.backend,
+                &self.known,
+                &self.buf,
+                &mut compressor,
+                &mut Vec::new(),
+            );
         }
         while !self.buf.is_empty() {
             let len = chunk::cut(&self.buf);
@@ -230,7 +236,13 @@ impl BlobWriter {
         };
         let json = serde_json::to_vec(&index).map_err(io::Error::other)?;
         let mut compressor = zstd::bulk::Compressor::new(chunk::ZSTD_LEVEL)?;
-        let stored = chunk::put(&*self.backend, &self.known, &json, &mut compressor)?;
+        let stored = chunk::put(
+            &*self.backend,
+            &self.known,
+            &json,
+            &mut compressor,
+            &mut Vec::new(),
+        )?;
         Ok(BlobInfo {
             size: self.size,
             chunks: Some(Chunks {

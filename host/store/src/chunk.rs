@@ -126,21 +126,44 @@ fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
-/// Read a whole stored blob, refusing one larger than `limit` (a chunk's
-/// stored bytes are bounded; a damaged store must not make us hold more).
-fn read_stored(backend: &dyn Backend, digest: &str, limit: u64) -> io::Result<Vec<u8>> {
+/// Read a whole stored blob into `stored` (emptied first), refusing one
+/// larger than `limit` (a chunk's stored bytes are bounded; a damaged
+/// store must not make us hold more).
+fn read_stored(
+    backend: &dyn Backend,
+    digest: &str,
+    limit: u64,
+    stored: &mut Vec<u8>,
+) -> io::Result<()> {
     let key = blob::blob_key(digest);
-    let mut stored = Vec::new();
+    stored.clear();
+    stored.reserve(limit as usize + 1);
     backend
         .open_read(&key)
-        .and_then(|r| r.take(limit + 1).read_to_end(&mut stored))
+        .and_then(|r| r.take(limit + 1).read_to_end(stored))
         .map_err(|err| {
             io::Error::new(
                 err.kind(),
                 format!("blob {digest} ({}): {err}", backend.display(&key).display()),
             )
         })?;
-    Ok(stored)
+    Ok(())
+}
+
+/// What a thread that reads chunks keeps from one chunk to the next, so
+/// that it allocates (and the kernel zeroes) no new memory per chunk.
+pub(crate) struct Scratch {
+    decompressor: zstd::bulk::Decompressor<'static>,
+    stored: Vec<u8>,
+}
+
+impl Scratch {
+    pub(crate) fn new() -> io::Result<Self> {
+        Ok(Scratch {
+            decompressor: zstd::bulk::Decompressor::new()?,
+            stored: Vec::new(),
+        })
+    }
 }
 
 /// What [`check`] proves of a stored blob.
@@ -158,19 +181,26 @@ pub(crate) enum Depth {
 }
 
 /// Check one chunk, read into memory whole: its stored bytes, and its
-/// content (returned) when `depth` asks for it.
+/// content (left in `content`) when `depth` asks for it.
 pub(crate) fn check(
     backend: &dyn Backend,
     chunk: &BlobInfo,
     depth: Depth,
-    decompressor: &mut zstd::bulk::Decompressor<'_>,
-) -> io::Result<Option<Vec<u8>>> {
+    scratch: &mut Scratch,
+    content: &mut Vec<u8>,
+) -> io::Result<()> {
     let what = format!("chunk {} ({} bytes)", chunk.digest, chunk.size);
-    let stored = read_stored(backend, &chunk.digest, chunk.stored_size)?;
+    read_stored(
+        backend,
+        &chunk.digest,
+        chunk.stored_size,
+        &mut scratch.stored,
+    )?;
+    let stored = &scratch.stored;
     let stored_digest = if depth == Depth::Streamed {
         chunk.stored_digest.clone()
     } else {
-        sha256_hex(&stored)
+        sha256_hex(stored)
     };
     if stored.len() as u64 != chunk.stored_size || stored_digest != chunk.stored_digest {
         return Err(mismatch(
@@ -184,23 +214,26 @@ pub(crate) fn check(
         ));
     }
     if depth == Depth::Stored {
-        return Ok(None);
+        return Ok(());
     }
-    decompress(&stored, chunk, decompressor).map(Some)
+    decompress(stored, chunk, &mut scratch.decompressor, content)
 }
 
-/// Decompress a chunk's stored bytes and check the content's size and
-/// digest.
+/// Decompress a chunk's stored bytes into `content` and check the
+/// content's size and digest.
 fn decompress(
     stored: &[u8],
     chunk: &BlobInfo,
     decompressor: &mut zstd::bulk::Decompressor<'_>,
-) -> io::Result<Vec<u8>> {
+    content: &mut Vec<u8>,
+) -> io::Result<()> {
     let what = format!("chunk {} ({} bytes)", chunk.digest, chunk.size);
     // One byte more than recorded, so that a longer content is seen as
     // such rather than as a decompression error.
-    let content = decompressor
-        .decompress(stored, chunk.size as usize + 1)
+    content.clear();
+    content.reserve(chunk.size as usize + 1);
+    decompressor
+        .decompress_to_buffer(stored, content)
         .map_err(|err| mismatch(&what, &format!("it does not decompress: {err}")))?;
     if content.len() as u64 != chunk.size {
         return Err(mismatch(
@@ -208,23 +241,25 @@ fn decompress(
             &format!("its content is {} bytes", content.len()),
         ));
     }
-    let digest = sha256_hex(&content);
+    let digest = sha256_hex(content);
     if digest != chunk.digest {
         return Err(mismatch(
             &what,
             &format!("its content hashes to {digest} instead"),
         ));
     }
-    Ok(content)
+    Ok(())
 }
 
 /// Store `data` (a chunk, or an index) as the blob named by its sha256,
-/// unless the store has it. Returns its record.
+/// unless the store has it, compressing into `out` (kept by the caller
+/// from one chunk to the next). Returns its record.
 pub(crate) fn put(
     backend: &dyn Backend,
     known: &Known,
     data: &[u8],
     compressor: &mut zstd::bulk::Compressor<'_>,
+    out: &mut Vec<u8>,
 ) -> io::Result<BlobInfo> {
     let digest = sha256_hex(data);
     let key = blob::blob_key(&digest);
@@ -249,13 +284,18 @@ pub(crate) fn put(
         // No record this process read names it (a run that died after
         // storing it, or a blob of an earlier format): reuse it only once
         // it is proven to hold this content, else store it again over it.
-        let mut probe = info.clone();
-        probe.stored_size = (2 * MAX_CHUNK) as u64;
-        let mut decompressor = zstd::bulk::Decompressor::new()?;
-        match read_stored(backend, &info.digest, probe.stored_size)
-            .and_then(|stored| decompress(&stored, &info, &mut decompressor).map(|_| stored))
-        {
-            Ok(stored) => {
+        let mut scratch = Scratch::new()?;
+        let limit = (2 * MAX_CHUNK).max(data.len() + (data.len() >> 7) + 4096) as u64;
+        match read_stored(backend, &info.digest, limit, &mut scratch.stored).and_then(|()| {
+            decompress(
+                &scratch.stored,
+                &info,
+                &mut scratch.decompressor,
+                &mut Vec::new(),
+            )
+        }) {
+            Ok(()) => {
+                let stored = scratch.stored;
                 info.stored_digest = sha256_hex(&stored);
                 info.stored_size = stored.len() as u64;
                 known.insert(&info);
@@ -264,11 +304,13 @@ pub(crate) fn put(
             Err(_) => replace = true,
         }
     }
-    let stored = compressor.compress(data)?;
-    info.stored_digest = sha256_hex(&stored);
-    info.stored_size = stored.len() as u64;
+    out.clear();
+    out.reserve(zstd::zstd_safe::compress_bound(data.len()));
+    compressor.compress_to_buffer(data, out)?;
+    info.stored_digest = sha256_hex(out);
+    info.stored_size = out.len() as u64;
     let mut sink = backend.blob_sink()?;
-    sink.write_all(&stored)?;
+    sink.write_all(out)?;
     if let Some((stored_digest, stored_size)) = sink.commit(&info.digest, replace)? {
         // Stored meanwhile by someone else: that blob is the one kept.
         info.stored_digest = stored_digest;
@@ -284,7 +326,8 @@ pub(crate) fn read_index(backend: &dyn Backend, record: &BlobInfo) -> io::Result
         "the chunk index {} of a {}-byte artifact",
         record.digest, record.size
     );
-    let stored = read_stored(backend, &record.digest, record.stored_size)?;
+    let mut stored = Vec::new();
+    read_stored(backend, &record.digest, record.stored_size, &mut stored)?;
     let stored_digest = sha256_hex(&stored);
     if stored.len() as u64 != record.stored_size || stored_digest != record.stored_digest {
         return Err(mismatch(
@@ -349,8 +392,9 @@ pub(crate) fn check_all(
     std::thread::scope(|scope| {
         for _ in 0..workers().min(chunks.len()) {
             scope.spawn(|| {
-                let mut decompressor = match zstd::bulk::Decompressor::new() {
-                    Ok(d) => d,
+                let mut content = Vec::new();
+                let mut scratch = match Scratch::new() {
+                    Ok(s) => s,
                     Err(err) => {
                         failures
                             .lock()
@@ -362,7 +406,7 @@ pub(crate) fn check_all(
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some(chunk) = chunks.get(i) else { return };
-                    if let Err(err) = check(backend, chunk, depth, &mut decompressor) {
+                    if let Err(err) = check(backend, chunk, depth, &mut scratch, &mut content) {
                         failures
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
@@ -412,10 +456,11 @@ impl Pipeline {
                                 return;
                             }
                         };
+                        let mut out = Vec::new();
                         loop {
                             let job = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
                             let Ok((seq, data)) = job else { return };
-                            let result = put(&*backend, &known, &data, &mut compressor);
+                            let result = put(&*backend, &known, &data, &mut compressor, &mut out);
                             if done.send((seq, result)).is_err() {
                                 return;
                             }
@@ -500,7 +545,9 @@ struct Ahead {
     next_job: usize,
     /// Chunks the consumer took.
     taken: usize,
-    ready: BTreeMap<usize, io::Result<Bytes>>,
+    ready: BTreeMap<usize, io::Result<Vec<u8>>>,
+    /// Buffers the reader is done with, for the workers to fill again.
+    spare: Vec<Vec<u8>>,
     stop: bool,
 }
 
@@ -516,7 +563,9 @@ pub(crate) struct ChunkedReader {
     shared: Arc<Shared>,
     workers: Vec<JoinHandle<()>>,
     count: usize,
-    current: Bytes,
+    /// The chunk being read, verified, and how far.
+    current: Vec<u8>,
+    at: usize,
 }
 
 impl ChunkedReader {
@@ -530,6 +579,7 @@ impl ChunkedReader {
                 next_job: 0,
                 taken: 0,
                 ready: BTreeMap::new(),
+                spare: Vec::new(),
                 stop: false,
             }),
             changed: Condvar::new(),
@@ -541,9 +591,9 @@ impl ChunkedReader {
                 std::thread::Builder::new()
                     .name("rewind-chunk".into())
                     .spawn(move || {
-                        let mut decompressor = zstd::bulk::Decompressor::new();
+                        let mut scratch = Scratch::new();
                         loop {
-                            let i = {
+                            let (i, mut content) = {
                                 let mut state =
                                     shared.state.lock().unwrap_or_else(|e| e.into_inner());
                                 while !state.stop
@@ -559,11 +609,17 @@ impl ChunkedReader {
                                     return;
                                 }
                                 state.next_job += 1;
-                                state.next_job - 1
+                                (state.next_job - 1, state.spare.pop().unwrap_or_default())
                             };
-                            let result = match &mut decompressor {
-                                Ok(d) => check(&*backend, &chunks[i], Depth::Streamed, d)
-                                    .map(|c| Bytes::from(c.expect("content was asked for"))),
+                            let result = match &mut scratch {
+                                Ok(scratch) => check(
+                                    &*backend,
+                                    &chunks[i],
+                                    Depth::Streamed,
+                                    scratch,
+                                    &mut content,
+                                )
+                                .map(|()| content),
                                 Err(err) => Err(io::Error::new(err.kind(), err.to_string())),
                             };
                             let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -577,22 +633,30 @@ impl ChunkedReader {
             shared,
             workers,
             count,
-            current: Bytes::new(),
+            current: Vec::new(),
+            at: 0,
         })
     }
 
-    /// The next chunk's verified content, `None` after the last.
-    fn next_chunk(&mut self) -> io::Result<Option<Bytes>> {
+    /// Move to the next chunk's verified content (handing the current
+    /// buffer back to the workers); `false` after the last.
+    fn next_chunk(&mut self) -> io::Result<bool> {
         let mut state = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        let done = std::mem::take(&mut self.current);
+        if done.capacity() > 0 {
+            state.spare.push(done);
+        }
+        self.at = 0;
         let i = state.taken;
         if i >= self.count {
-            return Ok(None);
+            return Ok(false);
         }
         loop {
             if let Some(result) = state.ready.remove(&i) {
                 state.taken += 1;
                 self.shared.changed.notify_all();
-                return result.map(Some);
+                self.current = result?;
+                return Ok(true);
             }
             state = self
                 .shared
@@ -605,14 +669,14 @@ impl ChunkedReader {
 
 impl Read for ChunkedReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.current.is_empty() {
-            match self.next_chunk()? {
-                Some(chunk) => self.current = chunk,
-                None => return Ok(0),
+        while self.at == self.current.len() {
+            if !self.next_chunk()? {
+                return Ok(0);
             }
         }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current.split_to(n));
+        let n = buf.len().min(self.current.len() - self.at);
+        buf[..n].copy_from_slice(&self.current[self.at..self.at + n]);
+        self.at += n;
         Ok(n)
     }
 }
