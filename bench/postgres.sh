@@ -15,7 +15,7 @@ bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/rewind-bench.XXXXXX")
 as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-cleanup() { as_pg "$bin/pg_ctl" -D "$work/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$work"; }
+cleanup() { as_pg "$bin/pg_ctl" -D "$work/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$work" "${cache:-}"; }
 trap cleanup EXIT
 [ "$(id -u)" -eq 0 ] && chown postgres "$work"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -49,7 +49,10 @@ limits = { timeout_s = 3600 }
 backup = ["db"]
 rollback = ["db"]
 TOML
-export REWIND_CACHE_DIR="$work/cache"
+# The compile cache must sit in directories only root (or we) can write,
+# and $work belongs to postgres when we run as root.
+cache=$(mktemp -d "${TMPDIR:-/tmp}/rewind-bench-cache.XXXXXX")
+export REWIND_CACHE_DIR="$cache/cache"
 # Compile the plugin once, outside the measurement.
 "$rewind" --config "$work/rewind.toml" -q plugins inspect db >/dev/null
 rw_backup=$(seconds "$rewind" --config "$work/rewind.toml" -q backup)
