@@ -122,6 +122,26 @@ pub(crate) fn mismatch(what: &str, why: &str) -> io::Error {
     )
 }
 
+/// The stored file of `record` (`what`, for the message) was `size` bytes
+/// hashing to `digest`: is that what was recorded?
+pub(crate) fn expect_stored(
+    what: &str,
+    record: &BlobInfo,
+    size: u64,
+    digest: &str,
+) -> io::Result<()> {
+    if size == record.stored_size && digest == record.stored_digest {
+        return Ok(());
+    }
+    Err(mismatch(
+        what,
+        &format!(
+            "its stored file ({size} bytes) hashes to {digest}, recorded {} ({} bytes)",
+            record.stored_digest, record.stored_size
+        ),
+    ))
+}
+
 fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
@@ -202,17 +222,7 @@ pub(crate) fn check(
     } else {
         sha256_hex(stored)
     };
-    if stored.len() as u64 != chunk.stored_size || stored_digest != chunk.stored_digest {
-        return Err(mismatch(
-            &what,
-            &format!(
-                "its stored file ({} bytes) hashes to {stored_digest}, recorded {} ({} bytes)",
-                stored.len(),
-                chunk.stored_digest,
-                chunk.stored_size
-            ),
-        ));
-    }
+    expect_stored(&what, chunk, stored.len() as u64, &stored_digest)?;
     if depth == Depth::Stored {
         return Ok(());
     }
@@ -329,17 +339,7 @@ pub(crate) fn read_index(backend: &dyn Backend, record: &BlobInfo) -> io::Result
     let mut stored = Vec::new();
     read_stored(backend, &record.digest, record.stored_size, &mut stored)?;
     let stored_digest = sha256_hex(&stored);
-    if stored.len() as u64 != record.stored_size || stored_digest != record.stored_digest {
-        return Err(mismatch(
-            &what,
-            &format!(
-                "its stored file ({} bytes) hashes to {stored_digest}, recorded {} ({} bytes)",
-                stored.len(),
-                record.stored_digest,
-                record.stored_size
-            ),
-        ));
-    }
+    expect_stored(&what, record, stored.len() as u64, &stored_digest)?;
     let content = zstd::stream::decode_all(&stored[..])
         .map_err(|err| mismatch(&what, &format!("it does not decompress: {err}")))?;
     let digest = sha256_hex(&content);

@@ -272,16 +272,12 @@ impl Store {
             io::copy(&mut content, &mut io::sink())?;
         }
         let (stored_digest, stored_size) = stored.finish();
-        if stored_digest != blob.stored_digest || stored_size != blob.stored_size {
-            return Err(chunk::mismatch(
-                &format!("blob {} ({} bytes)", blob.digest, blob.size),
-                &format!(
-                    "its stored file ({stored_size} bytes) hashes to {stored_digest}, recorded {} ({} bytes)",
-                    blob.stored_digest, blob.stored_size
-                ),
-            ));
-        }
-        Ok(())
+        chunk::expect_stored(
+            &format!("blob {} ({} bytes)", blob.digest, blob.size),
+            blob,
+            stored_size,
+            &stored_digest,
+        )
     }
 
     /// Does the store hold this blob at all?
