@@ -526,8 +526,9 @@ impl Pipeline {
 
 impl Drop for Pipeline {
     fn drop(&mut self) {
-        // Abandoned: stop the workers. Chunks they stored stay, as blobs no
-        // record names (docs/store-format.md: prune removes them).
+        // Abandoned: stop the workers. Chunks they stored stay, complete,
+        // as blobs no record names (docs/store-format.md, Retention); a
+        // later backup proves such a chunk before it reuses it.
         drop(self.jobs.take());
         for worker in self.workers.drain(..) {
             let _ = worker.join();

@@ -102,7 +102,7 @@ params = {{ health = ["grep", "-qx", "ok", "{r}/current/HEALTH"], name = "curren
 [plugins.slow]
 {command}
 grants.exec = ["sh -c *"]
-params = {{ backup = ["sh", "-c", "head -c 2000000 /dev/urandom; test -e {r}/fast || sleep 20"], revert = ["sh", "-c", "test -e {r}/fast-revert || sleep 20"] }}
+params = {{ backup = ["sh", "-c", "head -c 10000000 /dev/urandom; test -e {r}/fast || sleep 20"], revert = ["sh", "-c", "test -e {r}/fast-revert || sleep 20"] }}
 
 [plugins.breaker]
 {command}
@@ -220,9 +220,11 @@ rollback = [{rollback}]
         fs::write(root.join("shared/data/orders.bin"), b"truncated").unwrap();
     }
 
-    /// Wait until a journal shows `instance` running, and (for backups)
-    /// its blob being written.
-    fn wait_for_running(&self, instance: &str, hook: &str, blob_in_tmp: bool) {
+    /// Wait until a journal shows `instance` running, and (for backups,
+    /// `writing`) its artifact being written: a blob in tmp/, or chunks of
+    /// it already stored (the `slow` plugin's random bytes make chunks of
+    /// ~1 MiB; every other blob of these tests is far smaller).
+    fn wait_for_running(&self, instance: &str, hook: &str, writing: bool) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let journal_says = fs::read_dir(self.store().join("journal"))
@@ -243,10 +245,13 @@ rollback = [{rollback}]
                         })
                     })
                 });
-            let tmp_busy = !blob_in_tmp
+            let tmp_busy = !writing
                 || fs::read_dir(self.store().join("tmp"))
                     .map(|d| d.flatten().any(|e| e.metadata().is_ok_and(|m| m.len() > 0)))
-                    .unwrap_or(false);
+                    .unwrap_or(false)
+                || blob_files(&self.store())
+                    .iter()
+                    .any(|b| fs::metadata(b).is_ok_and(|m| m.len() > 256 << 10));
             if journal_says && tmp_busy {
                 return;
             }
