@@ -271,6 +271,49 @@ pub(crate) fn put(
     compressor: &mut zstd::bulk::Compressor<'_>,
     out: &mut Vec<u8>,
 ) -> io::Result<BlobInfo> {
+    match prepare(backend, known, data, compressor, out)? {
+        Prepared::Stored(info) => Ok(info),
+        Prepared::Commit(commit) => commit.run(known),
+    }
+}
+
+/// A chunk [`prepare`] found in the store, or wrote and must commit.
+pub(crate) enum Prepared {
+    Stored(BlobInfo),
+    Commit(Commit),
+}
+
+/// A chunk's stored bytes, written but not yet made its blob: the part of
+/// storing a chunk that waits on the disk (fsync, rename, fsync) or on S3
+/// (the PUT), done on threads of its own so the workers keep compressing.
+pub(crate) struct Commit {
+    info: BlobInfo,
+    sink: Box<dyn crate::backend::BlobSink>,
+    replace: bool,
+}
+
+impl Commit {
+    pub(crate) fn run(self, known: &Known) -> io::Result<BlobInfo> {
+        let mut info = self.info;
+        if let Some((stored_digest, stored_size)) = self.sink.commit(&info.digest, self.replace)? {
+            // Stored meanwhile by someone else: that blob is the one kept.
+            info.stored_digest = stored_digest;
+            info.stored_size = stored_size;
+        }
+        known.insert(&info);
+        Ok(info)
+    }
+}
+
+/// [`put`] up to the commit: hash `data`, and unless the store has it,
+/// compress it and write the stored bytes.
+pub(crate) fn prepare(
+    backend: &dyn Backend,
+    known: &Known,
+    data: &[u8],
+    compressor: &mut zstd::bulk::Compressor<'_>,
+    out: &mut Vec<u8>,
+) -> io::Result<Prepared> {
     let digest = sha256_hex(data);
     let key = blob::blob_key(&digest);
     let mut info = BlobInfo {
@@ -288,7 +331,7 @@ pub(crate) fn put(
         if backend.exists(&key)? {
             info.stored_digest = stored_digest;
             info.stored_size = stored_size;
-            return Ok(info);
+            return Ok(Prepared::Stored(info));
         }
     } else if backend.exists(&key)? {
         // No record this process read names it (a run that died after
@@ -309,7 +352,7 @@ pub(crate) fn put(
                 info.stored_digest = sha256_hex(&stored);
                 info.stored_size = stored.len() as u64;
                 known.insert(&info);
-                return Ok(info);
+                return Ok(Prepared::Stored(info));
             }
             Err(_) => replace = true,
         }
@@ -321,13 +364,11 @@ pub(crate) fn put(
     info.stored_size = out.len() as u64;
     let mut sink = backend.blob_sink()?;
     sink.write_all(out)?;
-    if let Some((stored_digest, stored_size)) = sink.commit(&info.digest, replace)? {
-        // Stored meanwhile by someone else: that blob is the one kept.
-        info.stored_digest = stored_digest;
-        info.stored_size = stored_size;
-    }
-    known.insert(&info);
-    Ok(info)
+    Ok(Prepared::Commit(Commit {
+        info,
+        sink,
+        replace,
+    }))
 }
 
 /// Read and fully verify an index blob, and check it against its record.
@@ -440,10 +481,17 @@ impl Pipeline {
         // few chunks (each at most MAX_CHUNK).
         let (jobs, queue) = mpsc::sync_channel::<(usize, Bytes)>(n);
         let queue = Arc::new(Mutex::new(queue));
+        // Commits waiting on the disk or S3, and as many threads doing
+        // them: several fsyncs (or PUTs) in flight at once, which the file
+        // system batches into one journal commit, while the workers go on
+        // compressing. Bounded: a commit holds its chunk's stored bytes
+        // (in a temp file, or in memory for S3).
+        let (to_commit, commits) = mpsc::sync_channel::<(usize, Commit)>(COMMITTERS);
+        let commits = Arc::new(Mutex::new(commits));
         let (done, results) = mpsc::channel();
-        let mut workers = Vec::with_capacity(n);
+        let mut workers = Vec::with_capacity(n + COMMITTERS);
         for _ in 0..n {
-            let (queue, done) = (queue.clone(), done.clone());
+            let (queue, done, to_commit) = (queue.clone(), done.clone(), to_commit.clone());
             let (backend, known) = (backend.clone(), known.clone());
             workers.push(
                 std::thread::Builder::new()
@@ -460,8 +508,37 @@ impl Pipeline {
                         loop {
                             let job = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
                             let Ok((seq, data)) = job else { return };
-                            let result = put(&*backend, &known, &data, &mut compressor, &mut out);
-                            if done.send((seq, result)).is_err() {
+                            let sent = match prepare(
+                                &*backend,
+                                &known,
+                                &data,
+                                &mut compressor,
+                                &mut out,
+                            ) {
+                                Ok(Prepared::Commit(commit)) => {
+                                    to_commit.send((seq, commit)).is_ok()
+                                }
+                                Ok(Prepared::Stored(info)) => done.send((seq, Ok(info))).is_ok(),
+                                Err(err) => done.send((seq, Err(err))).is_ok(),
+                            };
+                            if !sent {
+                                return;
+                            }
+                        }
+                    })?,
+            );
+        }
+        drop(to_commit);
+        for _ in 0..COMMITTERS {
+            let (commits, done, known) = (commits.clone(), done.clone(), known.clone());
+            workers.push(
+                std::thread::Builder::new()
+                    .name("rewind-commit".into())
+                    .spawn(move || {
+                        loop {
+                            let job = commits.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                            let Ok((seq, commit)) = job else { return };
+                            if done.send((seq, commit.run(&known))).is_err() {
                                 return;
                             }
                         }
@@ -535,6 +612,13 @@ impl Drop for Pipeline {
         }
     }
 }
+
+/// Threads committing written chunks (fsync and rename locally, the PUT
+/// on S3). Why 4: a commit mostly waits (on the disk's journal, or on
+/// S3), so more of them than cores is what keeps the workers busy; four
+/// in flight let ext4 batch their fsyncs, and on S3 are four requests at
+/// once, while the chunks they hold stay a few MiB.
+const COMMITTERS: usize = 4;
 
 /// How many chunks readers fetch ahead of the consumer, per worker.
 /// Why 2: a worker always has the next chunk to work on while the
