@@ -8,7 +8,8 @@
 //! offsets) keeps the cuts, and so the chunks, the same around a change.
 //!
 //! The work is spread over threads: the writer's caller only copies bytes
-//! and finds cut points; workers hash, compress and store chunks; readers
+//! and finds cut points; workers hash, compress and write chunks; commit
+//! threads make them blobs (the waits on fsync or S3); readers' workers
 //! fetch, decompress and verify chunks ahead of the consumer, in order.
 
 use std::collections::{BTreeMap, HashMap};
