@@ -9,18 +9,13 @@
 #   bash bench/postgres.sh                 # 1,000,000 rows, release build
 #   BENCH_ROWS=100000 BENCH_PROFILE=debug bash bench/postgres.sh
 set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/lib.sh"
 rows=${BENCH_ROWS:-1000000}
-profile=${BENCH_PROFILE:-release}
-
-if [ "$profile" = release ]; then ./build --release -q; else ./build -q; fi
-rewind="$PWD/target/$profile/rewind"
-plugins="$PWD/target/wasm32-wasip2/release"
 bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/rewind-bench.XXXXXX")
 as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-cleanup() { as_pg "$bin/pg_ctl" -D "$work/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$work"; }
+cleanup() { as_pg "$bin/pg_ctl" -D "$work/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$work" "${cache:-}"; }
 trap cleanup EXIT
 [ "$(id -u)" -eq 0 ] && chown postgres "$work"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -34,8 +29,6 @@ psql -d postgres -c "create database shop"
 psql -d shop -c "create table orders (id bigint primary key, customer text, amount numeric(10,2), note text);
   insert into orders select i, 'customer ' || (i % 5000), (i * 37 % 100000) / 100.0, md5(i::text) from generate_series(1, $rows) i;"
 size=$(psql -d shop -At -c "select pg_size_pretty(pg_database_size('shop'))")
-
-seconds() { local start=$(date +%s.%N); "$@" >/dev/null; echo "$(date +%s.%N) - $start" | bc; }
 
 ref_backup=$(seconds "$bin/pg_dump" -h 127.0.0.1 -p "$port" -U postgres -d shop -Fc -f "$work/dump")
 ref_restore=$(seconds "$bin/pg_restore" -h 127.0.0.1 -p "$port" -U postgres -d shop --clean --if-exists --single-transaction "$work/dump")
@@ -56,7 +49,10 @@ limits = { timeout_s = 3600 }
 backup = ["db"]
 rollback = ["db"]
 TOML
-export REWIND_CACHE_DIR="$work/cache"
+# The compile cache must sit in directories only root (or we) can write,
+# and $work belongs to postgres when we run as root.
+cache=$(mktemp -d "${TMPDIR:-/tmp}/rewind-bench-cache.XXXXXX")
+export REWIND_CACHE_DIR="$cache/cache"
 # Compile the plugin once, outside the measurement.
 "$rewind" --config "$work/rewind.toml" -q plugins inspect db >/dev/null
 rw_backup=$(seconds "$rewind" --config "$work/rewind.toml" -q backup)
@@ -68,3 +64,7 @@ printf '\n%s rows (%s), pg_dump -Fc file %s bytes, rewind store %s bytes\n' "$ro
 printf '%-10s %12s %12s %8s\n' step reference rewind ratio
 printf '%-10s %12.2f %12.2f %8.2f\n' backup "$ref_backup" "$rw_backup" "$(echo "$rw_backup / $ref_backup" | bc -l)"
 printf '%-10s %12.2f %12.2f %8.2f\n' restore "$ref_restore" "$rw_restore" "$(echo "$rw_restore / $ref_restore" | bc -l)"
+row "postgres backup ($rows rows)" "$rw_backup" "pg_dump -Fc" "$ref_backup" \
+    "$(ratio "$rw_backup" "$ref_backup")x the time" "<= 1.0x (target 5)"
+row "postgres restore" "$rw_restore" "pg_restore" "$ref_restore" \
+    "$(ratio "$rw_restore" "$ref_restore")x the time" "<= 1.0x (target 5)"

@@ -251,7 +251,7 @@ pub fn run_hook(target: &HookTarget, args: &HookRequest) -> Result<HookRun> {
     if matches!(args.hook, HookKind::Restore | HookKind::Revert) {
         for record in &given {
             store
-                .verify_blob(&record.blob)
+                .check_stored(&record.blob, &|_| {})
                 .map_err(|source| HookRunError::Unverified {
                     name: record.name.clone(),
                     digest: record.blob.digest.clone(),

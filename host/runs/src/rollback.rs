@@ -348,13 +348,17 @@ impl Runner<'_> {
         Ok(step)
     }
 
-    /// Re-hash every artifact the plan will use; one line per problem.
+    /// Prove every artifact the plan will use intact before any step runs:
+    /// its stored bytes (a blob, or an index and its chunks) against the
+    /// digests recorded when they were written. Each content digest is
+    /// then checked as the restore streams it, so the content is not
+    /// decompressed and hashed twice. One line per problem.
     pub fn verify_plan(&self, steps: &[PlanStep]) -> Vec<String> {
         let total = steps
             .iter()
             .flat_map(PlanStep::with_fallback)
             .flat_map(|s| &s.artifacts)
-            .map(|a| a.blob.stored_size)
+            .map(|a| a.blob.footprint())
             .sum();
         let mut problems = Vec::new();
         {
@@ -366,7 +370,7 @@ impl Runner<'_> {
             };
             for step in steps.iter().flat_map(PlanStep::with_fallback) {
                 for artifact in &step.artifacts {
-                    if let Err(err) = self.store.verify_blob_with(&artifact.blob, &tick) {
+                    if let Err(err) = self.store.check_stored(&artifact.blob, &tick) {
                         problems.push(format!(
                             "artifact `{}` of `{}` ({}): {err}",
                             artifact.name, step.instance, artifact.blob.digest

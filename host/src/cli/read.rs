@@ -342,6 +342,10 @@ pub fn list_artifacts(cli: &Cli, args: &ArtifactsListArgs) -> Result<ExitCode> {
                 "run": run.id, "safety": run.safety, "instance": a.instance,
                 "name": a.name, "media_type": a.media_type, "digest": a.blob.digest,
                 "size": a.blob.size, "stored_size": a.blob.stored_size,
+                // A chunked artifact: its chunks, and what they and the
+                // index take (shared chunks counted in each artifact).
+                "chunks": a.blob.chunks.as_ref().map(|c| c.count),
+                "stored_total": a.blob.footprint(),
                 "present": store.has_blob(&a.blob.digest),
             }));
         }
@@ -361,7 +365,7 @@ pub fn list_artifacts(cli: &Cli, args: &ArtifactsListArgs) -> Result<ExitCode> {
             r["name"].as_str().unwrap_or(""),
             &r["digest"].as_str().unwrap_or("")[..16],
             r["size"],
-            r["stored_size"],
+            r["stored_total"],
             if r["present"] == true {
                 ""
             } else {
@@ -385,7 +389,7 @@ pub fn verify(cli: &Cli, args: &VerifyArgs) -> Result<ExitCode> {
                 .is_none_or(|id| r.id.starts_with(id.as_str()))
         })
         .flat_map(|r| r.artifacts())
-        .map(|a| a.blob.stored_size)
+        .map(|a| a.blob.footprint())
         .sum();
     let report = {
         use rewind::run::Observer;

@@ -198,7 +198,11 @@ fn print_backup(run: &RunManifest) {
     for a in run.artifacts() {
         println!(
             "  {:<12} {:<20} {}  {} bytes ({} stored)",
-            a.instance, a.name, a.blob.digest, a.blob.size, a.blob.stored_size
+            a.instance,
+            a.name,
+            a.blob.digest,
+            a.blob.size,
+            a.blob.footprint()
         );
     }
     println!("roll back to it with: rewind rollback --to {}", run.id);

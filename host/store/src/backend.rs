@@ -27,8 +27,9 @@ pub(crate) struct Version(pub(crate) String);
 pub(crate) trait BlobSink: Write + Send {
     /// The stored bytes are complete and their content hashes to `digest`:
     /// make them the blob `digest`, unless the store already has it. Then
-    /// the existing blob is kept and its stored sha256 and size returned.
-    fn commit(self: Box<Self>, digest: &str) -> io::Result<Option<(String, u64)>>;
+    /// the existing blob is kept and its stored sha256 and size returned,
+    /// or, with `replace` (it was found damaged), replaced.
+    fn commit(self: Box<Self>, digest: &str, replace: bool) -> io::Result<Option<(String, u64)>>;
 }
 
 /// The operations a store needs from where it keeps its bytes.
@@ -334,7 +335,11 @@ impl Write for LocalSink {
 }
 
 impl BlobSink for LocalSink {
-    fn commit(mut self: Box<Self>, digest: &str) -> io::Result<Option<(String, u64)>> {
+    fn commit(
+        mut self: Box<Self>,
+        digest: &str,
+        replace: bool,
+    ) -> io::Result<Option<(String, u64)>> {
         let mut file = self.file.take().expect("commit is called once");
         file.flush()?;
         file.sync_all()?;
@@ -343,7 +348,7 @@ impl BlobSink for LocalSink {
         let dir = path.parent().expect("blob paths have a parent");
         let result = (|| {
             create_private_dir(dir)?;
-            if path.exists() {
+            if path.exists() && !replace {
                 // Same content already stored: keep the existing blob. The
                 // caller records this write's stored digest, so describe
                 // the existing file instead.

@@ -7,7 +7,7 @@ use std::io;
 use serde::Serialize;
 
 use super::runs::{ChainLink, RunKind, RunManifest, RunStatus};
-use super::{BlobInfo, Store, blob};
+use super::{BlobInfo, Store, blob, chunk};
 
 /// One thing `verify` found wrong.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -115,15 +115,64 @@ impl Store {
                 entry.0.push(run.id.as_str());
             }
         }
-        for (digest, (runs_using, info)) in users {
+        let mut plain: Vec<&BlobInfo> = Vec::new();
+        // Each chunk once, however many artifacts share it: the runs using
+        // it and the artifacts (index digests) it belongs to.
+        let mut chunk_users: BTreeMap<String, (BlobInfo, BTreeSet<&str>, BTreeSet<&str>)> =
+            BTreeMap::new();
+        for (digest, (runs_using, info)) in &users {
             report.blobs += 1;
             report.bytes += info.stored_size;
+            if info.chunks.is_none() {
+                plain.push(info);
+                continue;
+            }
+            match self.index(info) {
+                Ok(index) => {
+                    progress(info.stored_size);
+                    for chunk in index.chunks {
+                        let entry = chunk_users
+                            .entry(chunk.digest.clone())
+                            .or_insert_with(|| (chunk, BTreeSet::new(), BTreeSet::new()));
+                        entry.1.extend(runs_using.iter().copied());
+                        entry.2.insert(digest);
+                    }
+                }
+                Err(err) => {
+                    for run in runs_using {
+                        report.problems.push(Problem {
+                            run: Some(run.to_string()),
+                            message: format!("blob {digest}: {err}"),
+                        });
+                    }
+                }
+            }
+        }
+        for info in plain {
             if let Err(err) = self.verify_blob_with(info, progress) {
-                for run in runs_using {
+                for run in &users[info.digest.as_str()].0 {
                     report.problems.push(Problem {
                         run: Some(run.to_string()),
-                        message: format!("blob {digest}: {err}"),
+                        message: format!("blob {}: {err}", info.digest),
                     });
+                }
+            }
+        }
+        // The chunks of all artifacts together, on several threads.
+        let chunks: Vec<&BlobInfo> = chunk_users.values().map(|(c, _, _)| c).collect();
+        report.blobs += chunks.len();
+        report.bytes += chunks.iter().map(|c| c.stored_size).sum::<u64>();
+        for (i, err) in chunk::check_all(self.backend(), &chunks, chunk::Depth::Content, progress) {
+            let (_, runs_using, artifacts) = &chunk_users[chunks[i].digest.as_str()];
+            // Every run using a damaged chunk is named, and every artifact.
+            for run in runs_using {
+                for artifact in artifacts {
+                    if users[artifact].0.contains(run) {
+                        report.problems.push(Problem {
+                            run: Some(run.to_string()),
+                            message: format!("blob {artifact}: {err}"),
+                        });
+                    }
                 }
             }
         }
@@ -274,23 +323,56 @@ impl Store {
             }
         }
 
-        let referenced: BTreeSet<&str> = kept
+        // What the kept runs (and journals) use: their blobs, and the chunks
+        // of their chunked artifacts. An index that cannot be read stops
+        // the prune: without it no chunk can be known to be unused.
+        let mut referenced: BTreeSet<String> = BTreeSet::new();
+        for record in kept
             .iter()
             .copied()
             .chain(journals.iter())
             .flat_map(|m| m.steps.iter().flat_map(|s| s.artifacts.iter()))
-            .map(|a| a.blob.digest.as_str())
-            .collect();
+        {
+            if referenced.insert(record.blob.digest.clone()) && record.blob.chunks.is_some() {
+                let index = self.index(&record.blob).map_err(|err| {
+                    io::Error::new(
+                        err.kind(),
+                        format!(
+                            "cannot tell which chunks artifact `{}` of `{}` uses, so nothing is pruned (`rewind artifacts verify` names what is damaged): {err}",
+                            record.name, record.instance
+                        ),
+                    )
+                })?;
+                referenced.extend(index.chunks.into_iter().map(|c| c.digest));
+            }
+        }
+        let mut removed: BTreeSet<String> = BTreeSet::new();
         for run in &runs {
             if !plan.runs.iter().any(|p| p.id == run.id) {
                 continue;
             }
             for record in run.artifacts() {
                 let digest = record.blob.digest.as_str();
-                if !referenced.contains(digest) && !plan.blobs.iter().any(|(d, _)| d == digest) {
-                    plan.blobs
-                        .push((digest.to_string(), record.blob.stored_size));
-                    plan.bytes += record.blob.stored_size;
+                if referenced.contains(digest) || !removed.insert(digest.to_string()) {
+                    continue;
+                }
+                plan.blobs
+                    .push((digest.to_string(), record.blob.stored_size));
+                plan.bytes += record.blob.stored_size;
+                if record.blob.chunks.is_some() {
+                    // A damaged index of a run being removed: its chunks
+                    // that no kept run uses stay behind as unnamed blobs.
+                    let Ok(index) = self.index(&record.blob) else {
+                        continue;
+                    };
+                    for chunk in index.chunks {
+                        if !referenced.contains(&chunk.digest)
+                            && removed.insert(chunk.digest.clone())
+                        {
+                            plan.bytes += chunk.stored_size;
+                            plan.blobs.push((chunk.digest, chunk.stored_size));
+                        }
+                    }
                 }
             }
         }

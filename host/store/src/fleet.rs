@@ -294,7 +294,8 @@ impl FleetStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Checked {
-    /// The hash chain of manifests, and that every blob a run names exists.
+    /// The hash chain of manifests, and that every blob a run names exists
+    /// (for a chunked artifact: its index, read and checked, and each chunk).
     Presence,
     /// That, and every blob re-read and re-hashed (`--verify`).
     Content,
@@ -424,15 +425,23 @@ fn host_status(store: &Store, verify: bool) -> io::Result<HostStatus> {
         let mut problems = store.check_chain(&runs)?;
         for run in &runs {
             for record in run.artifacts() {
-                if !store.has_blob(&record.blob.digest) {
-                    problems.push(Problem {
-                        run: Some(run.id.clone()),
-                        message: format!(
-                            "blob {} ({}/{}) is missing",
-                            record.blob.digest, record.instance, record.name
-                        ),
-                    });
-                }
+                let what = format!("{}/{}", record.instance, record.name);
+                let message = match store.missing_blobs(&record.blob) {
+                    Ok(missing) if missing.is_empty() => continue,
+                    Ok(missing) if missing == [record.blob.digest.clone()] => {
+                        format!("blob {} ({what}) is missing", record.blob.digest)
+                    }
+                    Ok(missing) => format!(
+                        "{} of the chunks of {what} are missing, e.g. {}",
+                        missing.len(),
+                        missing[0]
+                    ),
+                    Err(err) => format!("{what}: {err}"),
+                };
+                problems.push(Problem {
+                    run: Some(run.id.clone()),
+                    message,
+                });
             }
         }
         problems

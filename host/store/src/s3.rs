@@ -835,7 +835,11 @@ impl Write for S3Sink {
 }
 
 impl BlobSink for S3Sink {
-    fn commit(mut self: Box<Self>, digest: &str) -> io::Result<Option<(String, u64)>> {
+    fn commit(
+        mut self: Box<Self>,
+        digest: &str,
+        replace: bool,
+    ) -> io::Result<Option<(String, u64)>> {
         let s3 = self.s3.clone();
         let blob = crate::blob::blob_key(digest);
         if self.upload.is_none() {
@@ -843,7 +847,14 @@ impl BlobSink for S3Sink {
             // blob.
             self.done = true;
             let bytes = std::mem::take(&mut self.buf);
-            return match s3.put(&blob, bytes, PutMode::Create)? {
+            // Over a damaged blob: an unconditional PUT, which S3 makes
+            // visible whole.
+            let mode = if replace {
+                PutMode::Overwrite
+            } else {
+                PutMode::Create
+            };
+            return match s3.put(&blob, bytes, mode)? {
                 PutOutcome::Written(_) => Ok(None),
                 PutOutcome::Exists | PutOutcome::Changed => s3.hash_object(&blob).map(Some),
             };
@@ -851,7 +862,7 @@ impl BlobSink for S3Sink {
         self.complete()?;
         let tmp = self.key.clone();
         let result = (|| {
-            if s3.exists(&blob)? {
+            if !replace && s3.exists(&blob)? {
                 return s3.hash_object(&blob).map(Some);
             }
             let size = s3.head(&tmp)?.map_or(0, |meta| meta.size);

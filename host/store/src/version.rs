@@ -2,10 +2,13 @@
 //! or manifest this rewind cannot read.
 //!
 //! `VERSION` holds the store format as a decimal number and a newline
-//! (`1\n`). It is written atomically when a store is created, and when a
+//! (`2\n`). It is written atomically when a store is created, and when a
 //! store written by a rewind from before the file existed (one with
 //! `runs/`, `blobs/` or `HEAD` but no `VERSION`) is first opened: such a
-//! store is format 1. Every open reads it and refuses any other number.
+//! store is format 1. A format 1 store is upgraded to 2 when first opened
+//! (format 2 only adds chunked artifacts, and every format 1 file reads
+//! the same in format 2). Every open reads it and refuses any other
+//! number.
 
 use std::fmt;
 use std::io;
@@ -14,8 +17,15 @@ use std::path::{Path, PathBuf};
 use super::backend::Backend;
 use super::runs::MANIFEST_FORMAT;
 
-/// The store format this rewind reads and writes.
-pub const STORE_FORMAT: u32 = 1;
+/// The store format this rewind reads and writes. 2: artifacts may be
+/// chunked (an index blob naming chunk blobs); a rewind that reads format
+/// 1 would take an index for the artifact's content, so it must refuse.
+pub const STORE_FORMAT: u32 = 2;
+
+/// Earlier formats this rewind reads, and upgrades to [`STORE_FORMAT`] by
+/// rewriting `VERSION` when it first opens them: format 2 is format 1 plus
+/// chunked artifacts, so no other file changes.
+const UPGRADED: [u32; 1] = [1];
 
 /// The name of the version file in the store's root.
 pub const VERSION_FILE: &str = "VERSION";
@@ -151,10 +161,13 @@ pub(crate) fn check_or_write(store: &dyn Backend) -> io::Result<()> {
     match store.read(VERSION_FILE) {
         Ok(Some(bytes)) => {
             let found = parse_version(&path, &bytes).map_err(FormatError::into_io)?;
-            if found != STORE_FORMAT {
-                return Err(FormatError::Store { path, found }.into_io());
+            if found == STORE_FORMAT {
+                Ok(())
+            } else if UPGRADED.contains(&found) {
+                write_version(store, &path, true)
+            } else {
+                Err(FormatError::Store { path, found }.into_io())
             }
-            Ok(())
         }
         Ok(None) => {
             let mut adopted = false;
@@ -175,29 +188,35 @@ pub(crate) fn check_or_write(store: &dyn Backend) -> io::Result<()> {
                     ),
                 ));
             }
-            match store.write_atomic(VERSION_FILE, &version_bytes()) {
-                Ok(()) => Ok(()),
-                // An earlier rewind's store that this process may read but
-                // not write (a read-only mount): it is format 1 all the
-                // same, and the next rewind that can write it records that.
-                Err(err)
-                    if adopted
-                        && matches!(
-                            err.kind(),
-                            io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
-                        ) =>
-                {
-                    Ok(())
-                }
-                Err(err) => Err(io::Error::new(
-                    err.kind(),
-                    format!("cannot write {}: {err}", path.display()),
-                )),
-            }
+            write_version(store, &path, adopted)
         }
         Err(err) => Err(io::Error::new(
             err.kind(),
             format!("cannot read {}: {err}", path.display()),
+        )),
+    }
+}
+
+/// Write `VERSION` for a new store, or for an `earlier` one (adopted or
+/// upgraded).
+fn write_version(store: &dyn Backend, path: &Path, earlier: bool) -> io::Result<()> {
+    match store.write_atomic(VERSION_FILE, &version_bytes()) {
+        Ok(()) => Ok(()),
+        // An earlier rewind's store that this process may read but not
+        // write (a read-only mount): it reads the same all the same, and
+        // the next rewind that can write it records the format.
+        Err(err)
+            if earlier
+                && matches!(
+                    err.kind(),
+                    io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
+                ) =>
+        {
+            Ok(())
+        }
+        Err(err) => Err(io::Error::new(
+            err.kind(),
+            format!("cannot write {}: {err}", path.display()),
         )),
     }
 }
@@ -218,7 +237,7 @@ mod tests {
         let root = dir.path().join("store");
         Store::open(&root).unwrap();
         assert_eq!(version(&root), format!("{STORE_FORMAT}\n"));
-        assert_eq!(version(&root), "1\n");
+        assert_eq!(version(&root), "2\n");
         use std::os::unix::fs::PermissionsExt;
         let mode = fs::metadata(root.join(VERSION_FILE))
             .unwrap()
@@ -233,18 +252,26 @@ mod tests {
         assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
         // Opening again reads it and changes nothing.
         Store::open(&root).unwrap();
-        assert_eq!(version(&root), "1\n");
+        assert_eq!(version(&root), "2\n");
     }
 
     #[test]
     fn an_empty_existing_directory_becomes_a_store() {
         let dir = tempfile::tempdir().unwrap();
         Store::open(dir.path()).unwrap();
-        assert_eq!(version(dir.path()), "1\n");
+        assert_eq!(version(dir.path()), "2\n");
     }
 
     #[test]
-    fn a_store_from_before_the_version_file_is_adopted_as_format_1() {
+    fn a_format_1_store_is_upgraded_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(VERSION_FILE), "1\n").unwrap();
+        Store::open(dir.path()).unwrap();
+        assert_eq!(version(dir.path()), "2\n");
+    }
+
+    #[test]
+    fn a_store_from_before_the_version_file_is_adopted_and_upgraded() {
         for entry in STORE_ENTRIES {
             let dir = tempfile::tempdir().unwrap();
             let root = dir.path();
@@ -254,31 +281,31 @@ mod tests {
                 fs::create_dir(root.join(entry)).unwrap();
             }
             Store::open(root).unwrap();
-            assert_eq!(version(root), "1\n", "a store with {entry}");
+            assert_eq!(version(root), "2\n", "a store with {entry}");
         }
     }
 
     #[test]
     fn a_newer_store_is_refused_naming_both_formats() {
         let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join(VERSION_FILE), "2\n").unwrap();
+        fs::write(dir.path().join(VERSION_FILE), "3\n").unwrap();
         let err = Store::open(dir.path()).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
         assert!(matches!(
             FormatError::of(&err),
-            Some(FormatError::Store { found: 2, .. })
+            Some(FormatError::Store { found: 3, .. })
         ));
         let message = err.to_string();
         assert!(
-            message.contains("written by a newer rewind (store format 2")
-                && message.contains("reads store format 1: upgrade rewind")
+            message.contains("written by a newer rewind (store format 3")
+                && message.contains("reads store format 2: upgrade rewind")
                 && message.contains(&dir.path().join(VERSION_FILE).display().to_string()),
             "{message}"
         );
         // Refused before anything was created in it.
         assert!(!dir.path().join("blobs").exists());
         assert!(!dir.path().join("tmp").exists());
-        assert_eq!(version(dir.path()), "2\n");
+        assert_eq!(version(dir.path()), "3\n");
     }
 
     #[test]
@@ -300,7 +327,7 @@ mod tests {
             let message = err.to_string();
             assert!(
                 message.contains(&format!("holds {shown}, not a store format number"))
-                    && message.contains("reads store format 1"),
+                    && message.contains("reads store format 2"),
                 "{message}"
             );
         }

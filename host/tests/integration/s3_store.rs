@@ -280,7 +280,7 @@ fn backup_rollback_verify_and_prune_on_an_s3_store() {
         moto.python(&format!(
             "print(s3.get_object(Bucket={BUCKET:?}, Key={PREFIX:?} + '/VERSION')['Body'].read().decode().strip())"
         )),
-        "1"
+        "2"
     );
 
     app.break_it();
