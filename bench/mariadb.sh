@@ -1,35 +1,32 @@
 #!/usr/bin/env bash
-# rewind against the seeds' MariaDB path, side by side in one run
-# (issue 15, item 5): a MariaDB server in a temp dir, a seeded table, then
+# rewind against the seeds' MariaDB path and the tools alone, side by side
+# in one run (issue 15, item 5): a MariaDB server in a temp dir, a seeded
+# table, then
 #
 #   backup   `mariadb-dump | gzip -6 > f` (the seeds), `mariadb-dump > f`
 #            (the tool alone), `rewind backup` (the `mysql` plugin in its
-#            sandbox, the dump streamed into the zstd-compressed,
+#            sandbox, the dump streamed into the chunked, compressed,
 #            checksummed store)
 #   restore  `gunzip -c f | mariadb` (the seeds), `mariadb < f` (alone),
 #            `rewind rollback --quick --yes` (the stored dump proven intact,
-#            then streamed into `mariadb` with its digest checked as it goes)
+#            then streamed into `mariadb`, its digest checked as it goes)
 #
-# Prints seconds (median of BENCH_RUNS, default 3) and ratios.
+# Medians of BENCH_RUNS (default 3).
 #
 #   bash bench/mariadb.sh                  # 1,000,000 rows, release build
-#   BENCH_ROWS=100000 BENCH_PROFILE=debug bash bench/mariadb.sh
+#   BENCH_ROWS=100000 bash bench/mariadb.sh
 set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/lib.sh"
 rows=${BENCH_ROWS:-1000000}
-profile=${BENCH_PROFILE:-release}
 runs=${BENCH_RUNS:-3}
 
-if [ "$profile" = release ]; then ./build --release -q; else ./build -q; fi
-rewind="$PWD/target/$profile/rewind"
-plugins="$PWD/target/wasm32-wasip2/release"
-
 work=$(mktemp -d "${TMPDIR:-/tmp}/rewind-bench-mariadb.XXXXXX")
+cache=$(mktemp -d "${TMPDIR:-/tmp}/rewind-bench-cache.XXXXXX")
 user=()
-[ "$(id -u)" -eq 0 ] && user=(--user=mysql) && chown mysql "$work"
+if [ "$(id -u)" -eq 0 ]; then user=(--user=mysql); chown mysql "$work"; fi
 cleanup() {
-    [ -f "$work/pid" ] && kill "$(cat "$work/pid")" 2>/dev/null && sleep 1
-    rm -rf "$work"
+    if [ -f "$work/pid" ]; then kill "$(cat "$work/pid")" 2>/dev/null || true; sleep 1; fi
+    rm -rf "$work" "$cache"
 }
 trap cleanup EXIT
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -37,7 +34,7 @@ mariadb-install-db --datadir="$work/data" --auth-root-authentication-method=norm
     "${user[@]}" >/dev/null
 /usr/sbin/mariadbd --no-defaults --datadir="$work/data" --socket="$work/sock" --pid-file="$work/pid" \
     --bind-address=127.0.0.1 --port="$port" --innodb-flush-log-at-trx-commit=0 "${user[@]}" \
-    >/dev/null 2>"$work/log" &
+    >/dev/null 2>"$cache/log" &
 for _ in $(seq 300); do
     mariadb --no-defaults --socket="$work/sock" -u root -e "
         ALTER USER 'root'@'localhost' IDENTIFIED BY 'bench';
@@ -55,29 +52,19 @@ mariadb "${client[@]}" shop -e "
     insert into orders select seq, concat('customer ', seq % 5000), (seq * 37 % 100000) / 100.0, md5(seq)
       from seq_1_to_$rows;"
 
-median() {
-    local times=()
-    for _ in $(seq "$runs"); do
-        local start end
-        start=$(date +%s%N)
-        "$@" >/dev/null 2>&1
-        end=$(date +%s%N)
-        times+=("$(( (end - start) / 1000 ))")
-    done
-    printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {printf "%.3f", a[int((NR+1)/2)] / 1e6}'
-}
+# The plugin's own flags, so every path dumps the same.
 dump_flags=(--single-transaction --routines --triggers --events --hex-blob --default-character-set=utf8mb4)
-seeds_backup() { mariadb-dump "${client[@]}" "${dump_flags[@]}" shop | gzip -6 >"$work/dump.sql.gz"; }
-alone_backup() { mariadb-dump "${client[@]}" "${dump_flags[@]}" shop >"$work/dump.sql"; }
-seeds_restore() { gunzip -c "$work/dump.sql.gz" | mariadb "${client[@]}" shop; }
-alone_restore() { mariadb "${client[@]}" shop <"$work/dump.sql"; }
+seeds_backup() { mariadb-dump "${client[@]}" "${dump_flags[@]}" shop | gzip -6 >"$cache/dump.sql.gz"; }
+alone_backup() { mariadb-dump "${client[@]}" "${dump_flags[@]}" shop >"$cache/dump.sql"; }
+seeds_restore() { gunzip -c "$cache/dump.sql.gz" | mariadb "${client[@]}" shop; }
+alone_restore() { mariadb "${client[@]}" shop <"$cache/dump.sql"; }
 
 sha=$(sha256sum "$plugins/mysql.wasm" | cut -d' ' -f1)
-cat >"$work/rewind.toml" <<TOML
+cat >"$cache/rewind.toml" <<TOML
 [project]
 name = "bench"
 [store]
-url = "file://$work/store"
+url = "file://$cache/store"
 [plugins.db]
 source = "$plugins/mysql.wasm"
 sha256 = "$sha"
@@ -89,24 +76,26 @@ limits = { timeout_s = 3600 }
 backup = ["db"]
 rollback = ["db"]
 TOML
-export REWIND_CACHE_DIR="$work/cache"
-rw() { "$rewind" --config "$work/rewind.toml" -q "$@"; }
+export REWIND_CACHE_DIR="$cache/cache"
+rw() { "$rewind" --config "$cache/rewind.toml" -q "$@"; }
 rw plugins inspect db >/dev/null # compile once, outside the measurement
 
-ref_seeds_backup=$(median seeds_backup)
-ref_alone_backup=$(median alone_backup)
-rw_backup=$(median rw backup)
-ref_seeds_restore=$(median seeds_restore)
-ref_alone_restore=$(median alone_restore)
-rw_restore=$(median rw rollback --quick --yes)
+seeds_backup_s=$(median_of "$runs" seeds_backup)
+alone_backup_s=$(median_of "$runs" alone_backup)
+rw_backup=$(median_of "$runs" rw backup)
+seeds_restore_s=$(median_of "$runs" seeds_restore)
+alone_restore_s=$(median_of "$runs" alone_restore)
+rw_restore=$(median_of "$runs" rw rollback --quick --yes)
 count=$(mariadb "${client[@]}" -N shop -e "select count(*) from orders")
 [ "$count" = "$rows" ] || { echo "after the rollback orders has $count rows, not $rows" >&2; exit 1; }
 
-ratio() { echo "$1 / $2" | bc -l | xargs printf '%.2f'; }
 printf '\n%s rows: dump %s bytes, gzip -6 %s bytes, rewind store %s bytes\n' "$rows" \
-    "$(stat -c %s "$work/dump.sql")" "$(stat -c %s "$work/dump.sql.gz")" "$(du -sb "$work/store/blobs" | cut -f1)"
-printf '%-8s %14s %14s %10s %14s %14s\n' step "seeds (gzip)" "tool alone" rewind "vs seeds" "vs alone"
-printf '%-8s %14s %14s %10s %14s %14s\n' backup "$ref_seeds_backup" "$ref_alone_backup" "$rw_backup" \
-    "$(ratio "$ref_seeds_backup" "$rw_backup")x faster" "$(ratio "$rw_backup" "$ref_alone_backup")"
-printf '%-8s %14s %14s %10s %14s %14s\n' restore "$ref_seeds_restore" "$ref_alone_restore" "$rw_restore" \
-    "$(ratio "$ref_seeds_restore" "$rw_restore")x faster" "$(ratio "$rw_restore" "$ref_alone_restore")"
+    "$(stat -c %s "$cache/dump.sql")" "$(stat -c %s "$cache/dump.sql.gz")" "$(du -sb "$cache/store/blobs" | cut -f1)"
+row "mariadb backup ($rows rows)" "$rw_backup" "mariadb-dump > f" "$alone_backup_s" \
+    "$(ratio "$rw_backup" "$alone_backup_s")x the time" "-"
+row "mariadb backup vs the seeds' path" "$rw_backup" "mariadb-dump | gzip" "$seeds_backup_s" \
+    "$(ratio "$seeds_backup_s" "$rw_backup")x faster" ">= 3x"
+row "mariadb restore" "$rw_restore" "mariadb < f" "$alone_restore_s" \
+    "$(ratio "$rw_restore" "$alone_restore_s")x the time" "-"
+row "mariadb restore vs the seeds' path" "$rw_restore" "gunzip -c | mariadb" "$seeds_restore_s" \
+    "$(ratio "$seeds_restore_s" "$rw_restore")x faster" ">= 3x"
