@@ -587,21 +587,7 @@ fn a_wait_for_completed_that_times_out_names_the_invalidation() {
     site(&moto, true, 2);
     let s = scratch();
     let plugin = load("cloudfront");
-    let call = |timeout: u64| {
-        Call::new(
-            "site",
-            json!({
-                "bucket": BUCKET, "prefix": "site/", "s3_endpoint": moto.url(),
-                "cloudfront_endpoint": cloudfront.origin(), "distribution_id": "E2SLOW",
-                "wait_timeout_s": timeout,
-                "access_key_id_env": KEY_VAR, "secret_access_key_env": SECRET_VAR,
-            }),
-        )
-        .http(&moto.url())
-        .http(&cloudfront.origin())
-        .env(KEY_VAR)
-        .env(SECRET_VAR)
-    };
+    let call = |timeout: u64| call_via(&moto, &cloudfront, "E2SLOW", timeout);
     let saved = call(2).backup(&plugin, &s.store);
     let started = Instant::now();
     let err = call(2)
@@ -784,13 +770,14 @@ fn busy_cloudfront(busy: usize) -> HttpServer {
     })
 }
 
-/// A hook call on the site in moto whose CloudFront is `cloudfront`.
-fn call_via(moto: &Moto, cloudfront: &HttpServer, wait_timeout_s: u64) -> Call {
+/// A hook call on the site in moto whose CloudFront is `cloudfront`, for
+/// distribution `dist`.
+fn call_via(moto: &Moto, cloudfront: &HttpServer, dist: &str, wait_timeout_s: u64) -> Call {
     Call::new(
         "site",
         json!({
             "bucket": BUCKET, "prefix": "site/", "s3_endpoint": moto.url(),
-            "cloudfront_endpoint": cloudfront.origin(), "distribution_id": "E2BUSY",
+            "cloudfront_endpoint": cloudfront.origin(), "distribution_id": dist,
             "wait_timeout_s": wait_timeout_s,
             "access_key_id_env": KEY_VAR, "secret_access_key_env": SECRET_VAR,
         }),
@@ -807,7 +794,8 @@ fn too_many_invalidations_in_progress_waits_for_a_slot_then_times_out_clearly() 
     site(&moto, true, 2);
     let s = scratch();
     let plugin = load("cloudfront");
-    let call = |cloudfront: &HttpServer, timeout: u64| call_via(&moto, cloudfront, timeout);
+    let call =
+        |cloudfront: &HttpServer, timeout: u64| call_via(&moto, cloudfront, "E2BUSY", timeout);
 
     // Busy twice, then a slot: the revert waits (2 s, 4 s) and succeeds.
     let cloudfront = busy_cloudfront(2);
@@ -864,8 +852,12 @@ fn cloudfront_requests_are_signed_exactly_as_botocore_signs_them() {
     let cloudfront = busy_cloudfront(0);
     let s = scratch();
     let plugin = load("cloudfront");
-    let saved = call_via(&moto, &cloudfront, 60).backup(&plugin, &s.store);
-    report(&call_via(&moto, &cloudfront, 60).run(&plugin, &s.store, HookInput::Revert(&saved)));
+    let saved = call_via(&moto, &cloudfront, "E2BUSY", 60).backup(&plugin, &s.store);
+    report(&call_via(&moto, &cloudfront, "E2BUSY", 60).run(
+        &plugin,
+        &s.store,
+        HookInput::Revert(&saved),
+    ));
 
     let requests: Vec<Value> = cloudfront
         .recorded()
