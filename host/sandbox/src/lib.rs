@@ -37,6 +37,7 @@ pub use fs::preflight_writable;
 pub use process::preflight_program;
 mod refusals;
 pub(crate) mod resolve;
+pub(crate) mod scratch;
 pub(crate) mod wasi;
 
 use std::collections::{HashMap, HashSet};
@@ -255,7 +256,7 @@ pub(crate) struct CallState {
     pub names: HashSet<String>,
     pub log: LogSink,
     /// Default working directory for commands: empty and private.
-    pub workdir: tempfile::TempDir,
+    pub workdir: scratch::ScratchDir,
     /// Every refusal of this call, shared with the WASI gates.
     pub(crate) refusals: refusals::Refusals,
     /// What is left of `limits.artifact_bytes`, shared by the call's writers.
@@ -764,7 +765,7 @@ fn new_store(
     }
     // Every path outside the grants lands on this empty directory, where
     // the filesystem policy refuses it naming the grant that is missing.
-    let fs_policy = wasi::FsPolicy::new(&spec.grants)?;
+    let fs_policy = wasi::FsPolicy::new(&spec.grants, &plugin.scratch)?;
     if let Some(empty) = fs_policy.catch_all_dir() {
         wasi.preopened_dir(empty, wasi::filesystem::CATCH_ALL, FsPerms::ReadOnly)
             .map_err(SetupError::Preopen)?;
@@ -791,7 +792,7 @@ fn new_store(
         produced: Vec::new(),
         names: HashSet::new(),
         log: log.clone(),
-        workdir: tempfile::Builder::new().prefix("rewind-cmd-").tempdir()?,
+        workdir: plugin.scratch.take()?,
         refusals: refusals.clone(),
         artifact_quota: rewind_store::Quota::new(
             spec.limits.artifact_bytes,

@@ -136,6 +136,8 @@ pub struct LoadedPlugin {
     /// True when the compiled code came from the on-disk cache.
     pub from_cache: bool,
     pub(crate) instance_pre: InstancePre<HookState>,
+    /// The runtime's empty directories for calls.
+    pub(crate) scratch: std::sync::Arc<crate::scratch::ScratchDirs>,
 }
 
 impl fmt::Debug for LoadedPlugin {
@@ -217,6 +219,7 @@ pub fn load(
         hooks,
         from_cache,
         instance_pre,
+        scratch: runtime.scratch(),
     })
 }
 

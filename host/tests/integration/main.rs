@@ -8,6 +8,7 @@ mod common;
 mod servers;
 
 mod ansible;
+mod call_dirs;
 mod cli;
 mod cloudfront;
 mod code;

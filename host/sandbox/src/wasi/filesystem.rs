@@ -73,16 +73,19 @@ pub(crate) struct FsPolicy {
     catch_all: HashSet<u32>,
     /// The empty directory behind the catch-all (none when `/` itself is
     /// granted: then no path lies outside every grant).
-    empty: Option<tempfile::TempDir>,
+    empty: Option<crate::scratch::ScratchDir>,
 }
 
 impl FsPolicy {
-    pub(crate) fn new(grants: &Grants) -> std::io::Result<FsPolicy> {
+    pub(crate) fn new(
+        grants: &Grants,
+        scratch: &std::sync::Arc<crate::scratch::ScratchDirs>,
+    ) -> std::io::Result<FsPolicy> {
         let root_granted = grants.paths.iter().any(|g| g.path == Path::new("/"));
         let empty = if root_granted {
             None
         } else {
-            Some(tempfile::Builder::new().prefix("rewind-root-").tempdir()?)
+            Some(scratch.take()?)
         };
         Ok(FsPolicy {
             paths: HashMap::new(),
