@@ -105,6 +105,7 @@ impl Runner<'_> {
                     human_duration(guard.delay)
                 ),
             );
+            self.journal_catch_up(run);
             std::thread::sleep(guard.delay);
         }
     }

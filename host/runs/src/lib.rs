@@ -82,6 +82,9 @@ pub struct Runner<'a> {
     /// False while running read-only checks: steps write no journal and
     /// no events.
     recording: Cell<bool>,
+    /// The journal lacks the end of the last step: written with the next
+    /// journal write (see [`Runner::journal_step_end`]).
+    journal_behind: Cell<bool>,
     /// How long to wait for a store lock another run holds.
     lock_wait: std::time::Duration,
 }
@@ -104,6 +107,7 @@ impl<'a> Runner<'a> {
             events: Events::new(&store, &runtime, Vec::new()),
             command,
             recording: Cell::new(true),
+            journal_behind: Cell::new(false),
             lock_wait: std::time::Duration::ZERO,
         };
         let mut sinks = Vec::new();
@@ -243,12 +247,14 @@ impl<'a> Runner<'a> {
         if run.status == RunStatus::Running {
             run.status = RunStatus::Succeeded;
         }
-        self.store
-            .finish_run(run)
-            .map_err(|source| RunError::Manifest {
+        self.store.finish_run(run).map_err(|source| {
+            // The journal is what explains this run now.
+            self.journal_catch_up(run);
+            RunError::Manifest {
                 run: run.id.clone(),
                 source,
-            })?;
+            }
+        })?;
         let message = run.error.clone().unwrap_or_default();
         self.emit(run, kind, title, message, notify);
         self.observer.run_finished(run);
@@ -450,7 +456,7 @@ impl<'a> Runner<'a> {
             }
         }
         *run.steps.last_mut().expect("the step was pushed") = step.clone();
-        self.journal(run);
+        self.journal_step_end();
         self.observer.step_finished(run, &step);
         self.step_event(run, &step);
         result
@@ -475,11 +481,35 @@ impl<'a> Runner<'a> {
         if !self.recording.get() {
             return;
         }
+        self.journal_behind.set(false);
         if let Err(err) = self.store.write_journal(run) {
             self.observer.note(
                 LogLevel::Warn,
                 &format!("cannot update the journal of run {}: {err}", run.id),
             );
+        }
+    }
+
+    /// A step ended: its end goes into the journal with the next write
+    /// (the next step's start, a run's state change, or
+    /// [`Runner::journal_catch_up`] before the host waits), not in a
+    /// synced write of its own. What this gives up is only precision in a
+    /// crash right between two steps, where nothing touches production:
+    /// the journal then shows the ended step as running, and a resume runs
+    /// it again, as it would a step the crash interrupted. What it saves
+    /// is half the synced writes of every chain (docs/performance.md,
+    /// "Whole runs").
+    fn journal_step_end(&self) {
+        if self.recording.get() {
+            self.journal_behind.set(true);
+        }
+    }
+
+    /// Write the end of the last step now, if it is not in the journal
+    /// yet: before the host waits, and when a run cannot be finished.
+    fn journal_catch_up(&self, run: &RunManifest) {
+        if self.journal_behind.get() {
+            self.journal(run);
         }
     }
 
