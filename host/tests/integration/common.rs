@@ -750,6 +750,29 @@ pub fn sh_command_table(instance: &str, hooks: &[(&str, &str)]) -> PluginTable {
         .params(&sh_hooks(hooks))
 }
 
+/// The postgres plugin on `pg`'s `database`: its programs from `pg`'s bin
+/// dir, the password from PGPASSWORD, and `more_params` (`, mode = …`) at
+/// the end of its params.
+pub fn postgres_table(
+    instance: &str,
+    pg: &crate::servers::Postgres,
+    database: &str,
+    more_params: &str,
+) -> PluginTable {
+    let bin = pg.bin.display();
+    plugin_table(instance, "postgres")
+        .grant_exec(&[
+            &format!("{bin}/pg_dump **"),
+            &format!("{bin}/pg_restore **"),
+            &format!("{bin}/psql **"),
+        ])
+        .grant_env(&["PGPASSWORD"])
+        .params(&format!(
+            "database = \"{database}\", port = {}, bin_dir = \"{bin}\", password_env = \"PGPASSWORD\"{more_params}",
+            pg.port
+        ))
+}
+
 /// A rewind project in a temp dir: a rewind.toml and a store, driven
 /// through the real binary.
 pub struct Project {
@@ -846,6 +869,18 @@ impl Project {
     /// Start `rewind <args>` in the background, its output discarded.
     pub fn spawn(&self, args: &[&str]) -> std::process::Child {
         self.command(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    /// Start `rewind <args>` in the background, its output discarded, its
+    /// store lease `lease_s` seconds long (renewed every third of it), so
+    /// that a test can let a killed holder's lease expire.
+    pub fn spawn_with_lease(&self, args: &[&str], lease_s: &str) -> std::process::Child {
+        self.command(args)
+            .env("REWIND_LEASE_S", lease_s)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -986,4 +1021,58 @@ impl SampleApp {
         set_mode(&root.join("shared/config.env"), 0o644);
         std::fs::write(root.join("shared/data/orders.bin"), b"truncated").unwrap();
     }
+}
+
+/// Once the lease of a killed holder (recorded as on `web-2.example`) has
+/// expired: the next backup takes the lock over and says so, and so does
+/// status afterwards; the lock is free again. The same on every store.
+pub fn assert_a_backup_takes_over_the_expired_lease(project: &Project) {
+    let out = project.rewind(&["backup"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("took over the store lock of pid")
+            && err.contains("web-2.example")
+            && err.contains("lease expired"),
+        "{err}"
+    );
+    let status = text(&project.rewind(&["status"]).stdout);
+    assert!(
+        status.contains("last lock event") && status.contains("lease expired unrenewed"),
+        "{status}"
+    );
+    assert!(status.contains("lock:          free"), "{status}");
+}
+
+/// Every artifact a run (`backup --json`, say) stored, over its steps.
+pub fn run_artifacts(run: &serde_json::Value) -> Vec<&serde_json::Value> {
+    run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["artifacts"].as_array().unwrap())
+        .collect()
+}
+
+/// The digest of the artifact `name` of a run's step `step`.
+pub fn artifact_digest(run: &serde_json::Value, step: usize, name: &str) -> String {
+    run["steps"][step]["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == name)
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The kind of each run of `history --json`, newest first.
+pub fn run_kinds(history: &serde_json::Value) -> Vec<&str> {
+    history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect()
 }
