@@ -12,8 +12,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    SAMPLE_CONFIG_V1, SampleApp, StoreAt, cache_dir, files_table, health_file_table, plugin_path,
-    plugin_table, release_symlink_table, sh_command_table, sh_hooks, text,
+    SAMPLE_CONFIG_V1, SampleApp, StoreAt, artifact_digest,
+    assert_a_backup_takes_over_the_expired_lease, cache_dir, files_table, health_file_table,
+    plugin_path, plugin_table, release_symlink_table, run_artifacts, run_kinds, sh_command_table,
+    sh_hooks, text,
 };
 use serde_json::Value;
 
@@ -130,12 +132,7 @@ fn backup_then_rollback_restores_code_config_and_data_exactly() {
     let backup = app.json(&["backup", "--label", "before v2", "--json"], 0);
     assert_eq!(backup["status"], "succeeded");
     assert_eq!(backup["label"], "before v2");
-    let artifacts: Vec<&Value> = backup["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|s| s["artifacts"].as_array().unwrap())
-        .collect();
+    let artifacts = run_artifacts(&backup);
     assert!(artifacts.iter().any(|a| a["instance"] == "code"));
     assert!(
         artifacts
@@ -175,13 +172,7 @@ fn backup_then_rollback_restores_code_config_and_data_exactly() {
 
     // History is a chain: backup, safety, rollback.
     let history = app.json(&["history", "--json"], 0);
-    let kinds: Vec<&str> = history
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["kind"].as_str().unwrap())
-        .collect();
-    assert_eq!(kinds, ["rollback", "backup", "backup"]);
+    assert_eq!(run_kinds(&history), ["rollback", "backup", "backup"]);
     assert_eq!(history[0]["previous"]["id"], history[1]["id"]);
 
     let verify = app.json(&["artifacts", "verify", "--json"], 0);
@@ -200,15 +191,7 @@ fn a_flipped_byte_fails_verify_and_rollback_refuses_before_touching_anything() {
     app.break_it();
 
     // Flip one byte in the middle of the config plugin's tar blob.
-    let digest = backup["steps"][1]["artifacts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["name"] == "files")
-        .unwrap()["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let digest = artifact_digest(&backup, 1, "files");
     let blob = app
         .store()
         .join("blobs/sha256")
@@ -465,13 +448,7 @@ fn a_run_with_lock_wait_waits_for_the_holder_then_runs() {
 #[test]
 fn a_killed_holder_from_another_host_is_taken_over_once_its_lease_expires() {
     let app = local_app(&["slow"], &["code"], "");
-    let mut holder = app
-        .command(&["backup"])
-        .env("REWIND_LEASE_S", "3")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut holder = app.spawn_with_lease(&["backup"], "3");
     wait_for_running(&app, "slow", "backup", false);
     // kill -9: nothing renews the lease now. As if it ran on another host
     // (where rewind cannot see whether the process lives), only the lease
@@ -505,21 +482,7 @@ fn a_killed_holder_from_another_host_is_taken_over_once_its_lease_expires() {
     // Once it expired, the next run takes over and says so, and so does
     // status afterwards.
     std::thread::sleep(Duration::from_millis(3500));
-    let out = app.rewind(&["backup"]);
-    let err = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{err}");
-    assert!(
-        err.contains("took over the store lock of pid")
-            && err.contains("web-2.example")
-            && err.contains("lease expired"),
-        "{err}"
-    );
-    let status = text(&app.rewind(&["status"]).stdout);
-    assert!(
-        status.contains("last lock event") && status.contains("lease expired unrenewed"),
-        "{status}"
-    );
-    assert!(status.contains("lock:          free"), "{status}");
+    assert_a_backup_takes_over_the_expired_lease(&app);
 }
 
 #[test]

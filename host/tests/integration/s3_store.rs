@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::common::{
-    S3Bucket, SampleApp, StoreAt, files_table, release_symlink_table, sh_command_table, text,
+    S3Bucket, SampleApp, StoreAt, artifact_digest, assert_a_backup_takes_over_the_expired_lease,
+    files_table, release_symlink_table, run_artifacts, run_kinds, sh_command_table, text,
 };
 use crate::servers::Moto;
 
@@ -118,12 +119,7 @@ fn backup_rollback_verify_and_prune_on_an_s3_store() {
         names.contains(&format!("runs/{}.json", backup["id"].as_str().unwrap()).as_str()),
         "{names:?}"
     );
-    for artifact in backup["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|s| s["artifacts"].as_array().unwrap())
-    {
+    for artifact in run_artifacts(&backup) {
         let digest = artifact["digest"].as_str().unwrap();
         let key = format!("blobs/sha256/{}/{digest}", &digest[..2]);
         let size = stored.iter().find(|(k, _)| *k == key).map(|(_, n)| *n);
@@ -151,13 +147,7 @@ fn backup_rollback_verify_and_prune_on_an_s3_store() {
     assert_eq!(app.read("shared/data/orders.bin"), data_before);
 
     let history = app.json(&["history", "--json"], 0);
-    let kinds: Vec<&str> = history
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["kind"].as_str().unwrap())
-        .collect();
-    assert_eq!(kinds, ["rollback", "backup", "backup"]);
+    assert_eq!(run_kinds(&history), ["rollback", "backup", "backup"]);
     assert_eq!(history[0]["previous"]["id"], history[1]["id"]);
     let verify = app.json(&["artifacts", "verify", "--json"], 0);
     assert_eq!(verify["runs"], 3);
@@ -223,15 +213,7 @@ fn a_blob_corrupted_in_the_bucket_fails_verify_and_rollback_refuses_before_chang
     let app = app_on_s3(&moto, &["code", "config"], &["code", "config"], "");
     let backup = app.json(&["backup", "--json"], 0);
     app.break_it();
-    let digest = backup["steps"][1]["artifacts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["name"] == "files")
-        .unwrap()["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let digest = artifact_digest(&backup, 1, "files");
     // Flip one byte in the middle of the object, in the bucket.
     moto.python(&format!(
         r#"
@@ -394,13 +376,7 @@ except botocore.exceptions.ClientError as e:
     // A holder killed with kill -9 stops renewing: once its lease expired
     // the next run takes it over (as if from another host, where rewind
     // cannot see the process), and says so, and so does status.
-    let mut holder = app
-        .command(&["backup"])
-        .env("REWIND_LEASE_S", "3")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut holder = app.spawn_with_lease(&["backup"], "3");
     wait_for_a_holder(&app);
     holder.kill().unwrap();
     holder.wait().unwrap();
@@ -414,21 +390,7 @@ s3.put_object(Bucket={BUCKET:?}, Key=key, Body=json.dumps(lock).encode())
     ));
     fs::write(app.root().join("fast"), "").unwrap();
     std::thread::sleep(Duration::from_millis(3500));
-    let out = app.rewind(&["backup"]);
-    let err = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{err}");
-    assert!(
-        err.contains("took over the store lock of pid")
-            && err.contains("web-2.example")
-            && err.contains("lease expired"),
-        "{err}"
-    );
-    let status = text(&app.rewind(&["status"]).stdout);
-    assert!(
-        status.contains("last lock event") && status.contains("lease expired unrenewed"),
-        "{status}"
-    );
-    assert!(status.contains("lock:          free"), "{status}");
+    assert_a_backup_takes_over_the_expired_lease(&app);
     let names: Vec<String> = keys(&moto).into_iter().map(|(k, _)| k).collect();
     assert!(!names.contains(&"lock".to_string()), "{names:?}");
 }
