@@ -1,8 +1,9 @@
 //! The operator's workflow end to end, through the real `rewind` binary:
 //! backup, rollback, guard, verify, prune, status, the lock, crashes.
 //!
-//! Each test builds an app in a temp dir (releases, a `current` symlink, a
-//! config file, a data file) and a rewind.toml whose instances are the
+//! Each test builds an app in a temp dir (common.rs's `SampleApp`:
+//! releases, a `current` symlink, a config file, a data file) with a local
+//! store, and a rewind.toml whose instances are the
 //! shipped plugins: release-symlink for the code, files for config and
 //! data, command for health checks and deliberately slow or failing steps.
 

@@ -5,7 +5,8 @@
 //! processes (refused, waited for, taken over after `kill -9`), and the
 //! errors for a wrong secret key and a missing bucket.
 //!
-//! The app is runs.rs's: releases and a `current` symlink
+//! The app is the one runs.rs tests on a local store, common.rs's
+//! `SampleApp` with `StoreAt::S3`: releases and a `current` symlink
 //! (release-symlink), a config file and data (files), and `command`
 //! instances for slow or large steps.
 
@@ -25,7 +26,7 @@ use crate::servers::Moto;
 const BUCKET: &str = "rewind-fleet";
 const PREFIX: &str = "shop/test";
 
-/// The sample app's plugins (see runs.rs): release-symlink for the code,
+/// The sample app's plugins: release-symlink for the code,
 /// files for config and data, and a `slow` backup that runs until the test
 /// creates `fast`, to hold the store's lease.
 fn plugins(root: &Path) -> String {
