@@ -15,7 +15,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::pin;
+use crate::common::{
+    S3Bucket, StoreAt, cache_dir, config_head, files_table, health_file_table,
+    isolate_from_aws_config, postgres_table, release_symlink_table, text,
+};
 use crate::frameworks::venv_bin;
 use crate::servers::{Moto, PASSWORD, Postgres};
 
@@ -90,9 +93,9 @@ impl Fleet {
     }
 
     /// `count` hosts sharing one fleet store on moto and one PostgreSQL;
-    /// `broken` hosts get a release v2 whose health check fails. `store`
-    /// is added to each host's `[store]` (retention, for one).
-    fn new(count: usize, broken: &[&str], store: &str) -> Fleet {
+    /// `broken` hosts get a release v2 whose health check fails.
+    /// `store_extra` is added to each host's `[store]` (retention, for one).
+    fn new(count: usize, broken: &[&str], store_extra: &str) -> Fleet {
         let servers = Servers {
             pg: Postgres::start(),
             moto: Moto::start(),
@@ -102,7 +105,6 @@ impl Fleet {
             .python(&format!("s3.create_bucket(Bucket={BUCKET:?})"));
         let dir = tempfile::tempdir().unwrap();
         let hosts: Vec<String> = (1..=count).map(|i| format!("h{i}")).collect();
-        let bin = servers.pg.bin.display().to_string();
         for host in &hosts {
             let app = dir.path().join(host).join("app");
             for (release, health) in [
@@ -133,43 +135,21 @@ impl Fleet {
                 "create table orders (id int primary key, total numeric(10,2) not null); \
                  insert into orders select i, i * 1.25 from generate_series(1, 200) i",
             );
-            let a = app.display();
+            let store = StoreAt::Fleet {
+                s3: S3Bucket {
+                    endpoint: servers.moto.url(),
+                    bucket: BUCKET.into(),
+                    prefix: PREFIX.into(),
+                },
+                host: host.clone(),
+            };
             fs::write(
                 dir.path().join(host).join("rewind.toml"),
                 format!(
-                    r#"[project]
-name = "shop"
-environment = "production"
-
-[store]
-url = "s3://{BUCKET}/{PREFIX}"
-endpoint = "{endpoint}"
-region = "us-east-1"
-fleet = true
-host = "{host}"
-{store}
-
-[plugins.db]
-{postgres}
-grants.exec = ["{bin}/pg_dump **", "{bin}/pg_restore **", "{bin}/psql **"]
-grants.env = ["PGPASSWORD"]
-params = {{ database = "{database}", port = {port}, bin_dir = "{bin}", password_env = "PGPASSWORD" }}
-
-[plugins.code]
+                    r#"{head}{db}
 {code}
-grants.paths = ["{a}"]
-params = {{ base = "{a}" }}
-
-[plugins.config]
-{files}
-grants.paths = ["{a}/shared"]
-params = {{ paths = ["{a}/shared"] }}
-
-[plugins.web]
-{command}
-grants.exec = ["grep -qx ok *"]
-params = {{ health = ["grep", "-qx", "ok", "{a}/current/HEALTH"], name = "current/HEALTH" }}
-
+{config}
+{web}
 [chains]
 backup = ["db", "code", "config"]
 rollback = ["code", "config", "db"]
@@ -179,12 +159,15 @@ health = ["web"]
 retries = 0
 delay_s = 0
 "#,
-                    endpoint = servers.moto.url(),
-                    port = servers.pg.port,
-                    postgres = pin("postgres"),
-                    code = pin("release-symlink"),
-                    files = pin("files"),
-                    command = pin("command"),
+                    head = config_head("production", &store.section(dir.path(), store_extra)),
+                    db = postgres_table("db", &servers.pg, &database, ""),
+                    code = release_symlink_table("code", &app),
+                    config = files_table("config", &app.join("shared"), &[&app.join("shared")]),
+                    web = health_file_table(
+                        "web",
+                        &app.join("current/HEALTH"),
+                        Some("current/HEALTH")
+                    ),
                 ),
             )
             .unwrap();
@@ -314,25 +297,14 @@ delay_s = 0
     /// What rewind and Ansible's modules need: the fleet store's
     /// credentials (and nothing of this machine's ~/.aws), PGPASSWORD.
     fn environment(&self, cmd: &mut Command) {
-        cmd.env(
-            "REWIND_CACHE_DIR",
-            std::env::var_os("REWIND_CACHE_DIR").unwrap_or_else(|| {
-                std::env::temp_dir()
-                    .join("rewind-test-cache-ansible")
-                    .into()
-            }),
-        )
-        .env_remove("REWIND_CONFIG")
-        .env_remove("REWIND_STORE")
-        .env_remove("REWIND_HOST")
-        .env("HOME", self.root())
-        .env("AWS_ACCESS_KEY_ID", "testing-key")
-        .env("AWS_SECRET_ACCESS_KEY", "testing-secret")
-        .env_remove("AWS_SESSION_TOKEN")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_ENDPOINT_URL")
-        .env_remove("AWS_ENDPOINT_URL_S3")
-        .env("PGPASSWORD", PASSWORD);
+        isolate_from_aws_config(cmd, self.root());
+        cmd.env("REWIND_CACHE_DIR", cache_dir())
+            .env_remove("REWIND_CONFIG")
+            .env_remove("REWIND_STORE")
+            .env_remove("REWIND_HOST")
+            .env("AWS_ACCESS_KEY_ID", "testing-key")
+            .env("AWS_SECRET_ACCESS_KEY", "testing-secret")
+            .env("PGPASSWORD", PASSWORD);
     }
 
     fn write_inventory(&self) {
@@ -476,10 +448,6 @@ fn code_and_json(what: &str, out: &Output) -> (Option<i32>, Value) {
     let report = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|err| panic!("{what} printed no JSON ({err}):\n{}", output_text(out)));
     (out.status.code(), report)
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// What the module returned for each host, in order, over all batches.

@@ -3,7 +3,7 @@
 use std::fs;
 use std::process::Output;
 
-use crate::common::{HttpServer, plugin_path};
+use crate::common::{HttpServer, files_table, plugin_path};
 
 fn rewind(args: &[&str], dir: &std::path::Path) -> Output {
     crate::common::rewind_in(dir, args)
@@ -199,11 +199,11 @@ fn a_local_fleet_store_keeps_hosts_apart_and_never_mixes_with_a_single_host_stor
         let app = root.join("app");
         fs::create_dir_all(&app).unwrap();
         fs::write(app.join("config.env"), "DB_PASSWORD=v1\n").unwrap();
+        // `store` lines go first: they extend the `[store]` section that
+        // Project::write puts before the body.
         format!(
-            "{store}\n[plugins.config]\n{pin}\ngrants.paths = [\"{app}\"]\nparams = {{ paths = [\"{app}\"] }}\n\n\
-             [chains]\nbackup = [\"config\"]\nrollback = [\"config\"]\n",
-            pin = crate::common::pin("files"),
-            app = app.display()
+            "{store}\n{config}\n[chains]\nbackup = [\"config\"]\nrollback = [\"config\"]\n",
+            config = files_table("config", &app, &[&app]),
         )
     };
     let project = crate::common::Project::new("");

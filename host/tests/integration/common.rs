@@ -575,35 +575,254 @@ pub fn pin(crate_name: &str) -> String {
     )
 }
 
+/// A command's output as text, for assertions and their messages.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+pub fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Where the `rewind` binary of the tests caches compiled plugins: the
+/// runner's `REWIND_CACHE_DIR` (`tests/run` sets one per run), so every
+/// test reuses the first compile of each plugin.
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("REWIND_CACHE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("rewind-test-cache-project"))
+}
+
+/// A bucket on moto's S3 server that a store lives in.
+#[derive(Clone, Debug)]
+pub struct S3Bucket {
+    pub endpoint: String,
+    pub bucket: String,
+    pub prefix: String,
+}
+
+/// Where a rewind.toml keeps its store: what its `[store]` section says,
+/// and so what rewind's environment needs to reach it.
+#[derive(Clone, Debug)]
+pub enum StoreAt {
+    /// `store/` at the top of the project's temp dir.
+    Local,
+    /// `s3://bucket/prefix` on moto.
+    S3(S3Bucket),
+    /// One host's part of a fleet store on moto (under `hosts/<host>/`).
+    Fleet { s3: S3Bucket, host: String },
+}
+
+impl StoreAt {
+    /// The `[store]` section, with `extra` lines (retention, say) at its
+    /// end; a `Local` store lies in `top`.
+    pub fn section(&self, top: &Path, extra: &str) -> String {
+        let s3_lines = |s3: &S3Bucket| {
+            format!(
+                "url = \"s3://{}/{}\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\n",
+                s3.bucket, s3.prefix, s3.endpoint
+            )
+        };
+        let lines = match self {
+            StoreAt::Local => format!("url = \"file://{}/store\"\n", top.display()),
+            StoreAt::S3(s3) => s3_lines(s3),
+            StoreAt::Fleet { s3, host } => {
+                format!("{}fleet = true\nhost = \"{host}\"\n", s3_lines(s3))
+            }
+        };
+        format!("[store]\n{lines}{extra}\n")
+    }
+
+    fn on_s3(&self) -> bool {
+        !matches!(self, StoreAt::Local)
+    }
+}
+
+/// The opening of every test's rewind.toml: the project (`shop` in
+/// `environment`) and its `[store]` section.
+pub fn config_head(environment: &str, store_section: &str) -> String {
+    format!("[project]\nname = \"shop\"\nenvironment = \"{environment}\"\n\n{store_section}")
+}
+
+/// Keep a `rewind` (or Ansible) process to the S3 credentials the test
+/// sets: no ~/.aws of the machine running the tests (HOME is `home`), no
+/// profile, session or endpoint from the environment.
+pub fn isolate_from_aws_config(cmd: &mut std::process::Command, home: &Path) {
+    cmd.env("HOME", home)
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ENDPOINT")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("AWS_ENDPOINT_URL_S3");
+}
+
+/// `["a", "b"]`. The items are written as they are: the tests' paths and
+/// scripts have no `"` or `\` to escape.
+pub fn toml_list<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
+    let items: Vec<String> = items.into_iter().map(|i| format!("\"{i}\"")).collect();
+    format!("[{}]", items.join(", "))
+}
+
+/// A `[plugins.<instance>]` table of rewind.toml: the built plugin pinned
+/// (path and sha256), then the lines the builder methods add.
+pub struct PluginTable(String);
+
+pub fn plugin_table(instance: &str, crate_name: &str) -> PluginTable {
+    PluginTable(format!("[plugins.{instance}]\n{}\n", pin(crate_name)))
+}
+
+impl PluginTable {
+    /// Any other line of the table (`limits = …`, `fallback = …`).
+    pub fn line(mut self, line: &str) -> Self {
+        self.0.push_str(line);
+        self.0.push('\n');
+        self
+    }
+
+    pub fn grant_paths(self, paths: &[&Path]) -> Self {
+        let list = toml_list(paths.iter().map(|p| p.display()));
+        self.line(&format!("grants.paths = {list}"))
+    }
+
+    pub fn grant_exec(self, patterns: &[&str]) -> Self {
+        self.line(&format!("grants.exec = {}", toml_list(patterns)))
+    }
+
+    pub fn grant_env(self, names: &[&str]) -> Self {
+        self.line(&format!("grants.env = {}", toml_list(names)))
+    }
+
+    /// `params = { <fields> }`.
+    pub fn params(self, fields: &str) -> Self {
+        self.line(&format!("params = {{ {fields} }}"))
+    }
+}
+
+impl std::fmt::Display for PluginTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// release-symlink over `base` (its releases/ and the `current` symlink).
+pub fn release_symlink_table(instance: &str, base: &Path) -> PluginTable {
+    plugin_table(instance, "release-symlink")
+        .grant_paths(&[base])
+        .params(&format!("base = \"{}\"", base.display()))
+}
+
+/// files, granted `granted`, keeping `paths` (inside it).
+pub fn files_table(instance: &str, granted: &Path, paths: &[&Path]) -> PluginTable {
+    plugin_table(instance, "files")
+        .grant_paths(&[granted])
+        .params(&format!(
+            "paths = {}",
+            toml_list(paths.iter().map(|p| p.display()))
+        ))
+}
+
+/// The command plugin as a health check: healthy while `file` holds the
+/// line `ok` (a release's HEALTH file), the check called `name` if given.
+pub fn health_file_table(instance: &str, file: &Path, name: Option<&str>) -> PluginTable {
+    let check = toml_list(["grep", "-qx", "ok", &file.display().to_string()]);
+    let name = name.map_or(String::new(), |n| format!(", name = \"{n}\""));
+    plugin_table(instance, "command")
+        .grant_exec(&["grep -qx ok *"])
+        .params(&format!("health = {check}{name}"))
+}
+
+/// The command plugin's params running each `(hook, script)` as
+/// `sh -c script` (what it prints on backup is the artifact, what it reads
+/// on revert the artifact back).
+pub fn sh_hooks(hooks: &[(&str, &str)]) -> String {
+    hooks
+        .iter()
+        .map(|(hook, script)| format!("{hook} = {}", toml_list(["sh", "-c", script])))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The command plugin running `sh -c` scripts for `hooks` (see [`sh_hooks`]).
+pub fn sh_command_table(instance: &str, hooks: &[(&str, &str)]) -> PluginTable {
+    plugin_table(instance, "command")
+        .grant_exec(&["sh -c *"])
+        .params(&sh_hooks(hooks))
+}
+
+/// The postgres plugin on `pg`'s `database`: its programs from `pg`'s bin
+/// dir, the password from PGPASSWORD, and `more_params` (`, mode = …`) at
+/// the end of its params.
+pub fn postgres_table(
+    instance: &str,
+    pg: &crate::servers::Postgres,
+    database: &str,
+    more_params: &str,
+) -> PluginTable {
+    let bin = pg.bin.display();
+    plugin_table(instance, "postgres")
+        .grant_exec(&[
+            &format!("{bin}/pg_dump **"),
+            &format!("{bin}/pg_restore **"),
+            &format!("{bin}/psql **"),
+        ])
+        .grant_env(&["PGPASSWORD"])
+        .params(&format!(
+            "database = \"{database}\", port = {}, bin_dir = \"{bin}\", password_env = \"PGPASSWORD\"{more_params}",
+            pg.port
+        ))
+}
+
 /// A rewind project in a temp dir: a rewind.toml and a store, driven
 /// through the real binary.
 pub struct Project {
     pub dir: tempfile::TempDir,
+    /// Where rewind.toml lies and rewind runs, relative to `dir`.
+    workdir: PathBuf,
+    store: StoreAt,
     pub env: Vec<(String, String)>,
 }
 
 impl Project {
-    /// `body` is everything after `[project]` and `[store]`.
+    /// `body` is everything after `[project]` and `[store]`; the store is
+    /// local, beside rewind.toml.
     pub fn new(body: &str) -> Project {
-        let dir = tempfile::tempdir().unwrap();
-        let project = Project {
-            dir,
+        Project::with_store(StoreAt::Local, "", body)
+    }
+
+    /// A project whose rewind.toml lies in `workdir` (inside the temp dir,
+    /// "" for the temp dir itself) and keeps its store at `store`; on S3,
+    /// with moto's test credentials until [`Project::set_env`] changes them.
+    pub fn with_store(store: StoreAt, workdir: &str, body: &str) -> Project {
+        let mut project = Project {
+            dir: tempfile::tempdir().unwrap(),
+            workdir: PathBuf::from(workdir),
+            store,
             env: Vec::new(),
         };
+        if project.store.on_s3() {
+            project.set_env("AWS_ACCESS_KEY_ID", "testing-key");
+            project.set_env("AWS_SECRET_ACCESS_KEY", "testing-secret");
+        }
         project.write(body);
         project
     }
 
+    /// Where rewind.toml lies and rewind runs.
     pub fn root(&self) -> PathBuf {
+        let root = self.dir.path().join(&self.workdir);
+        std::fs::create_dir_all(&root).unwrap();
+        root.canonicalize().unwrap()
+    }
+
+    /// The temp dir, where a local store lies (`store/`).
+    pub fn top(&self) -> PathBuf {
         self.dir.path().canonicalize().unwrap()
     }
 
     pub fn write(&self, body: &str) {
-        let text = format!(
-            "[project]\nname = \"shop\"\nenvironment = \"test\"\n\n[store]\nurl = \"file://{}/store\"\n\n{body}",
-            self.root().display()
-        );
-        std::fs::write(self.root().join("rewind.toml"), text).unwrap();
+        let head = config_head("test", &self.store.section(&self.top(), ""));
+        std::fs::write(self.root().join("rewind.toml"), format!("{head}{body}")).unwrap();
     }
 
     pub fn set_env(&mut self, key: &str, value: &str) {
@@ -611,20 +830,26 @@ impl Project {
         self.env.push((key.to_string(), value.to_string()));
     }
 
-    pub fn rewind(&self, args: &[&str]) -> std::process::Output {
-        let cache = std::env::var_os("REWIND_CACHE_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| std::env::temp_dir().join("rewind-test-cache-project"));
+    /// `rewind <args>` in the project, with no config or store from the
+    /// environment, ready to run.
+    pub fn command(&self, args: &[&str]) -> std::process::Command {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_rewind"));
         cmd.args(args)
             .current_dir(self.root())
-            .env("REWIND_CACHE_DIR", cache)
+            .env("REWIND_CACHE_DIR", cache_dir())
             .env_remove("REWIND_CONFIG")
             .env_remove("REWIND_STORE");
+        if self.store.on_s3() {
+            isolate_from_aws_config(&mut cmd, self.dir.path());
+        }
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        cmd.output().unwrap()
+        cmd
+    }
+
+    pub fn rewind(&self, args: &[&str]) -> std::process::Output {
+        self.command(args).output().unwrap()
     }
 
     /// Run, assert the exit code, parse stdout as JSON.
@@ -634,10 +859,220 @@ impl Project {
             out.status.code(),
             Some(code),
             "rewind {args:?}\nstdout:\n{}\nstderr:\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+            text(&out.stdout),
+            text(&out.stderr)
         );
         serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|err| panic!("{err}: {}", String::from_utf8_lossy(&out.stdout)))
+            .unwrap_or_else(|err| panic!("{err}: {}", text(&out.stdout)))
     }
+
+    /// Start `rewind <args>` in the background, its output discarded.
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.command(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    /// Start `rewind <args>` in the background, its output discarded, its
+    /// store lease `lease_s` seconds long (renewed every third of it), so
+    /// that a test can let a killed holder's lease expire.
+    pub fn spawn_with_lease(&self, args: &[&str], lease_s: &str) -> std::process::Child {
+        self.command(args)
+            .env("REWIND_LEASE_S", lease_s)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    /// Run `rewind <args>` under `script`, which gives it a terminal, typing
+    /// `answers`; returns the exit code and what appeared on the terminal.
+    pub fn on_a_terminal(&self, args: &str, answers: &str) -> (Option<i32>, String) {
+        use std::process::{Command, Stdio};
+        let program = env!("CARGO_BIN_EXE_rewind");
+        let command = self.command(&[]);
+        let mut script = Command::new("script");
+        script
+            .args(["-qec", &format!("{program} {args}"), "/dev/null"])
+            .current_dir(self.root())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (key, value) in command.get_envs() {
+            match value {
+                Some(value) => script.env(key, value),
+                None => script.env_remove(key),
+            };
+        }
+        let mut child = script.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(answers.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (out.status.code(), text(&out.stdout))
+    }
+}
+
+/// The sample app's config file as first deployed.
+pub const SAMPLE_CONFIG_V1: &str = "APP_ENV=production\nDB_PASSWORD=v1-secret\n";
+
+/// The end-to-end tests' app, in `app/` of a project's temp dir: releases
+/// v1 (healthy, `current`) and v2 (broken), a private config file and a data
+/// file under shared/, and its rewind.toml. A local store lies beside
+/// `app/`, outside every grant.
+pub struct SampleApp {
+    project: Project,
+    /// The `[plugins.*]` tables, given the app's root: each test module
+    /// has its own, the chains pick from them.
+    plugins: fn(&Path) -> String,
+}
+
+/// The app is driven like any project (`rewind`, `json`, `command`, …).
+impl std::ops::Deref for SampleApp {
+    type Target = Project;
+    fn deref(&self) -> &Project {
+        &self.project
+    }
+}
+
+impl std::ops::DerefMut for SampleApp {
+    fn deref_mut(&mut self) -> &mut Project {
+        &mut self.project
+    }
+}
+
+impl SampleApp {
+    /// The app on v1, its store at `store`, with `plugins`; the chains
+    /// are `backup` and `rollback` (instance names), then any `extra` TOML.
+    pub fn new(
+        store: StoreAt,
+        plugins: fn(&Path) -> String,
+        backup: &[&str],
+        rollback: &[&str],
+        extra: &str,
+    ) -> SampleApp {
+        let app = SampleApp {
+            project: Project::with_store(store, "app", ""),
+            plugins,
+        };
+        let root = app.root();
+        for (version, health) in [("v1", "ok"), ("v2", "broken")] {
+            let dir = root.join("releases").join(version);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("HEALTH"), format!("{health}\n")).unwrap();
+        }
+        std::os::unix::fs::symlink("releases/v1", root.join("current")).unwrap();
+        std::fs::create_dir_all(root.join("shared/data")).unwrap();
+        std::fs::write(root.join("shared/config.env"), SAMPLE_CONFIG_V1).unwrap();
+        set_mode(&root.join("shared/config.env"), 0o600);
+        // Enough bytes that compression and streaming are exercised.
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(root.join("shared/data/orders.bin"), data).unwrap();
+        app.write_config(backup, rollback, extra);
+        app
+    }
+
+    /// A local store's directory.
+    pub fn store(&self) -> PathBuf {
+        self.top().join("store")
+    }
+
+    pub fn write_config(&self, backup: &[&str], rollback: &[&str], extra: &str) {
+        let plugins = (self.plugins)(&self.root());
+        self.write(&format!(
+            "{plugins}\n[chains]\nbackup = {}\nrollback = {}\n\n{extra}\n",
+            toml_list(backup),
+            toml_list(rollback)
+        ));
+    }
+
+    /// Add `line` to the table of `instance` in rewind.toml.
+    pub fn set(&self, instance: &str, line: &str) {
+        let path = self.root().join("rewind.toml");
+        let header = format!("[plugins.{instance}]\n");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(&header), "no {header} in rewind.toml");
+        std::fs::write(&path, text.replace(&header, &format!("{header}{line}\n"))).unwrap();
+    }
+
+    /// Where `current` points.
+    pub fn current(&self) -> String {
+        std::fs::read_link(self.root().join("current"))
+            .unwrap()
+            .display()
+            .to_string()
+    }
+
+    pub fn read(&self, rel: &str) -> Vec<u8> {
+        std::fs::read(self.root().join(rel)).unwrap()
+    }
+
+    /// A bad deploy: current → v2, config and data rewritten.
+    pub fn break_it(&self) {
+        let root = self.root();
+        std::fs::remove_file(root.join("current")).unwrap();
+        std::os::unix::fs::symlink("releases/v2", root.join("current")).unwrap();
+        std::fs::write(root.join("shared/config.env"), "DB_PASSWORD=wrong\n").unwrap();
+        set_mode(&root.join("shared/config.env"), 0o644);
+        std::fs::write(root.join("shared/data/orders.bin"), b"truncated").unwrap();
+    }
+}
+
+/// Once the lease of a killed holder (recorded as on `web-2.example`) has
+/// expired: the next backup takes the lock over and says so, and so does
+/// status afterwards; the lock is free again. The same on every store.
+pub fn assert_a_backup_takes_over_the_expired_lease(project: &Project) {
+    let out = project.rewind(&["backup"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("took over the store lock of pid")
+            && err.contains("web-2.example")
+            && err.contains("lease expired"),
+        "{err}"
+    );
+    let status = text(&project.rewind(&["status"]).stdout);
+    assert!(
+        status.contains("last lock event") && status.contains("lease expired unrenewed"),
+        "{status}"
+    );
+    assert!(status.contains("lock:          free"), "{status}");
+}
+
+/// Every artifact a run (`backup --json`, say) stored, over its steps.
+pub fn run_artifacts(run: &serde_json::Value) -> Vec<&serde_json::Value> {
+    run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["artifacts"].as_array().unwrap())
+        .collect()
+}
+
+/// The digest of the artifact `name` of a run's step `step`.
+pub fn artifact_digest(run: &serde_json::Value, step: usize, name: &str) -> String {
+    run["steps"][step]["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == name)
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The kind of each run of `history --json`, newest first.
+pub fn run_kinds(history: &serde_json::Value) -> Vec<&str> {
+    history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect()
 }

@@ -2,7 +2,9 @@
 //! started on loopback by the test, SQLite files, all driven through the
 //! `rewind` binary.
 
-use crate::common::{Project, pin};
+use crate::common::{
+    Project, files_table, health_file_table, pin, postgres_table, release_symlink_table,
+};
 use crate::servers::{Mariadb, PASSWORD, Postgres};
 
 fn text(bytes: &[u8]) -> String {
@@ -24,14 +26,8 @@ fn seed_postgres(pg: &Postgres) {
 }
 
 fn postgres_project(pg: &Postgres, extra_params: &str) -> Project {
-    let bin = pg.bin.display();
     let mut project = Project::new(&format!(
-        r#"[plugins.db]
-{pin}
-grants.exec = ["{bin}/pg_dump **", "{bin}/pg_restore **", "{bin}/psql **"]
-grants.env = ["PGPASSWORD"]
-params = {{ database = "shop", port = {port}, bin_dir = "{bin}", password_env = "PGPASSWORD"{extra_params} }}
-
+        r#"{db}
 [chains]
 backup = ["db"]
 rollback = ["db"]
@@ -40,8 +36,7 @@ rollback = ["db"]
 health = ["db"]
 retries = 0
 "#,
-        pin = pin("postgres"),
-        port = pg.port,
+        db = postgres_table("db", pg, "shop", extra_params),
     ));
     project.set_env("PGPASSWORD", PASSWORD);
     project
@@ -368,34 +363,16 @@ fn the_seeds_scenario_guarded_deploy_rolls_back_code_data_config_and_restarts() 
     )
     .unwrap();
     let restarted = project.root().join("restarted.log");
-    let bin = pg.bin.display();
     project.write(&format!(
-        r#"[plugins.code]
-{symlink}
-grants.paths = ["{app}"]
-params = {{ base = "{app}" }}
-
-[plugins.config]
-{files}
-grants.paths = ["{app}/shared"]
-params = {{ paths = ["{app}/shared/.env"] }}
-
-[plugins.db]
-{postgres}
-grants.exec = ["{bin}/pg_dump **", "{bin}/pg_restore **", "{bin}/psql **"]
-grants.env = ["PGPASSWORD"]
-params = {{ database = "shop", port = {port}, bin_dir = "{bin}", password_env = "PGPASSWORD" }}
-
+        r#"{code}
+{config}
+{db}
 [plugins.php-fpm]
 {service}
 grants.exec = ["sh -c *"]
 params = {{ commands = [{{ run = ["sh", "-c", "echo restarted >> {restarted}"], timeout_s = 5 }}] }}
 
-[plugins.web]
-{command}
-grants.exec = ["grep -qx ok *"]
-params = {{ health = ["grep", "-qx", "ok", "{app}/current/HEALTH"], name = "current/HEALTH" }}
-
+{web}
 [plugins.ops]
 {webhook}
 grants.http = ["{origin}"]
@@ -420,16 +397,14 @@ delay_s = 0
 [notify]
 sinks = ["ops", "mail"]
 "#,
-        symlink = pin("release-symlink"),
-        files = pin("files"),
-        postgres = pin("postgres"),
+        code = release_symlink_table("code", &app),
+        config = files_table("config", &app.join("shared"), &[&app.join("shared/.env")]),
+        db = postgres_table("db", &pg, "shop", ""),
+        web = health_file_table("web", &app.join("current/HEALTH"), Some("current/HEALTH")),
         service = pin("service"),
-        command = pin("command"),
         webhook = pin("webhook"),
         email = pin("email"),
         smtp_port = smtp.port,
-        app = app.display(),
-        port = pg.port,
         restarted = restarted.display(),
         origin = receiver.origin(),
         url = receiver.url("/deploys"),
@@ -437,6 +412,7 @@ sinks = ["ops", "mail"]
     project.set_env("PGPASSWORD", PASSWORD);
     let data_before = pg.fingerprint("shop");
 
+    let bin = pg.bin.display();
     let deploy = format!(
         "set -e; cd {app}; \
          PGPASSWORD={PASSWORD} {bin}/psql -h 127.0.0.1 -p {port} -U postgres -d shop -c 'alter table orders add column coupon text; update orders set amount = 0'; \

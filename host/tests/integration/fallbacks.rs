@@ -13,7 +13,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-use crate::common::{Project, pin};
+use crate::common::{Project, health_file_table, pin, postgres_table, release_symlink_table};
 use crate::frameworks::{AlembicProject, DjangoProject, LaravelApp, text};
 use crate::servers::{PASSWORD, Postgres};
 
@@ -198,16 +198,8 @@ grants.exec = ["php {current}/artisan **"]
 params = {{ app = "{current}", caches = [] }}
 {migrations_extra}
 
-[plugins.code]
-{symlink}
-grants.paths = ["{base}"]
-params = {{ base = "{base}" }}
-
-[plugins.web]
-{command}
-grants.exec = ["grep -qx ok *"]
-params = {{ health = ["grep", "-qx", "ok", "{current}/HEALTH"] }}
-
+{code}
+{web}
 [chains]
 backup = ["db", "migrations", "code"]
 rollback = [{rollback}]
@@ -218,11 +210,10 @@ retries = 0
 "#,
             sqlite = pin("sqlite"),
             laravel = pin("laravel"),
-            symlink = pin("release-symlink"),
-            command = pin("command"),
+            code = release_symlink_table("code", &self.base),
+            web = health_file_table("web", &self.current().join("HEALTH"), None),
             shared = self.base.join("shared").display(),
             db = self.db().display(),
-            base = self.base.display(),
             current = self.current().display(),
         ));
         project
@@ -367,17 +358,7 @@ fn laravel_without_fallback_stops_names_the_command_and_resume_skip_finishes() {
 /// with `mode = "recreate"`, so the restore is exactly the dump, whatever
 /// the deploy added.
 fn postgres_db(pg: &Postgres) -> String {
-    format!(
-        r#"[plugins.db]
-{postgres}
-grants.exec = ["{bin}/pg_dump **", "{bin}/pg_restore **", "{bin}/psql **"]
-grants.env = ["PGPASSWORD"]
-params = {{ database = "shop", port = {port}, bin_dir = "{bin}", password_env = "PGPASSWORD", mode = "recreate" }}
-"#,
-        postgres = pin("postgres"),
-        bin = pg.bin.display(),
-        port = pg.port,
-    )
+    postgres_table("db", pg, "shop", ", mode = \"recreate\"").to_string()
 }
 
 /// `rollback --yes`: exit 0, `instance`'s revert failed and `db`'s restore,

@@ -6,7 +6,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::{Project, pin};
+use crate::common::{
+    Project, files_table, health_file_table, pin, postgres_table, release_symlink_table,
+};
 
 pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -343,16 +345,8 @@ fn laravel_seed_003_guarded_deploy_rolls_back_release_env_migrations_and_caches(
     let current = base.join("current");
     let project = Project::new("");
     project.write(&format!(
-        r#"[plugins.code]
-{symlink}
-grants.paths = ["{base}"]
-params = {{ base = "{base}" }}
-
-[plugins.env]
-{files}
-grants.paths = ["{shared}"]
-params = {{ paths = ["{shared}/.env"] }}
-
+        r#"{code}
+{env}
 [plugins.migrations]
 {laravel}
 grants.exec = ["php {current}/artisan **"]
@@ -363,11 +357,7 @@ params = {{ app = "{current}", caches = [] }}
 grants.exec = ["php {current}/artisan **"]
 params = {{ app = "{current}", migrate = false, maintenance = false, caches = ["config", "route", "view"] }}
 
-[plugins.web]
-{command}
-grants.exec = ["grep -qx ok *"]
-params = {{ health = ["grep", "-qx", "ok", "{current}/HEALTH"] }}
-
+{web}
 [chains]
 backup = ["migrations", "env", "code"]
 rollback = ["migrations", "env", "code", "caches"]
@@ -376,12 +366,10 @@ rollback = ["migrations", "env", "code", "caches"]
 health = ["web", "migrations"]
 retries = 0
 "#,
-        symlink = pin("release-symlink"),
-        files = pin("files"),
+        code = release_symlink_table("code", &base),
+        env = files_table("env", &shared, &[&shared.join(".env")]),
+        web = health_file_table("web", &current.join("HEALTH"), None),
         laravel = pin("laravel"),
-        command = pin("command"),
-        base = base.display(),
-        shared = shared.display(),
         current = current.display(),
     ));
 
@@ -952,26 +940,12 @@ fn django_seed_004_guarded_deploy_on_postgres() {
     let before = pg.fingerprint("shop");
 
     let current = base.join("current");
-    let bin = pg.bin.display();
     let mut project = Project::new("");
     project.write(&format!(
         r#"{migrations}
-[plugins.code]
-{symlink}
-grants.paths = ["{base}"]
-params = {{ base = "{base}" }}
-
-[plugins.db]
-{postgres}
-grants.exec = ["{bin}/pg_dump **", "{bin}/pg_restore **", "{bin}/psql **"]
-grants.env = ["PGPASSWORD"]
-params = {{ database = "shop", port = {port}, bin_dir = "{bin}", password_env = "PGPASSWORD" }}
-
-[plugins.web]
-{command}
-grants.exec = ["grep -qx ok *"]
-params = {{ health = ["grep", "-qx", "ok", "{current}/HEALTH"] }}
-
+{code}
+{db}
+{web}
 [plugins.ops]
 {webhook}
 grants.http = ["{origin}"]
@@ -989,13 +963,10 @@ retries = 0
 sinks = ["ops"]
 "#,
         migrations = v1.instance("migrations", &current.join("manage.py")),
-        symlink = pin("release-symlink"),
-        postgres = pin("postgres"),
-        command = pin("command"),
+        code = release_symlink_table("code", &base),
+        db = postgres_table("db", &pg, "shop", ""),
+        web = health_file_table("web", &current.join("HEALTH"), None),
         webhook = pin("webhook"),
-        base = base.display(),
-        current = current.display(),
-        port = pg.port,
         origin = receiver.origin(),
         url = receiver.url("/deploys"),
     ));

@@ -1,282 +1,106 @@
 //! The operator's workflow end to end, through the real `rewind` binary:
 //! backup, rollback, guard, verify, prune, status, the lock, crashes.
 //!
-//! Each test builds an app in a temp dir (releases, a `current` symlink, a
-//! config file, a data file) and a rewind.toml whose instances are the
+//! Each test builds an app in a temp dir (common.rs's `SampleApp`:
+//! releases, a `current` symlink, a config file, a data file) with a local
+//! store, and a rewind.toml whose instances are the
 //! shipped plugins: release-symlink for the code, files for config and
 //! data, command for health checks and deliberately slow or failing steps.
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::plugin_path;
+use crate::common::{
+    SAMPLE_CONFIG_V1, SampleApp, StoreAt, artifact_digest,
+    assert_a_backup_takes_over_the_expired_lease, cache_dir, files_table, health_file_table,
+    plugin_path, plugin_table, release_symlink_table, run_artifacts, run_kinds, sh_command_table,
+    sh_hooks, text,
+};
 use serde_json::Value;
 
-const CONFIG_V1: &str = "APP_ENV=production\nDB_PASSWORD=v1-secret\n";
-
-/// A sample app and its rewind.toml.
-struct App {
-    dir: tempfile::TempDir,
+/// release-symlink for the code, files for config and data, command for
+/// a health check and for deliberately slow or failing steps.
+fn plugins(root: &Path) -> String {
+    let r = root.display();
+    [
+        release_symlink_table("code", root),
+        files_table("config", &root.join("shared"), &[&root.join("shared")]),
+        health_file_table(
+            "web",
+            &root.join("current/HEALTH"),
+            Some("current/HEALTH"),
+        ),
+        sh_command_table(
+            "slow",
+            &[
+                (
+                    "backup",
+                    &format!("head -c 10000000 /dev/urandom; test -e {r}/fast || sleep 20"),
+                ),
+                ("revert", &format!("test -e {r}/fast-revert || sleep 20")),
+            ],
+        ),
+        sh_command_table(
+            "breaker",
+            &[(
+                "revert",
+                &format!(
+                    "if test -e {r}/break-rollback; then echo 'cannot restore: disk full' >&2; exit 3; fi"
+                ),
+            )],
+        ),
+    ]
+    .map(|table| table.to_string())
+    .join("\n")
 }
 
-impl App {
-    /// An app on v1 with a config whose chains are `backup` and `rollback`
-    /// (instance names) plus any `extra` TOML.
-    fn new(backup: &[&str], rollback: &[&str], extra: &str) -> App {
-        let app = App {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        let root = app.root();
-        for (version, health) in [("v1", "ok"), ("v2", "broken")] {
-            let dir = root.join("releases").join(version);
-            fs::create_dir_all(&dir).unwrap();
-            fs::write(dir.join("HEALTH"), format!("{health}\n")).unwrap();
-        }
-        std::os::unix::fs::symlink("releases/v1", root.join("current")).unwrap();
-        fs::create_dir_all(root.join("shared/data")).unwrap();
-        fs::write(root.join("shared/config.env"), CONFIG_V1).unwrap();
-        set_mode(&root.join("shared/config.env"), 0o600);
-        // Enough bytes that compression and streaming are exercised.
-        let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
-        fs::write(root.join("shared/data/orders.bin"), data).unwrap();
-        app.write_config(backup, rollback, extra);
-        app
-    }
+/// The sample app on v1 with a local store, its chains `backup` and
+/// `rollback` (instance names) plus any `extra` TOML.
+fn local_app(backup: &[&str], rollback: &[&str], extra: &str) -> SampleApp {
+    SampleApp::new(StoreAt::Local, plugins, backup, rollback, extra)
+}
 
-    /// The app; the store lies beside it, outside every grant.
-    fn root(&self) -> PathBuf {
-        let app = self.dir.path().join("app");
-        fs::create_dir_all(&app).unwrap();
-        app.canonicalize().unwrap()
-    }
-
-    fn store(&self) -> PathBuf {
-        self.dir.path().canonicalize().unwrap().join("store")
-    }
-
-    fn write_config(&self, backup: &[&str], rollback: &[&str], extra: &str) {
-        let root = self.root();
-        let r = root.display();
-        let store = self.store();
-        let s = store.display();
-        let pin = |name: &str| {
-            let path = plugin_path(name);
-            format!(
-                "source = \"{}\"\nsha256 = \"{}\"",
-                path.display(),
-                rewind::plugin::sha256_hex(&fs::read(&path).unwrap())
-            )
-        };
-        let list = |names: &[&str]| {
-            names
-                .iter()
-                .map(|n| format!("\"{n}\""))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let text = format!(
-            r#"[project]
-name = "shop"
-environment = "test"
-
-[store]
-url = "file://{s}"
-
-[plugins.code]
-{code}
-grants.paths = ["{r}"]
-params = {{ base = "{r}" }}
-
-[plugins.config]
-{files}
-grants.paths = ["{r}/shared"]
-params = {{ paths = ["{r}/shared"] }}
-
-[plugins.web]
-{command}
-grants.exec = ["grep -qx ok *"]
-params = {{ health = ["grep", "-qx", "ok", "{r}/current/HEALTH"], name = "current/HEALTH" }}
-
-[plugins.slow]
-{command}
-grants.exec = ["sh -c *"]
-params = {{ backup = ["sh", "-c", "head -c 10000000 /dev/urandom; test -e {r}/fast || sleep 20"], revert = ["sh", "-c", "test -e {r}/fast-revert || sleep 20"] }}
-
-[plugins.breaker]
-{command}
-grants.exec = ["sh -c *"]
-params = {{ revert = ["sh", "-c", "if test -e {r}/break-rollback; then echo 'cannot restore: disk full' >&2; exit 3; fi"] }}
-
-[chains]
-backup = [{backup}]
-rollback = [{rollback}]
-
-{extra}
-"#,
-            code = pin("release-symlink"),
-            files = pin("files"),
-            command = pin("command"),
-            backup = list(backup),
-            rollback = list(rollback),
-        );
-        fs::write(root.join("rewind.toml"), text).unwrap();
-    }
-
-    /// Add `line` to the table of `instance` in rewind.toml.
-    fn set(&self, instance: &str, line: &str) {
-        let path = self.root().join("rewind.toml");
-        let header = format!("[plugins.{instance}]\n");
-        let text = fs::read_to_string(&path).unwrap();
-        assert!(text.contains(&header), "no {header} in rewind.toml");
-        fs::write(&path, text.replace(&header, &format!("{header}{line}\n"))).unwrap();
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rewind"));
-        cmd.args(args)
-            .current_dir(self.root())
-            .env("REWIND_CACHE_DIR", cache_dir())
-            .env_remove("REWIND_CONFIG")
-            .env_remove("REWIND_STORE");
-        cmd
-    }
-
-    fn rewind(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
-    }
-
-    /// Run and parse stdout as JSON, asserting the exit code.
-    fn json(&self, args: &[&str], code: i32) -> Value {
-        let out = self.rewind(args);
-        assert_eq!(
-            out.status.code(),
-            Some(code),
-            "rewind {args:?}\nstdout:\n{}\nstderr:\n{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|err| panic!("{err}: {}", text(&out.stdout)))
-    }
-
-    /// Run `rewind <args>` under `script`, which gives it a terminal, typing
-    /// `answers`; returns the exit code and what appeared on the terminal.
-    fn on_a_terminal(&self, args: &str, answers: &str) -> (Option<i32>, String) {
-        use std::io::Write;
-        let program = env!("CARGO_BIN_EXE_rewind");
-        let command = self.command(&[]);
-        let mut script = Command::new("script");
-        script
-            .args(["-qec", &format!("{program} {args}"), "/dev/null"])
-            .current_dir(self.root())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (key, value) in command.get_envs() {
-            match value {
-                Some(value) => script.env(key, value),
-                None => script.env_remove(key),
-            };
-        }
-        let mut child = script.spawn().unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(answers.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        (out.status.code(), text(&out.stdout))
-    }
-
-    fn spawn(&self, args: &[&str]) -> Child {
-        self.command(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    }
-
-    fn current(&self) -> String {
-        fs::read_link(self.root().join("current"))
-            .unwrap()
-            .display()
-            .to_string()
-    }
-
-    fn read(&self, rel: &str) -> Vec<u8> {
-        fs::read(self.root().join(rel)).unwrap()
-    }
-
-    /// A bad deploy: current → v2, config and data rewritten.
-    fn break_it(&self) {
-        let root = self.root();
-        fs::remove_file(root.join("current")).unwrap();
-        std::os::unix::fs::symlink("releases/v2", root.join("current")).unwrap();
-        fs::write(root.join("shared/config.env"), "DB_PASSWORD=wrong\n").unwrap();
-        set_mode(&root.join("shared/config.env"), 0o644);
-        fs::write(root.join("shared/data/orders.bin"), b"truncated").unwrap();
-    }
-
-    /// Wait until a journal shows `instance` running, and (for backups,
-    /// `writing`) its artifact being written: a blob in tmp/, or chunks of
-    /// it already stored (the `slow` plugin's random bytes make chunks of
-    /// ~1 MiB; every other blob of these tests is far smaller).
-    fn wait_for_running(&self, instance: &str, hook: &str, writing: bool) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let journal_says = fs::read_dir(self.store().join("journal"))
-                .into_iter()
-                .flatten()
-                .flatten()
-                // Not the temp files of atomic writes: only what is on
-                // record once they are renamed.
-                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-                .filter_map(|e| fs::read_to_string(e.path()).ok())
-                .filter_map(|t| serde_json::from_str::<Value>(&t).ok())
-                .any(|j| {
-                    j["steps"].as_array().is_some_and(|steps| {
-                        steps.iter().any(|s| {
-                            s["instance"] == instance
-                                && s["hook"] == hook
-                                && s["status"] == "running"
-                        })
+/// Wait until a journal shows `instance` running, and (for backups,
+/// `writing`) its artifact being written: a blob in tmp/, or chunks of
+/// it already stored (the `slow` plugin's random bytes make chunks of
+/// ~1 MiB; every other blob of these tests is far smaller).
+fn wait_for_running(app: &SampleApp, instance: &str, hook: &str, writing: bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let journal_says = fs::read_dir(app.store().join("journal"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            // Not the temp files of atomic writes: only what is on
+            // record once they are renamed.
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .filter_map(|e| fs::read_to_string(e.path()).ok())
+            .filter_map(|t| serde_json::from_str::<Value>(&t).ok())
+            .any(|j| {
+                j["steps"].as_array().is_some_and(|steps| {
+                    steps.iter().any(|s| {
+                        s["instance"] == instance && s["hook"] == hook && s["status"] == "running"
                     })
-                });
-            let tmp_busy = !writing
-                || fs::read_dir(self.store().join("tmp"))
-                    .map(|d| d.flatten().any(|e| e.metadata().is_ok_and(|m| m.len() > 0)))
-                    .unwrap_or(false)
-                || blob_files(&self.store())
-                    .iter()
-                    .any(|b| fs::metadata(b).is_ok_and(|m| m.len() > 256 << 10));
-            if journal_says && tmp_busy {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "`{instance} {hook}` never started running"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+                })
+            });
+        let tmp_busy = !writing
+            || fs::read_dir(app.store().join("tmp"))
+                .map(|d| d.flatten().any(|e| e.metadata().is_ok_and(|m| m.len() > 0)))
+                .unwrap_or(false)
+            || blob_files(&app.store())
+                .iter()
+                .any(|b| fs::metadata(b).is_ok_and(|m| m.len() > 256 << 10));
+        if journal_says && tmp_busy {
+            return;
         }
+        assert!(
+            Instant::now() < deadline,
+            "`{instance} {hook}` never started running"
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn cache_dir() -> PathBuf {
-    std::env::var_os("REWIND_CACHE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("rewind-test-cache-runs"))
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn set_mode(path: &Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
 }
 
 fn mode(path: &Path) -> u32 {
@@ -302,19 +126,14 @@ fn blob_files(store: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn backup_then_rollback_restores_code_config_and_data_exactly() {
-    let app = App::new(&["code", "config"], &["code", "config"], "");
+    let app = local_app(&["code", "config"], &["code", "config"], "");
     let config_before = app.read("shared/config.env");
     let data_before = app.read("shared/data/orders.bin");
 
     let backup = app.json(&["backup", "--label", "before v2", "--json"], 0);
     assert_eq!(backup["status"], "succeeded");
     assert_eq!(backup["label"], "before v2");
-    let artifacts: Vec<&Value> = backup["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|s| s["artifacts"].as_array().unwrap())
-        .collect();
+    let artifacts = run_artifacts(&backup);
     assert!(artifacts.iter().any(|a| a["instance"] == "code"));
     assert!(
         artifacts
@@ -354,13 +173,7 @@ fn backup_then_rollback_restores_code_config_and_data_exactly() {
 
     // History is a chain: backup, safety, rollback.
     let history = app.json(&["history", "--json"], 0);
-    let kinds: Vec<&str> = history
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["kind"].as_str().unwrap())
-        .collect();
-    assert_eq!(kinds, ["rollback", "backup", "backup"]);
+    assert_eq!(run_kinds(&history), ["rollback", "backup", "backup"]);
     assert_eq!(history[0]["previous"]["id"], history[1]["id"]);
 
     let verify = app.json(&["artifacts", "verify", "--json"], 0);
@@ -374,20 +187,12 @@ fn backup_then_rollback_restores_code_config_and_data_exactly() {
 
 #[test]
 fn a_flipped_byte_fails_verify_and_rollback_refuses_before_touching_anything() {
-    let app = App::new(&["code", "config"], &["code", "config"], "");
+    let app = local_app(&["code", "config"], &["code", "config"], "");
     let backup = app.json(&["backup", "--json"], 0);
     app.break_it();
 
     // Flip one byte in the middle of the config plugin's tar blob.
-    let digest = backup["steps"][1]["artifacts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["name"] == "files")
-        .unwrap()["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let digest = artifact_digest(&backup, 1, "files");
     let blob = app
         .store()
         .join("blobs/sha256")
@@ -437,7 +242,7 @@ fn a_flipped_byte_fails_verify_and_rollback_refuses_before_touching_anything() {
 
 #[test]
 fn a_changed_manifest_breaks_the_chain() {
-    let app = App::new(&["code"], &["code"], "");
+    let app = local_app(&["code"], &["code"], "");
     let first = app.json(&["backup", "--json"], 0);
     app.json(&["backup", "--json"], 0);
     let path = app
@@ -459,7 +264,7 @@ fn a_changed_manifest_breaks_the_chain() {
 
 #[test]
 fn dry_run_prints_the_plan_with_digests_and_changes_nothing() {
-    let app = App::new(&["code", "config"], &["code", "config"], "");
+    let app = local_app(&["code", "config"], &["code", "config"], "");
     let backup = app.json(&["backup", "--json"], 0);
     app.break_it();
     let out = app.rewind(&["rollback", "--dry-run"]);
@@ -487,9 +292,9 @@ fn dry_run_prints_the_plan_with_digests_and_changes_nothing() {
 
 #[test]
 fn kill_during_backup_leaves_no_partial_artifact_and_the_next_backup_works() {
-    let app = App::new(&["code", "slow"], &["code"], "");
+    let app = local_app(&["code", "slow"], &["code"], "");
     let mut child = app.spawn(&["backup"]);
-    app.wait_for_running("slow", "backup", true);
+    wait_for_running(&app, "slow", "backup", true);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
 
@@ -532,13 +337,13 @@ fn kill_during_backup_leaves_no_partial_artifact_and_the_next_backup_works() {
 
 #[test]
 fn a_killed_rollback_resumes_where_it_stopped() {
-    let app = App::new(&["code", "config"], &["code", "slow", "config"], "");
+    let app = local_app(&["code", "config"], &["code", "slow", "config"], "");
     app.json(&["backup", "--json"], 0);
     app.break_it();
     // The safety backup (which includes `slow`) is quick; its revert is not.
     fs::write(app.root().join("fast"), "").unwrap();
     let mut child = app.spawn(&["rollback", "--yes"]);
-    app.wait_for_running("slow", "revert", false);
+    wait_for_running(&app, "slow", "revert", false);
     child.kill().unwrap();
     child.wait().unwrap();
     // Killed after the code step, before config.
@@ -561,7 +366,7 @@ fn a_killed_rollback_resumes_where_it_stopped() {
     let result = app.json(&["rollback", "--resume", "--json"], 0);
     let run = &result["run"];
     assert_eq!(run["status"], "succeeded", "{run:#}");
-    assert_eq!(app.read("shared/config.env"), CONFIG_V1.as_bytes());
+    assert_eq!(app.read("shared/config.env"), SAMPLE_CONFIG_V1.as_bytes());
     let steps: Vec<String> = run["steps"]
         .as_array()
         .unwrap()
@@ -590,9 +395,9 @@ fn a_killed_rollback_resumes_where_it_stopped() {
 
 #[test]
 fn a_second_run_is_refused_naming_the_holder() {
-    let app = App::new(&["slow"], &["code"], "");
+    let app = local_app(&["slow"], &["code"], "");
     let mut child = app.spawn(&["backup"]);
-    app.wait_for_running("slow", "backup", false);
+    wait_for_running(&app, "slow", "backup", false);
     let out = app.rewind(&["backup"]);
     child.kill().unwrap();
     child.wait().unwrap();
@@ -606,9 +411,9 @@ fn a_second_run_is_refused_naming_the_holder() {
 
 #[test]
 fn a_run_with_lock_wait_waits_for_the_holder_then_runs() {
-    let app = App::new(&["slow"], &["code"], "");
+    let app = local_app(&["slow"], &["code"], "");
     let mut holder = app.spawn(&["backup"]);
-    app.wait_for_running("slow", "backup", false);
+    wait_for_running(&app, "slow", "backup", false);
     let waiter = app
         .command(&["backup", "--lock-wait", "2m"])
         .stdout(Stdio::piped())
@@ -631,7 +436,7 @@ fn a_run_with_lock_wait_waits_for_the_holder_then_runs() {
     // A wait that ends first is refused like no wait at all.
     fs::remove_file(app.root().join("fast")).unwrap();
     let mut holder = app.spawn(&["backup"]);
-    app.wait_for_running("slow", "backup", false);
+    wait_for_running(&app, "slow", "backup", false);
     let out = app.rewind(&["backup", "--lock-wait", "1s"]);
     assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
     holder.kill().unwrap();
@@ -643,15 +448,9 @@ fn a_run_with_lock_wait_waits_for_the_holder_then_runs() {
 
 #[test]
 fn a_killed_holder_from_another_host_is_taken_over_once_its_lease_expires() {
-    let app = App::new(&["slow"], &["code"], "");
-    let mut holder = app
-        .command(&["backup"])
-        .env("REWIND_LEASE_S", "3")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    app.wait_for_running("slow", "backup", false);
+    let app = local_app(&["slow"], &["code"], "");
+    let mut holder = app.spawn_with_lease(&["backup"], "3");
+    wait_for_running(&app, "slow", "backup", false);
     // kill -9: nothing renews the lease now. As if it ran on another host
     // (where rewind cannot see whether the process lives), only the lease
     // decides.
@@ -684,28 +483,14 @@ fn a_killed_holder_from_another_host_is_taken_over_once_its_lease_expires() {
     // Once it expired, the next run takes over and says so, and so does
     // status afterwards.
     std::thread::sleep(Duration::from_millis(3500));
-    let out = app.rewind(&["backup"]);
-    let err = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{err}");
-    assert!(
-        err.contains("took over the store lock of pid")
-            && err.contains("web-2.example")
-            && err.contains("lease expired"),
-        "{err}"
-    );
-    let status = text(&app.rewind(&["status"]).stdout);
-    assert!(
-        status.contains("last lock event") && status.contains("lease expired unrenewed"),
-        "{status}"
-    );
-    assert!(status.contains("lock:          free"), "{status}");
+    assert_a_backup_takes_over_the_expired_lease(&app);
 }
 
 #[test]
 fn unlock_force_on_a_live_lock_is_recorded() {
-    let app = App::new(&["slow"], &["code"], "");
+    let app = local_app(&["slow"], &["code"], "");
     let mut holder = app.spawn(&["backup"]);
-    app.wait_for_running("slow", "backup", false);
+    wait_for_running(&app, "slow", "backup", false);
     let out = app.rewind(&["unlock"]);
     assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
     let out = app.rewind(&["unlock", "--force"]);
@@ -723,7 +508,7 @@ fn unlock_force_on_a_live_lock_is_recorded() {
 
 #[test]
 fn prune_removes_old_runs_keeps_safety_backups_and_the_chain_verifies() {
-    let app = App::new(&["code", "config"], &["code", "config"], "");
+    let app = local_app(&["code", "config"], &["code", "config"], "");
     let first = app.json(&["backup", "--json"], 0);
     app.break_it();
     app.json(&["rollback", "--yes", "--json"], 0);
@@ -787,7 +572,7 @@ fn prune_removes_old_runs_keeps_safety_backups_and_the_chain_verifies() {
 
 #[test]
 fn config_errors_point_at_line_and_column() {
-    let app = App::new(
+    let app = local_app(
         &["code"],
         &["code"],
         "[guard]\nhealth = [\"web\"]\nretry = 3\n",
@@ -806,7 +591,7 @@ fn config_errors_point_at_line_and_column() {
 
 #[test]
 fn check_accepts_a_good_config_and_names_what_is_wrong_in_a_bad_one() {
-    let app = App::new(
+    let app = local_app(
         &["code", "config"],
         &["code", "config"],
         "[guard]\nhealth = [\"web\"]\n",
@@ -907,7 +692,7 @@ fn check_fails_for_what_a_rollback_would_fail_on_naming_the_fix() {
 #[test]
 fn guard_exit_codes() {
     let health = "[guard]\nhealth = [\"web\"]\nretries = 1\ndelay_s = 0\n";
-    let deploy_v2 = |app: &App| {
+    let deploy_v2 = |app: &SampleApp| {
         format!(
             "ln -sfn releases/v2 {r}/current.new && mv -T {r}/current.new {r}/current && echo DB_PASSWORD=v2 > {r}/shared/config.env",
             r = app.root().display()
@@ -915,7 +700,7 @@ fn guard_exit_codes() {
     };
 
     // 0: a deploy that stays healthy.
-    let app = App::new(&["code", "config"], &["code", "config"], health);
+    let app = local_app(&["code", "config"], &["code", "config"], health);
     let out = app.rewind(&["guard", "--", "sh", "-c", "echo deploying v1.1"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(
@@ -929,7 +714,7 @@ fn guard_exit_codes() {
     let result: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(result["outcome"], "rolled-back");
     assert_eq!(app.current(), "releases/v1");
-    assert_eq!(app.read("shared/config.env"), CONFIG_V1.as_bytes());
+    assert_eq!(app.read("shared/config.env"), SAMPLE_CONFIG_V1.as_bytes());
     // The timeline and the history say what happened: rolled back, not failed.
     let guard_id = result["run"]["id"].as_str().unwrap().to_string();
     assert!(
@@ -967,7 +752,7 @@ fn guard_exit_codes() {
     app.json(&["rollback", "--yes", "--json"], 0);
 
     // 4: the rollback fails too, and says which step and why.
-    let app = App::new(&["code", "config"], &["code", "breaker", "config"], health);
+    let app = local_app(&["code", "config"], &["code", "breaker", "config"], health);
     fs::write(app.root().join("break-rollback"), "").unwrap();
     let out = app.rewind(&["guard", "--json", "--", "sh", "-c", &deploy_v2(&app)]);
     assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
@@ -993,7 +778,7 @@ fn step_statuses(run: &Value) -> Vec<(String, String)> {
 #[test]
 fn a_failed_rollback_resumes_past_its_failed_step_or_retries_it() {
     for skip in [true, false] {
-        let app = App::new(&["code", "config"], &["code", "breaker", "config"], "");
+        let app = local_app(&["code", "config"], &["code", "breaker", "config"], "");
         app.json(&["backup", "--json"], 0);
         app.break_it();
         fs::write(app.root().join("break-rollback"), "").unwrap();
@@ -1009,7 +794,7 @@ fn a_failed_rollback_resumes_past_its_failed_step_or_retries_it() {
             ]
         );
         assert_eq!(app.current(), "releases/v1");
-        assert_ne!(app.read("shared/config.env"), CONFIG_V1.as_bytes());
+        assert_ne!(app.read("shared/config.env"), SAMPLE_CONFIG_V1.as_bytes());
 
         // status names the run and the commands that continue it.
         let said = text(&app.rewind(&["status"]).stdout);
@@ -1063,7 +848,7 @@ fn a_failed_rollback_resumes_past_its_failed_step_or_retries_it() {
             ]
         );
         assert_eq!(app.current(), "releases/v1");
-        assert_eq!(app.read("shared/config.env"), CONFIG_V1.as_bytes());
+        assert_eq!(app.read("shared/config.env"), SAMPLE_CONFIG_V1.as_bytes());
         // The same manifest on disk.
         let id = run["id"].as_str().unwrap();
         let stored: Value = serde_json::from_slice(
@@ -1105,7 +890,7 @@ fn records(list: &[(&str, &str, &str)]) -> Vec<(String, String, String)> {
 
 #[test]
 fn a_failed_step_falls_back_to_another_instance_and_the_rollback_succeeds() {
-    let app = App::new(&["code", "config"], &["code", "breaker"], "");
+    let app = local_app(&["code", "config"], &["code", "breaker"], "");
     app.set("breaker", "fallback = \"config\"");
     app.json(&["backup", "--json"], 0);
     app.break_it();
@@ -1159,7 +944,7 @@ fn a_failed_step_falls_back_to_another_instance_and_the_rollback_succeeds() {
     );
     // The fallback restored config from the same backup.
     assert_eq!(app.current(), "releases/v1");
-    assert_eq!(app.read("shared/config.env"), CONFIG_V1.as_bytes());
+    assert_eq!(app.read("shared/config.env"), SAMPLE_CONFIG_V1.as_bytes());
     // Nothing is left to resume.
     let said = text(&app.rewind(&["status"]).stdout);
     assert!(!said.contains("FAILED"), "{said}");
@@ -1170,7 +955,7 @@ fn a_failed_step_falls_back_to_another_instance_and_the_rollback_succeeds() {
 #[test]
 fn a_failed_step_without_fallback_stops_or_continues_and_names_what_ran_and_what_did_not() {
     // stop (the default): the report names every step.
-    let app = App::new(&["code", "config"], &["breaker", "code", "config"], "");
+    let app = local_app(&["code", "config"], &["breaker", "code", "config"], "");
     app.json(&["backup", "--json"], 0);
     app.break_it();
     fs::write(app.root().join("break-rollback"), "").unwrap();
@@ -1189,7 +974,7 @@ fn a_failed_step_without_fallback_stops_or_continues_and_names_what_ran_and_what
     assert_eq!(app.current(), "releases/v2");
 
     // continue: the later steps run; the rollback is still failed.
-    let app = App::new(&["code", "config"], &["breaker", "code", "config"], "");
+    let app = local_app(&["code", "config"], &["breaker", "code", "config"], "");
     app.set("breaker", "on_failure = \"continue\"");
     app.json(&["backup", "--json"], 0);
     app.break_it();
@@ -1210,7 +995,7 @@ fn a_failed_step_without_fallback_stops_or_continues_and_names_what_ran_and_what
         "{error}"
     );
     assert_eq!(app.current(), "releases/v1");
-    assert_eq!(app.read("shared/config.env"), CONFIG_V1.as_bytes());
+    assert_eq!(app.read("shared/config.env"), SAMPLE_CONFIG_V1.as_bytes());
     // Resuming retries only the failed step.
     fs::remove_file(app.root().join("break-rollback")).unwrap();
     let resumed = app.json(&["rollback", "--resume", "--json"], 0);
@@ -1222,7 +1007,7 @@ fn a_failed_step_without_fallback_stops_or_continues_and_names_what_ran_and_what
 
 #[test]
 fn a_fallback_or_on_failure_that_cannot_work_is_a_config_or_check_error() {
-    let app = App::new(&["code", "config"], &["code", "breaker"], "");
+    let app = local_app(&["code", "config"], &["code", "breaker"], "");
     app.set("breaker", "on_failure = \"retry\"");
     let out = app.rewind(&["check"]);
     assert_eq!(out.status.code(), Some(2));
@@ -1232,13 +1017,13 @@ fn a_fallback_or_on_failure_that_cannot_work_is_a_config_or_check_error() {
         "{said}"
     );
 
-    let app = App::new(&["code", "config"], &["code", "breaker"], "");
+    let app = local_app(&["code", "config"], &["code", "breaker"], "");
     app.set("breaker", "fallback = \"nothing\"");
     let said = text(&app.rewind(&["check"]).stderr);
     assert!(said.contains("fallback names `nothing`"), "{said}");
 
     // A fallback that no backup covers: check names the fix.
-    let app = App::new(&["code"], &["code", "breaker"], "");
+    let app = local_app(&["code"], &["code", "breaker"], "");
     app.set("breaker", "fallback = \"config\"");
     let out = app.rewind(&["check"]);
     assert_ne!(out.status.code(), Some(0));
@@ -1252,7 +1037,7 @@ fn a_fallback_or_on_failure_that_cannot_work_is_a_config_or_check_error() {
 
 #[test]
 fn rollback_only_runs_the_named_instances_of_the_chain() {
-    let app = App::new(&["code", "config"], &["code", "config"], "");
+    let app = local_app(&["code", "config"], &["code", "config"], "");
     app.json(&["backup", "--json"], 0);
     app.break_it();
     let err = refused(&app, &["rollback", "--yes", "--only", "breaker"]);
@@ -1284,12 +1069,12 @@ fn rollback_only_runs_the_named_instances_of_the_chain() {
         .map(|s| s["instance"].as_str().unwrap())
         .collect();
     assert_eq!(planned, ["code", "config"]);
-    assert_eq!(app.read("shared/config.env"), CONFIG_V1.as_bytes());
+    assert_eq!(app.read("shared/config.env"), SAMPLE_CONFIG_V1.as_bytes());
 }
 
 #[test]
 fn rollback_deploy_id_returns_to_the_backup_that_deploy_took_not_the_newest() {
-    let app = App::new(&["code", "config"], &["code", "config"], "");
+    let app = local_app(&["code", "config"], &["code", "config"], "");
     let tagged = app.json(&["backup", "--deploy-id", "2026-11-24.3", "--json"], 0);
     assert_eq!(tagged["deploy_id"], "2026-11-24.3");
     app.break_it();
@@ -1303,7 +1088,7 @@ fn rollback_deploy_id_returns_to_the_backup_that_deploy_took_not_the_newest() {
     assert_eq!(result["run"]["source_run"], tagged["id"]);
     assert_eq!(result["run"]["deploy_id"], "2026-11-24.3");
     assert_eq!(app.current(), "releases/v1");
-    assert_eq!(app.read("shared/config.env"), CONFIG_V1.as_bytes());
+    assert_eq!(app.read("shared/config.env"), SAMPLE_CONFIG_V1.as_bytes());
 
     // A guard tags its own run and its backup.
     let guard = app.json(&["guard", "--deploy-id", "d2", "--json", "--", "true"], 0);
@@ -1329,7 +1114,7 @@ fn rollback_deploy_id_returns_to_the_backup_that_deploy_took_not_the_newest() {
 
 #[test]
 fn rollback_with_nothing_to_roll_back_to_says_what_to_do() {
-    let app = App::new(&["code"], &["code"], "");
+    let app = local_app(&["code"], &["code"], "");
     let out = app.rewind(&["rollback", "--yes"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
@@ -1393,7 +1178,7 @@ fn the_demo_runs_and_verifies_its_rollback() {
 
 #[test]
 fn a_named_chain_rolls_back_only_its_instances_and_its_safety_backup_covers_them() {
-    let app = App::new(
+    let app = local_app(
         &["code", "config"],
         &["code", "config"],
         "[chains.named]\nsettings = [\"config\"]\n",
@@ -1402,7 +1187,7 @@ fn a_named_chain_rolls_back_only_its_instances_and_its_safety_backup_covers_them
     app.break_it();
     let result = app.json(&["rollback", "--chain", "settings", "--yes", "--json"], 0);
     assert_eq!(result["run"]["chain"], "settings");
-    assert_eq!(app.read("shared/config.env"), CONFIG_V1.as_bytes());
+    assert_eq!(app.read("shared/config.env"), SAMPLE_CONFIG_V1.as_bytes());
     assert_eq!(app.current(), "releases/v2", "code is not in the chain");
 
     let safety_id = result["run"]["safety_run"].as_str().unwrap();
@@ -1466,7 +1251,7 @@ fn init_templates_for_each_framework_parse_with_their_plugins_pinned() {
 /// pseudo-terminal; off a terminal it never prompts, as the other tests show.)
 #[test]
 fn on_a_terminal_rollback_offers_the_backups_and_asks_to_confirm() {
-    let app = App::new(&["code", "config"], &["code", "config"], "");
+    let app = local_app(&["code", "config"], &["code", "config"], "");
     let first = app.json(&["backup", "--label", "first", "--json"], 0);
     app.json(&["backup", "--label", "second", "--json"], 0);
     app.break_it();
@@ -1496,21 +1281,14 @@ fn on_a_terminal_rollback_offers_the_backups_and_asks_to_confirm() {
 
 #[test]
 fn a_run_cannot_store_more_than_its_artifact_quota() {
-    let command = plugin_path("command");
-    let extra = format!(
-        r#"[plugins.big]
-source = "{}"
-sha256 = "{}"
-grants.exec = ["head -c 3000000 /dev/zero"]
-params = {{ backup = ["head", "-c", "3000000", "/dev/zero"] }}
-limits = {{ run_artifacts_mb = 1 }}
-"#,
-        command.display(),
-        rewind::plugin::sha256_hex(&fs::read(&command).unwrap())
-    );
+    let extra = plugin_table("big", "command")
+        .grant_exec(&["head -c 3000000 /dev/zero"])
+        .params(r#"backup = ["head", "-c", "3000000", "/dev/zero"]"#)
+        .line("limits = { run_artifacts_mb = 1 }")
+        .to_string();
     // `config` stores ~300 kB first; `big` then may add only what is left
     // of the run's 1 MiB.
-    let app = App::new(&["config", "big"], &["config"], &extra);
+    let app = local_app(&["config", "big"], &["config"], &extra);
     let out = app.rewind(&["backup"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
@@ -1521,7 +1299,7 @@ limits = {{ run_artifacts_mb = 1 }}
 }
 
 /// Run `rewind <args>`, asserting exit code 2, and return its stderr.
-fn refused(app: &App, args: &[&str]) -> String {
+fn refused(app: &SampleApp, args: &[&str]) -> String {
     let out = app.rewind(args);
     assert_eq!(
         out.status.code(),
@@ -1535,7 +1313,7 @@ fn refused(app: &App, args: &[&str]) -> String {
 
 #[test]
 fn a_store_of_a_newer_format_is_refused_naming_both_formats() {
-    let app = App::new(&["code"], &["code"], "");
+    let app = local_app(&["code"], &["code"], "");
     app.json(&["backup", "--json"], 0);
     let version = app.store().join("VERSION");
     assert_eq!(fs::read_to_string(&version).unwrap(), "2\n");
@@ -1565,7 +1343,7 @@ fn a_store_of_a_newer_format_is_refused_naming_both_formats() {
 
 #[test]
 fn a_manifest_of_an_unknown_format_is_refused_naming_the_file() {
-    let app = App::new(&["code"], &["code"], "");
+    let app = local_app(&["code"], &["code"], "");
     let backup = app.json(&["backup", "--json"], 0);
     assert_eq!(backup["format"], "rewind.run/1");
     let path = app
@@ -1598,7 +1376,7 @@ fn a_manifest_of_an_unknown_format_is_refused_naming_the_file() {
 
 #[test]
 fn a_store_from_before_the_version_file_is_adopted_and_keeps_working() {
-    let app = App::new(&["code"], &["code"], "");
+    let app = local_app(&["code"], &["code"], "");
     let first = app.json(&["backup", "--json"], 0);
     // What an earlier rewind left: runs, blobs, HEAD, no VERSION.
     let version = app.store().join("VERSION");
@@ -1647,22 +1425,21 @@ fn blob_bytes(store: &Path) -> u64 {
 
 #[test]
 fn backups_share_chunks_prune_keeps_shared_ones_and_a_damaged_chunk_refuses_every_run_using_it() {
-    let app = App::new(&["dump"], &["dump"], "");
+    let app = local_app(&["dump"], &["dump"], "");
     let r = app.root();
     app.write_config(
         &["dump"],
         &["dump"],
-        &format!(
-            r#"[plugins.dump]
-source = "{source}"
-sha256 = "{sha}"
-grants.exec = ["sh -c *"]
-params = {{ backup = ["sh", "-c", "cat {r}/dump.sql"], revert = ["sh", "-c", "cat > {r}/restored.sql"], restore_stdin = true }}
-"#,
-            r = r.display(),
-            source = plugin_path("command").display(),
-            sha = rewind::plugin::sha256_hex(&fs::read(plugin_path("command")).unwrap()),
-        ),
+        &plugin_table("dump", "command")
+            .grant_exec(&["sh -c *"])
+            .params(&format!(
+                "{}, restore_stdin = true",
+                sh_hooks(&[
+                    ("backup", &format!("cat {}/dump.sql", r.display())),
+                    ("revert", &format!("cat > {}/restored.sql", r.display())),
+                ])
+            ))
+            .to_string(),
     );
     // ~24 MB, so about 24 chunks; 1% of the rows change between backups,
     // in one stretch (rows updated together, as a deploy's migration does).

@@ -5,213 +5,73 @@
 //! processes (refused, waited for, taken over after `kill -9`), and the
 //! errors for a wrong secret key and a missing bucket.
 //!
-//! The app is runs.rs's: releases and a `current` symlink
+//! The app is the one runs.rs tests on a local store, common.rs's
+//! `SampleApp` with `StoreAt::S3`: releases and a `current` symlink
 //! (release-symlink), a config file and data (files), and `command`
 //! instances for slow or large steps.
 
 use std::fs;
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::plugin_path;
+use crate::common::{
+    S3Bucket, SampleApp, StoreAt, artifact_digest, assert_a_backup_takes_over_the_expired_lease,
+    files_table, release_symlink_table, run_artifacts, run_kinds, sh_command_table, text,
+};
 use crate::servers::Moto;
 
 const BUCKET: &str = "rewind-fleet";
 const PREFIX: &str = "shop/test";
 
-/// An app whose store is `s3://rewind-fleet/shop/test` on `moto`.
-struct App {
-    dir: tempfile::TempDir,
-    endpoint: String,
-    key: (String, String),
+/// The sample app's plugins: release-symlink for the code,
+/// files for config and data, and a `slow` backup that runs until the test
+/// creates `fast`, to hold the store's lease.
+fn plugins(root: &Path) -> String {
+    let slow = format!(
+        "head -c 200000 /dev/urandom; test -e {}/fast || sleep 20",
+        root.display()
+    );
+    [
+        release_symlink_table("code", root),
+        files_table("config", &root.join("shared"), &[&root.join("shared")]),
+        sh_command_table("slow", &[("backup", &slow)]),
+    ]
+    .map(|table| table.to_string())
+    .join("\n")
 }
 
-impl App {
-    fn new(moto: &Moto, backup: &[&str], rollback: &[&str], extra: &str) -> App {
-        let app = App {
-            dir: tempfile::tempdir().unwrap(),
-            endpoint: moto.url(),
-            key: ("testing-key".into(), "testing-secret".into()),
-        };
-        let root = app.root();
-        for (version, health) in [("v1", "ok"), ("v2", "broken")] {
-            let dir = root.join("releases").join(version);
-            fs::create_dir_all(&dir).unwrap();
-            fs::write(dir.join("HEALTH"), format!("{health}\n")).unwrap();
-        }
-        std::os::unix::fs::symlink("releases/v1", root.join("current")).unwrap();
-        fs::create_dir_all(root.join("shared/data")).unwrap();
-        fs::write(root.join("shared/config.env"), "DB_PASSWORD=v1-secret\n").unwrap();
-        let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
-        fs::write(root.join("shared/data/orders.bin"), data).unwrap();
-        app.write_config(backup, rollback, extra);
-        app
-    }
+/// The sample app on v1, its store `s3://rewind-fleet/shop/test` on
+/// `moto`; its chains `backup` and `rollback` plus any `extra` TOML.
+fn app_on_s3(moto: &Moto, backup: &[&str], rollback: &[&str], extra: &str) -> SampleApp {
+    let store = StoreAt::S3(S3Bucket {
+        endpoint: moto.url(),
+        bucket: BUCKET.into(),
+        prefix: PREFIX.into(),
+    });
+    SampleApp::new(store, plugins, backup, rollback, extra)
+}
 
-    fn root(&self) -> PathBuf {
-        let app = self.dir.path().join("app");
-        fs::create_dir_all(&app).unwrap();
-        app.canonicalize().unwrap()
-    }
-
-    fn write_config(&self, backup: &[&str], rollback: &[&str], extra: &str) {
-        let root = self.root();
-        let r = root.display();
-        let pin = |name: &str| {
-            let path = plugin_path(name);
-            format!(
-                "source = \"{}\"\nsha256 = \"{}\"",
-                path.display(),
-                rewind::plugin::sha256_hex(&fs::read(&path).unwrap())
-            )
-        };
-        let list = |names: &[&str]| {
-            names
-                .iter()
-                .map(|n| format!("\"{n}\""))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let text = format!(
-            r#"[project]
-name = "shop"
-environment = "test"
-
-[store]
-url = "s3://{BUCKET}/{PREFIX}"
-endpoint = "{endpoint}"
-region = "us-east-1"
-
-[plugins.code]
-{code}
-grants.paths = ["{r}"]
-params = {{ base = "{r}" }}
-
-[plugins.config]
-{files}
-grants.paths = ["{r}/shared"]
-params = {{ paths = ["{r}/shared"] }}
-
-[plugins.slow]
-{command}
-grants.exec = ["sh -c *"]
-params = {{ backup = ["sh", "-c", "head -c 200000 /dev/urandom; test -e {r}/fast || sleep 20"] }}
-
-[chains]
-backup = [{backup}]
-rollback = [{rollback}]
-
-{extra}
-"#,
-            endpoint = self.endpoint,
-            code = pin("release-symlink"),
-            files = pin("files"),
-            command = pin("command"),
-            backup = list(backup),
-            rollback = list(rollback),
-        );
-        fs::write(root.join("rewind.toml"), text).unwrap();
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rewind"));
-        cmd.args(args)
-            .current_dir(self.root())
-            .env("REWIND_CACHE_DIR", cache_dir())
-            .env_remove("REWIND_CONFIG")
-            .env_remove("REWIND_STORE")
-            // Credentials from the environment only: no ~/.aws of the
-            // machine running the tests, no instance metadata.
-            .env("HOME", self.dir.path())
-            .env("AWS_ACCESS_KEY_ID", &self.key.0)
-            .env("AWS_SECRET_ACCESS_KEY", &self.key.1)
-            .env_remove("AWS_SESSION_TOKEN")
-            .env_remove("AWS_PROFILE")
-            .env_remove("AWS_ENDPOINT")
-            .env_remove("AWS_ENDPOINT_URL")
-            .env_remove("AWS_ENDPOINT_URL_S3");
-        cmd
-    }
-
-    fn rewind(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
-    }
-
-    fn json(&self, args: &[&str], code: i32) -> Value {
-        let out = self.rewind(args);
-        assert_eq!(
-            out.status.code(),
-            Some(code),
-            "rewind {args:?}\nstdout:\n{}\nstderr:\n{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|err| panic!("{err}: {}", text(&out.stdout)))
-    }
-
-    fn spawn(&self, args: &[&str], lease_s: Option<&str>) -> Child {
-        let mut cmd = self.command(args);
-        if let Some(lease) = lease_s {
-            cmd.env("REWIND_LEASE_S", lease);
-        }
-        cmd.stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    }
-
-    fn current(&self) -> String {
-        fs::read_link(self.root().join("current"))
-            .unwrap()
-            .display()
-            .to_string()
-    }
-
-    fn read(&self, rel: &str) -> Vec<u8> {
-        fs::read(self.root().join(rel)).unwrap()
-    }
-
-    fn break_it(&self) {
-        let root = self.root();
-        fs::remove_file(root.join("current")).unwrap();
-        std::os::unix::fs::symlink("releases/v2", root.join("current")).unwrap();
-        fs::write(root.join("shared/config.env"), "DB_PASSWORD=wrong\n").unwrap();
-        fs::write(root.join("shared/data/orders.bin"), b"truncated").unwrap();
-    }
-
-    /// Wait until `status` shows the lock held and a run in the journal.
-    fn wait_for_a_holder(&self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let out = self.rewind(&["status", "--json"]);
-            if out.status.success() {
-                let status: Value = serde_json::from_slice(&out.stdout).unwrap();
-                if !status["lock"].is_null()
-                    && status["interrupted"]
-                        .as_array()
-                        .is_some_and(|j| !j.is_empty())
-                {
-                    return;
-                }
+/// Wait until `status` shows the lock held and a run in the journal.
+fn wait_for_a_holder(app: &SampleApp) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = app.rewind(&["status", "--json"]);
+        if out.status.success() {
+            let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+            if !status["lock"].is_null()
+                && status["interrupted"]
+                    .as_array()
+                    .is_some_and(|j| !j.is_empty())
+            {
+                return;
             }
-            assert!(Instant::now() < deadline, "no run took the lock");
-            std::thread::sleep(Duration::from_millis(200));
         }
+        assert!(Instant::now() < deadline, "no run took the lock");
+        std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-fn cache_dir() -> PathBuf {
-    std::env::var_os("REWIND_CACHE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("rewind-test-cache-s3"))
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// moto with the store's bucket.
@@ -243,7 +103,7 @@ fn blob_key(digest: &str) -> String {
 #[test]
 fn backup_rollback_verify_and_prune_on_an_s3_store() {
     let moto = moto_with_bucket();
-    let app = App::new(&moto, &["code", "config"], &["code", "config"], "");
+    let app = app_on_s3(&moto, &["code", "config"], &["code", "config"], "");
     let config_before = app.read("shared/config.env");
     let data_before = app.read("shared/data/orders.bin");
 
@@ -260,12 +120,7 @@ fn backup_rollback_verify_and_prune_on_an_s3_store() {
         names.contains(&format!("runs/{}.json", backup["id"].as_str().unwrap()).as_str()),
         "{names:?}"
     );
-    for artifact in backup["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|s| s["artifacts"].as_array().unwrap())
-    {
+    for artifact in run_artifacts(&backup) {
         let digest = artifact["digest"].as_str().unwrap();
         let key = format!("blobs/sha256/{}/{digest}", &digest[..2]);
         let size = stored.iter().find(|(k, _)| *k == key).map(|(_, n)| *n);
@@ -293,13 +148,7 @@ fn backup_rollback_verify_and_prune_on_an_s3_store() {
     assert_eq!(app.read("shared/data/orders.bin"), data_before);
 
     let history = app.json(&["history", "--json"], 0);
-    let kinds: Vec<&str> = history
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["kind"].as_str().unwrap())
-        .collect();
-    assert_eq!(kinds, ["rollback", "backup", "backup"]);
+    assert_eq!(run_kinds(&history), ["rollback", "backup", "backup"]);
     assert_eq!(history[0]["previous"]["id"], history[1]["id"]);
     let verify = app.json(&["artifacts", "verify", "--json"], 0);
     assert_eq!(verify["runs"], 3);
@@ -362,18 +211,10 @@ for k in sorted(o["Key"] for o in s3.list_objects_v2(Bucket={BUCKET:?}, Prefix={
 #[test]
 fn a_blob_corrupted_in_the_bucket_fails_verify_and_rollback_refuses_before_changing_anything() {
     let moto = moto_with_bucket();
-    let app = App::new(&moto, &["code", "config"], &["code", "config"], "");
+    let app = app_on_s3(&moto, &["code", "config"], &["code", "config"], "");
     let backup = app.json(&["backup", "--json"], 0);
     app.break_it();
-    let digest = backup["steps"][1]["artifacts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["name"] == "files")
-        .unwrap()["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let digest = artifact_digest(&backup, 1, "files");
     // Flip one byte in the middle of the object, in the bucket.
     moto.python(&format!(
         r#"
@@ -429,21 +270,18 @@ fn a_large_artifact_streams_through_with_bounded_memory() {
         .unwrap_or(1024);
     let moto = moto_with_bucket();
     // Random bytes: zstd cannot shrink them, so the stored blob is as big.
-    let app = App::new(
+    let app = app_on_s3(
         &moto,
         &["dump"],
         &["dump"],
-        &format!(
-            r#"[plugins.dump]
-source = "{source}"
-sha256 = "{sha}"
-grants.exec = ["sh -c *"]
-params = {{ backup = ["sh", "-c", "head -c {bytes} /dev/urandom"], revert = ["sh", "-c", "true"] }}
-"#,
-            source = plugin_path("command").display(),
-            sha = rewind::plugin::sha256_hex(&fs::read(plugin_path("command")).unwrap()),
-            bytes = mb << 20,
-        ),
+        &sh_command_table(
+            "dump",
+            &[
+                ("backup", &format!("head -c {} /dev/urandom", mb << 20)),
+                ("revert", "true"),
+            ],
+        )
+        .to_string(),
     );
     let timed = |args: &[&str]| {
         let rewind = app.command(args);
@@ -493,9 +331,9 @@ params = {{ backup = ["sh", "-c", "head -c {bytes} /dev/urandom"], revert = ["sh
 #[test]
 fn two_processes_share_one_lease_on_s3() {
     let moto = moto_with_bucket();
-    let app = App::new(&moto, &["slow"], &["code"], "");
-    let mut holder = app.spawn(&["backup"], None);
-    app.wait_for_a_holder();
+    let app = app_on_s3(&moto, &["slow"], &["code"], "");
+    let mut holder = app.spawn(&["backup"]);
+    wait_for_a_holder(&app);
 
     // moto enforces If-None-Match: a second conditional create of the lock
     // is refused (S3 look-alikes that ignore the header would let it in).
@@ -539,8 +377,8 @@ except botocore.exceptions.ClientError as e:
     // A holder killed with kill -9 stops renewing: once its lease expired
     // the next run takes it over (as if from another host, where rewind
     // cannot see the process), and says so, and so does status.
-    let mut holder = app.spawn(&["backup"], Some("3"));
-    app.wait_for_a_holder();
+    let mut holder = app.spawn_with_lease(&["backup"], "3");
+    wait_for_a_holder(&app);
     holder.kill().unwrap();
     holder.wait().unwrap();
     moto.python(&format!(
@@ -553,21 +391,7 @@ s3.put_object(Bucket={BUCKET:?}, Key=key, Body=json.dumps(lock).encode())
     ));
     fs::write(app.root().join("fast"), "").unwrap();
     std::thread::sleep(Duration::from_millis(3500));
-    let out = app.rewind(&["backup"]);
-    let err = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{err}");
-    assert!(
-        err.contains("took over the store lock of pid")
-            && err.contains("web-2.example")
-            && err.contains("lease expired"),
-        "{err}"
-    );
-    let status = text(&app.rewind(&["status"]).stdout);
-    assert!(
-        status.contains("last lock event") && status.contains("lease expired unrenewed"),
-        "{status}"
-    );
-    assert!(status.contains("lock:          free"), "{status}");
+    assert_a_backup_takes_over_the_expired_lease(&app);
     let names: Vec<String> = keys(&moto).into_iter().map(|(k, _)| k).collect();
     assert!(!names.contains(&"lock".to_string()), "{names:?}");
 }
@@ -576,7 +400,7 @@ s3.put_object(Bucket={BUCKET:?}, Key=key, Body=json.dumps(lock).encode())
 fn a_wrong_secret_key_and_a_missing_bucket_say_what_to_fix() {
     let moto = Moto::start();
     // No bucket yet.
-    let app = App::new(&moto, &["code"], &["code"], "");
+    let app = app_on_s3(&moto, &["code"], &["code"], "");
     let out = app.rewind(&["status"]);
     let err = text(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "{err}");
@@ -592,7 +416,8 @@ fn a_wrong_secret_key_and_a_missing_bucket_say_what_to_fix() {
     let (key, secret) = moto.enable_iam_auth();
     moto.python(&format!("s3.create_bucket(Bucket={BUCKET:?})"));
     let mut app = app;
-    app.key = (key.clone(), format!("{secret}-wrong"));
+    app.set_env("AWS_ACCESS_KEY_ID", &key);
+    app.set_env("AWS_SECRET_ACCESS_KEY", &format!("{secret}-wrong"));
     let out = app.rewind(&["status"]);
     let err = text(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "{err}");
@@ -601,7 +426,7 @@ fn a_wrong_secret_key_and_a_missing_bucket_say_what_to_fix() {
         "{err}"
     );
     // And with the right one, the store works.
-    app.key = (key, secret);
+    app.set_env("AWS_SECRET_ACCESS_KEY", &secret);
     let backup = app.json(&["backup", "--json"], 0);
     assert_eq!(backup["status"], "succeeded");
 }
