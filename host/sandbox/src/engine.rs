@@ -46,8 +46,6 @@ struct RuntimeInner {
     linker: Linker<HookState>,
     cache: Option<CacheDir>,
     ticker_stop: Arc<AtomicBool>,
-    /// Empty directories lent to calls, removed with the runtime.
-    scratch: Arc<crate::scratch::ScratchDirs>,
 }
 
 impl Drop for RuntimeInner {
@@ -113,13 +111,8 @@ impl Runtime {
                 linker,
                 cache,
                 ticker_stop,
-                scratch: Arc::default(),
             }),
         })
-    }
-
-    pub(crate) fn scratch(&self) -> Arc<crate::scratch::ScratchDirs> {
-        self.inner.scratch.clone()
     }
 
     /// The default cache directory: `$REWIND_CACHE_DIR`, else

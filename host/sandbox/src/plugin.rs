@@ -136,7 +136,8 @@ pub struct LoadedPlugin {
     /// True when the compiled code came from the on-disk cache.
     pub from_cache: bool,
     pub(crate) instance_pre: InstancePre<HookState>,
-    /// The runtime's empty directories for calls.
+    /// Empty directories for its calls, removed with the plugin (a run
+    /// keeps one loaded plugin per file: `rewind-runs`' `Runner::plugin`).
     pub(crate) scratch: std::sync::Arc<crate::scratch::ScratchDirs>,
 }
 
@@ -219,7 +220,7 @@ pub fn load(
         hooks,
         from_cache,
         instance_pre,
-        scratch: runtime.scratch(),
+        scratch: Default::default(),
     })
 }
 

@@ -8,8 +8,8 @@
 //! call gives back **empty and intact** — still the directory it was (same
 //! device and inode, not a link), mode 0700, no entries — is as good as a
 //! new one and goes to the next call. Anything else (a command left files,
-//! changed its mode, replaced it) is removed, as before. The pool lives as
-//! long as the [`crate::Runtime`]; its directories are removed with it.
+//! changed its mode, replaced it) is removed, as before. The pool belongs to
+//! a [`crate::plugin::LoadedPlugin`]; its directories are removed with it.
 
 use std::fs;
 use std::io;
