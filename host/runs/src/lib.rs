@@ -41,8 +41,8 @@ use rewind_sandbox::engine::Runtime;
 use rewind_sandbox::plugin::LoadedPlugin;
 use rewind_sandbox::{CallError, HookInput, HookOutput, LogLevel, LogSink, call_hook};
 use rewind_store::{
-    PluginRef, PrunePlan, RetentionPolicy, RunKind, RunManifest, RunStatus, StepRecord, StepStatus,
-    Store, StoreLock,
+    Orphans, PluginRef, PrunePlan, RetentionPolicy, RunKind, RunManifest, RunStatus, StepRecord,
+    StepStatus, Store, StoreLock,
 };
 
 pub use error::{Result, RunError};
@@ -539,25 +539,37 @@ impl<'a> Runner<'a> {
         }
     }
 
-    /// `rewind artifacts prune`: remove the runs past retention and the
-    /// blobs nothing else uses. Like every run it takes the lock (recording
-    /// runs whose process died as interrupted) and logs an event; a dry run
-    /// only plans, without the lock.
-    pub fn prune(&self, include_safety: bool, dry_run: bool) -> Result<PrunePlan> {
+    /// `rewind artifacts prune`: remove the runs past retention, the
+    /// blobs nothing else uses and the `orphans` (blobs no record names,
+    /// left by runs that died). Like every run it takes the lock (recording
+    /// runs whose process died as interrupted, so that what they finished
+    /// is named) and logs an event; a dry run only plans, without the lock.
+    pub fn prune(
+        &self,
+        include_safety: bool,
+        dry_run: bool,
+        orphans: Orphans,
+    ) -> Result<PrunePlan> {
         let policy = self.retention(include_safety);
         if dry_run {
-            return Ok(self.store.prune_plan(policy, jiff::Timestamp::now())?);
+            return Ok(self
+                .store
+                .prune_plan_with(policy, jiff::Timestamp::now(), orphans)?);
         }
         let _lock = self.lock(Interrupted::Keep)?;
-        let plan = self.store.prune_plan(policy, jiff::Timestamp::now())?;
+        let plan = self
+            .store
+            .prune_plan_with(policy, jiff::Timestamp::now(), orphans)?;
         self.store.apply_prune(&plan)?;
         self.events.log(&Event {
             kind: EventKind::Info,
             title: format!(
-                "pruned {} run(s), {} blob(s), {} bytes",
+                "pruned {} run(s), {} blob(s), {} bytes; {} orphan blob(s), {} bytes",
                 plan.runs.len(),
                 plan.blobs.len(),
-                plan.bytes
+                plan.bytes,
+                plan.orphans.len(),
+                plan.orphan_bytes
             ),
             message: plan
                 .runs
@@ -575,6 +587,8 @@ impl<'a> Runner<'a> {
                 ("runs".to_string(), plan.runs.len().to_string()),
                 ("blobs".to_string(), plan.blobs.len().to_string()),
                 ("bytes".to_string(), plan.bytes.to_string()),
+                ("orphans".to_string(), plan.orphans.len().to_string()),
+                ("orphan_bytes".to_string(), plan.orphan_bytes.to_string()),
             ],
         });
         Ok(plan)
@@ -624,6 +638,10 @@ impl<'a> Runner<'a> {
     }
 
     /// Apply retention after a successful backup, reporting what went.
+    /// Orphans are not looked for ([`Orphans::Skip`]): that lists every
+    /// blob of the store (on S3 one LIST request per 1000 blobs, on every
+    /// backup) to find what only a run that died leaves; `rewind artifacts
+    /// prune` collects them.
     fn auto_prune(&self) {
         let plan = match self
             .store

@@ -26,9 +26,15 @@ the newest store.keep_last backups (default 3); the newest backup is always
 kept. Safety backups are kept until you prune them on purpose (--safety).
 Blobs still used by a kept run stay.
 
+Orphans, blobs no manifest, journal or chunk index names (chunks of a
+backup that died), are removed once older than --orphans-older-than
+(default 24h): a younger one may belong to a backup still running. The
+prune after each backup leaves them.
+
 Examples:
   rewind artifacts prune --dry-run
-  rewind artifacts prune --safety";
+  rewind artifacts prune --safety
+  rewind artifacts prune --orphans-older-than 2h";
 
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
@@ -68,6 +74,10 @@ pub struct PruneArgs {
     /// Also prune safety backups past retention.
     #[arg(long)]
     pub safety: bool,
+    /// Remove orphans (blobs nothing names) only when last written at least
+    /// this long ago (`24h`, `30m`, `0s`).
+    #[arg(long, value_name = "DURATION", value_parser = super::parse_wait, default_value = "24h")]
+    pub orphans_older_than: std::time::Duration,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -431,10 +441,19 @@ pub fn prune(cli: &Cli, args: &PruneArgs) -> Result<ExitCode> {
     let config = load_config(cli)?;
     let console = super::console::Console::new(cli.quiet || args.json, cli.verbose);
     let runner = super::runs::runner(cli, &config, &console)?;
-    let plan = runner.prune(args.safety, args.dry_run)?;
+    let grace = args.orphans_older_than;
+    let plan = runner.prune(
+        args.safety,
+        args.dry_run,
+        rewind::store::Orphans::OlderThan(grace),
+    )?;
     let policy = runner.retention(args.safety);
     if args.json {
-        print_json(&json!({ "dry_run": args.dry_run, "plan": plan }))?;
+        print_json(&json!({
+            "dry_run": args.dry_run,
+            "orphans_older_than_s": grace.as_secs(),
+            "plan": plan,
+        }))?;
         return Ok(ExitCode::Ok);
     }
     let verb = if args.dry_run {
@@ -462,6 +481,23 @@ pub fn prune(cli: &Cli, args: &PruneArgs) -> Result<ExitCode> {
         println!(
             "kept {} safety backup(s) past retention; prune them with --safety",
             plan.safety_kept
+        );
+    }
+    let age = rewind::run::human_duration(grace);
+    println!(
+        "{verb} {} orphan blob(s), {} stored bytes: no run names them (left by runs that died), older than {age}",
+        plan.orphans.len(),
+        plan.orphan_bytes,
+    );
+    if args.dry_run {
+        for (digest, size) in &plan.orphans {
+            println!("  orphan {digest} {size} bytes");
+        }
+    }
+    if plan.orphans_recent > 0 {
+        println!(
+            "kept {} orphan blob(s), {} stored bytes, written less than {age} ago: a run in progress may still name them (--orphans-older-than)",
+            plan.orphans_recent, plan.orphans_recent_bytes
         );
     }
     Ok(ExitCode::Ok)

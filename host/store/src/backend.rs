@@ -32,6 +32,24 @@ pub(crate) trait BlobSink: Write + Send {
     fn commit(self: Box<Self>, digest: &str, replace: bool) -> io::Result<Option<(String, u64)>>;
 }
 
+/// A blob as a listing of `blobs/` finds it (prune's orphan collection).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ListedBlob {
+    /// Its digest: the name, checked to be 64 lower-case hex digits
+    /// under its own `<aa>/` directory.
+    pub(crate) digest: String,
+    /// Its stored size in bytes.
+    pub(crate) size: u64,
+    /// When it was last written (the file's mtime, the object's
+    /// `LastModified`), if the backend says.
+    pub(crate) modified: Option<jiff::Timestamp>,
+}
+
+/// Is `name` a blob's name: 64 lower-case hex digits?
+pub(crate) fn is_digest(name: &str) -> bool {
+    name.len() == 64 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// The operations a store needs from where it keeps its bytes.
 pub(crate) trait Backend: Send + Sync + fmt::Debug {
     /// The store's location for people: a directory or an `s3://` URL.
@@ -66,6 +84,12 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug {
     /// prefixes below `dir/`); none if it does not exist. For a fleet
     /// store's `hosts/` (fleet.rs).
     fn list_dirs(&self, dir: &str) -> io::Result<Vec<String>>;
+
+    /// Every blob under `blobs/sha256/`, with its stored size and
+    /// modification time: for prune, which removes those no record names.
+    /// Anything there that is not a blob's name at its place (a stray
+    /// file, a temp file) is left out, so never removed.
+    fn list_blobs(&self) -> io::Result<Vec<ListedBlob>>;
 
     /// Start a new blob.
     fn blob_sink(&self) -> io::Result<Box<dyn BlobSink>>;
@@ -205,6 +229,34 @@ impl Backend for Local {
 
     fn list_dirs(&self, dir: &str) -> io::Result<Vec<String>> {
         self.entries(dir, |kind| kind.is_dir())
+    }
+
+    fn list_blobs(&self) -> io::Result<Vec<ListedBlob>> {
+        let mut out = Vec::new();
+        for fan in self.entries("blobs/sha256", |kind| kind.is_dir())? {
+            let dir = format!("blobs/sha256/{fan}");
+            for name in self.entries(&dir, |kind| kind.is_file())? {
+                if !is_digest(&name) || name[..2] != fan {
+                    continue;
+                }
+                // Removed meanwhile (only by someone ignoring the lock):
+                // not listed.
+                let meta = match fs::symlink_metadata(self.path(&format!("{dir}/{name}"))) {
+                    Ok(meta) => meta,
+                    Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+                    Err(err) => return Err(err),
+                };
+                out.push(ListedBlob {
+                    digest: name,
+                    size: meta.len(),
+                    modified: meta
+                        .modified()
+                        .ok()
+                        .and_then(|t| jiff::Timestamp::try_from(t).ok()),
+                });
+            }
+        }
+        Ok(out)
     }
 
     fn blob_sink(&self) -> io::Result<Box<dyn BlobSink>> {

@@ -53,7 +53,10 @@ use backend::Backend;
 
 pub use blob::{BlobInfo, BlobReader, BlobWriter, Chunks, Quota};
 pub use blob::{create_private_dir, write_atomic};
-pub use check::{Problem, PrunePlan, PrunedRun, RetentionPolicy, VerifyReport, newest_backup};
+pub use check::{
+    DEFAULT_ORPHAN_GRACE, Orphans, Problem, PrunePlan, PrunedRun, RetentionPolicy, VerifyReport,
+    newest_backup,
+};
 pub use fleet::{
     Checked, Fleet, FleetStatus, HOSTS_DIR, HostSource, HostStatus, Lease, RunSummary,
     check_host_name, default_host_name,

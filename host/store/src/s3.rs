@@ -50,7 +50,7 @@ use object_store::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::backend::{Backend, BlobSink, Version};
+use crate::backend::{Backend, BlobSink, ListedBlob, Version, is_digest};
 
 /// `s3://bucket/prefix` and how to reach it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -532,6 +532,10 @@ impl Backend for SharedS3 {
         self.0.list_dirs(dir)
     }
 
+    fn list_blobs(&self) -> io::Result<Vec<ListedBlob>> {
+        self.0.list_blobs()
+    }
+
     fn blob_sink(&self) -> io::Result<Box<dyn BlobSink>> {
         let key = format!("tmp/blob-{}", unique());
         Ok(Box::new(self.0.sink_to(key)))
@@ -652,6 +656,44 @@ impl Backend for S3 {
             .filter_map(|prefix| prefix.filename())
             .filter(|name| !name.starts_with('.'))
             .map(str::to_string)
+            .collect())
+    }
+
+    fn list_blobs(&self) -> io::Result<Vec<ListedBlob>> {
+        // One recursive LIST of `blobs/sha256/` (1000 keys a request),
+        // each object with its size and `LastModified`.
+        let client = self.client.clone();
+        let prefix = self.key("blobs/sha256");
+        let metas = self
+            .rt
+            .call(async move { client.list(Some(&prefix)).try_collect::<Vec<_>>().await })?
+            .map_err(|err| self.error("LIST", "blobs/sha256/", err))?;
+        let root = Key::from(self.location.prefix.as_str());
+        let root = root.as_ref();
+        Ok(metas
+            .into_iter()
+            .filter_map(|meta| {
+                let key = meta.location.as_ref();
+                let key = if root.is_empty() {
+                    key
+                } else {
+                    key.strip_prefix(root)?.strip_prefix('/')?
+                };
+                let digest = key.rsplit('/').next()?;
+                if !is_digest(digest) || key != crate::blob::blob_key(digest) {
+                    return None;
+                }
+                let modified = jiff::Timestamp::new(
+                    meta.last_modified.timestamp(),
+                    meta.last_modified.timestamp_subsec_nanos() as i32,
+                )
+                .ok();
+                Some(ListedBlob {
+                    digest: digest.to_string(),
+                    size: meta.size,
+                    modified,
+                })
+            })
             .collect())
     }
 

@@ -29,3 +29,4 @@ mod sandbox_fs;
 mod sandbox_limits;
 mod sandbox_meta;
 mod sandbox_red;
+mod store_gc;
