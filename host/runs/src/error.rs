@@ -83,6 +83,20 @@ pub enum RunError {
     /// The store could not be read or written.
     #[error(transparent)]
     Store(#[from] io::Error),
+    /// The store lock was taken over while the run was stopped past its
+    /// lease: it stopped without writing its manifest.
+    #[error(
+        "run {run} was not recorded: while it was stopped past its lease, the store lock \
+         was taken over by {holder}, so it wrote nothing more (what it had stored is \
+         unnamed; `rewind artifacts prune` collects it). `rewind status` shows the store \
+         now; run the command again"
+    )]
+    LeaseLost {
+        /// The run's id.
+        run: String,
+        /// Who holds the lock now.
+        holder: String,
+    },
     /// A finished run's manifest could not be written.
     #[error("writing the manifest of run {run}")]
     Manifest {
@@ -98,9 +112,8 @@ impl RunError {
     /// The exit code `rewind` ends with for this error.
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            RunError::Lock(LockError::Held { .. } | LockError::HeldElsewhere { .. }) => {
-                ExitCode::Busy
-            }
+            RunError::Lock(LockError::Held { .. } | LockError::HeldElsewhere { .. })
+            | RunError::LeaseLost { .. } => ExitCode::Busy,
             RunError::Lock(LockError::Io(_))
             | RunError::Config(_)
             | RunError::EmptyBackupChain { .. }

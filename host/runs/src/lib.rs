@@ -85,6 +85,8 @@ pub struct Runner<'a> {
     /// The journal lacks the end of the last step: written with the next
     /// journal write (see [`Runner::journal_step_end`]).
     journal_behind: Cell<bool>,
+    /// Asks whether the store lock this run took is still its own.
+    lease: RefCell<Option<rewind_store::LeaseCheck>>,
     /// How long to wait for a store lock another run holds.
     lock_wait: std::time::Duration,
 }
@@ -108,6 +110,7 @@ impl<'a> Runner<'a> {
             command,
             recording: Cell::new(true),
             journal_behind: Cell::new(false),
+            lease: RefCell::default(),
             lock_wait: std::time::Duration::ZERO,
         };
         let mut sinks = Vec::new();
@@ -224,7 +227,22 @@ impl<'a> Runner<'a> {
                 ),
             );
         }
+        *self.lease.borrow_mut() = Some(lock.lease_check());
         Ok(lock)
+    }
+
+    /// Who took the store lock over from this run, if anyone did: a run
+    /// frozen past its lease (a stopped process, a suspended machine, a
+    /// stalled disk) loses it to the next run, and must then neither touch
+    /// production nor write to the store. Asked before every step and
+    /// before the manifest; a store that cannot be read is left to the
+    /// write that follows to report.
+    fn lease_taken_by(&self) -> Option<String> {
+        if !self.recording.get() {
+            return None;
+        }
+        let check = self.lease.borrow().clone()?;
+        check.taken_by().ok().flatten()
     }
 
     /// Start a run: record it in the journal and announce it.
@@ -246,6 +264,12 @@ impl<'a> Runner<'a> {
     ) -> Result<()> {
         if run.status == RunStatus::Running {
             run.status = RunStatus::Succeeded;
+        }
+        if let Some(holder) = self.lease_taken_by() {
+            return Err(RunError::LeaseLost {
+                run: run.id.clone(),
+                holder,
+            });
         }
         self.store.finish_run(run).map_err(|source| {
             // The journal is what explains this run now.
@@ -388,6 +412,15 @@ impl<'a> Runner<'a> {
         fallback_for: Option<&str>,
     ) -> Result<HookOutput, CallError> {
         let hook = input.name();
+        if let Some(holder) = self.lease_taken_by() {
+            return Err(CallError::new(
+                rewind_sandbox::ErrorKind::Host,
+                format!(
+                    "{instance} {hook} not started: while this run was stopped past its lease, \
+                     the store lock was taken over by {holder}"
+                ),
+            ));
+        }
         let mut step = StepRecord::start(instance, hook);
         step.fallback_for = fallback_for.map(str::to_string);
         let spec = self.config.instance(instance).map_err(|err| {
@@ -478,7 +511,8 @@ impl<'a> Runner<'a> {
     /// Rewrite the journal; a failure is reported but does not stop the
     /// run (the final manifest is what must not fail).
     fn journal(&self, run: &RunManifest) {
-        if !self.recording.get() {
+        let lost = self.lease.borrow().as_ref().is_some_and(|l| l.known_lost());
+        if !self.recording.get() || lost {
             return;
         }
         self.journal_behind.set(false);

@@ -61,7 +61,9 @@ pub use fleet::{
     Checked, Fleet, FleetStatus, HOSTS_DIR, HostSource, HostStatus, Lease, RunSummary,
     check_host_name, default_host_name,
 };
-pub use lock::{DEFAULT_LEASE, LockError, LockHolder, StoreLock, hostname, lease_length};
+pub use lock::{
+    DEFAULT_LEASE, LeaseCheck, LockError, LockHolder, StoreLock, hostname, lease_length,
+};
 pub use runs::{
     ChainLink, CheckRecord, Head, MANIFEST_FORMAT, PlannedStep, PluginRef, PrunedRuns, RunKind,
     RunManifest, RunStatus, StepRecord, StepStatus, deploy_backup, new_run_id, parse_manifest,

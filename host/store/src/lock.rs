@@ -203,6 +203,46 @@ impl StoreLock {
             .as_ref()
             .is_some_and(|r| r.lost.load(Ordering::SeqCst))
     }
+
+    /// A handle the run keeps to ask, before it writes, whether the lock
+    /// is still its own.
+    pub fn lease_check(&self) -> LeaseCheck {
+        LeaseCheck {
+            backend: self.backend.clone(),
+            lease_id: self.lease_id.clone(),
+            lost: self.renewal.as_ref().map(|r| r.lost.clone()),
+        }
+    }
+}
+
+/// Whether a lock is still held by the run that took it.
+#[derive(Clone)]
+pub struct LeaseCheck {
+    backend: Arc<dyn Backend>,
+    lease_id: String,
+    lost: Option<Arc<AtomicBool>>,
+}
+
+impl LeaseCheck {
+    /// The renewal thread already found the lease taken over.
+    pub fn known_lost(&self) -> bool {
+        self.lost.as_ref().is_some_and(|l| l.load(Ordering::SeqCst))
+    }
+
+    /// Who holds the lock now, if it is no longer ours. Reads the lock,
+    /// because a run that was frozen past its lease and woke up can get
+    /// here before its renewal thread has noticed: the lock must still
+    /// carry our lease id.
+    pub fn taken_by(&self) -> io::Result<Option<String>> {
+        match self.backend.read_versioned(LOCK)? {
+            Some((bytes, _)) => {
+                let holder = parse_holder(&bytes);
+                Ok((holder.lease_id != self.lease_id || self.known_lost())
+                    .then(|| holder.to_string()))
+            }
+            None => Ok(Some("nobody (the lock was removed)".to_string())),
+        }
+    }
 }
 
 impl Drop for StoreLock {

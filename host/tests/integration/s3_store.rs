@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use crate::common::{
     S3Bucket, SampleApp, StoreAt, artifact_digest, assert_a_backup_takes_over_the_expired_lease,
-    files_table, release_symlink_table, run_artifacts, run_kinds, sh_command_table, text,
+    files_table, release_symlink_table, run_artifacts, run_kinds, sh_command_table, show, text,
 };
 use crate::servers::Moto;
 
@@ -30,8 +30,9 @@ const PREFIX: &str = "shop/test";
 /// files for config and data, and a `slow` backup that runs until the test
 /// creates `fast`, to hold the store's lease.
 fn plugins(root: &Path) -> String {
+    // Slow until the test creates `fast` (at most 20 s).
     let slow = format!(
-        "head -c 200000 /dev/urandom; test -e {}/fast || sleep 20",
+        "head -c 200000 /dev/urandom; for _ in $(seq 200); do test -e {}/fast && break; sleep 0.1; done",
         root.display()
     );
     [
@@ -392,6 +393,64 @@ s3.put_object(Bucket={BUCKET:?}, Key=key, Body=json.dumps(lock).encode())
     fs::write(app.root().join("fast"), "").unwrap();
     std::thread::sleep(Duration::from_millis(3500));
     assert_a_backup_takes_over_the_expired_lease(&app);
+    let names: Vec<String> = keys(&moto).into_iter().map(|(k, _)| k).collect();
+    assert!(!names.contains(&"lock".to_string()), "{names:?}");
+}
+
+/// A run frozen past its lease (a stopped process, a suspended machine)
+/// loses the lock to the next run, which records it as interrupted. When
+/// it wakes it must neither run another step nor write its manifest over
+/// that record: the chain stays one the store verifies.
+#[test]
+fn a_run_frozen_past_its_lease_writes_nothing_once_another_took_the_lock() {
+    let moto = moto_with_bucket();
+    let app = app_on_s3(&moto, &["slow", "code"], &["code"], "");
+    let frozen = app
+        .command(&["backup"])
+        .env("REWIND_LEASE_S", "3")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_a_holder(&app);
+    let pid = frozen.id() as libc::pid_t;
+    // SAFETY: signals to the child this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    std::thread::sleep(Duration::from_millis(3500));
+
+    fs::write(app.root().join("fast"), "").unwrap();
+    let out = app.rewind(&["backup"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("took over the store lock") && err.contains("lease expired"),
+        "{err}"
+    );
+
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    let out = frozen.wait_with_output().unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(
+        err.contains("was not recorded") && err.contains("the store lock was taken over"),
+        "{err}"
+    );
+
+    let history = app.json(&["history", "--json"], 0);
+    let runs: Vec<(&str, &str)> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["kind"].as_str().unwrap(), r["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        runs,
+        [("backup", "succeeded"), ("backup", "interrupted")],
+        "the frozen run is recorded once, as the run that took over left it"
+    );
+    let out = app.rewind(&["artifacts", "verify"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let names: Vec<String> = keys(&moto).into_iter().map(|(k, _)| k).collect();
     assert!(!names.contains(&"lock".to_string()), "{names:?}");
 }
