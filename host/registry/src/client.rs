@@ -142,28 +142,125 @@ fn auth(registry: &str) -> Result<RegistryAuth, RegistryError> {
         (_, _, Some(token)) => return Ok(RegistryAuth::Bearer(token)),
         _ => {}
     }
+    docker_auth(&docker_config_path(), registry)
+}
+
+/// The most bytes of docker's `config.json` rewind reads: a config of
+/// many registries is a few KiB; a larger file is not one docker wrote.
+const DOCKER_CONFIG_MAX: u64 = 1 << 20;
+
+/// Is `name` a credential helper's name: the `<name>` of a program
+/// `docker-credential-<name>` looked up on `PATH`? Letters, digits, `.`,
+/// `_`, `-`, at most 64. Why: the name is appended to
+/// `docker-credential-` and run, so a `/` in it would make it a path
+/// (`x/../../tmp/evil` runs `./docker-credential-x/../../tmp/evil`, a
+/// program anyone who can write the working directory chooses), and
+/// nothing else belongs in a program name.
+pub fn is_helper_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && name != "."
+        && name != ".."
+}
+
+/// The credentials for `registry` in the docker config at `config`
+/// (anonymous when there is none). The file is read here, bounded, and
+/// the helper it names is checked before `docker_credential` may run it.
+fn docker_auth(config: &str, registry: &str) -> Result<RegistryAuth, RegistryError> {
     use docker_credential::{CredentialRetrievalError as E, DockerCredential};
-    match docker_credential::get_credential(registry) {
+    use std::io::Read;
+    let refuse = |reason: String| RegistryError::Credentials {
+        registry: registry.to_string(),
+        config: config.to_string(),
+        reason,
+    };
+    // Only a regular file (a FIFO would block the open or the read, a
+    // device never end), and only its first DOCKER_CONFIG_MAX bytes.
+    let bytes = match std::fs::metadata(config) {
+        Err(_) => return Ok(RegistryAuth::Anonymous),
+        Ok(meta) if !meta.is_file() => {
+            return Err(refuse("it is not a regular file".into()));
+        }
+        Ok(meta) if meta.len() > DOCKER_CONFIG_MAX => {
+            return Err(refuse(format!(
+                "it is {} bytes, more than the {DOCKER_CONFIG_MAX} rewind reads",
+                meta.len()
+            )));
+        }
+        Ok(_) => {
+            let mut bytes = Vec::new();
+            match std::fs::File::open(config)
+                .and_then(|f| f.take(DOCKER_CONFIG_MAX + 1).read_to_end(&mut bytes))
+            {
+                Ok(_) if bytes.len() as u64 > DOCKER_CONFIG_MAX => {
+                    return Err(refuse(format!(
+                        "it is more than the {DOCKER_CONFIG_MAX} bytes rewind reads"
+                    )));
+                }
+                Ok(_) => bytes,
+                Err(_) => return Ok(RegistryAuth::Anonymous),
+            }
+        }
+    };
+    // The helpers this registry's lookup may run: its `credHelpers` entry,
+    // and `credsStore`. Each must be a program name, never a path.
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Helpers {
+        creds_store: Option<String>,
+        cred_helpers: Option<std::collections::HashMap<String, String>>,
+    }
+    if let Ok(helpers) = serde_json::from_slice::<Helpers>(&bytes) {
+        let named = helpers
+            .cred_helpers
+            .as_ref()
+            .and_then(|h| h.get(registry))
+            .filter(|name| !name.is_empty())
+            .map(|name| (format!("credHelpers[{registry:?}]"), name));
+        let store = helpers
+            .creds_store
+            .as_ref()
+            .map(|name| ("credsStore".to_string(), name));
+        for (key, name) in named.into_iter().chain(store) {
+            if !is_helper_name(name) {
+                return Err(refuse(format!(
+                    "{key} names the credential helper {:?}, which is not a program name \
+                     (letters, digits, '.', '_', '-'); rewind runs docker-credential-<name> \
+                     from PATH and never a path",
+                    name.chars().take(80).collect::<String>()
+                )));
+            }
+        }
+    }
+    match docker_credential::get_credential_from_reader(&bytes[..], registry) {
         Ok(DockerCredential::UsernamePassword(user, password)) => {
             Ok(RegistryAuth::Basic(user, password))
         }
         // An identity token is an OAuth refresh token for the registry's
         // token service, which oci-client cannot exchange; a `docker login`
         // with a password (or the variables above) is what works.
-        Ok(DockerCredential::IdentityToken(_)) => Err(RegistryError::Credentials {
-            registry: registry.to_string(),
-            config: docker_config_path(),
-            reason: "it holds an identity token, which rewind cannot use".into(),
-        }),
+        Ok(DockerCredential::IdentityToken(_)) => Err(refuse(
+            "it holds an identity token, which rewind cannot use".into(),
+        )),
         // No config, or nothing in it for this registry: anonymous.
         Err(E::ConfigNotFound | E::ConfigReadError | E::NoCredentialConfigured) => {
             Ok(RegistryAuth::Anonymous)
         }
-        Err(err) => Err(RegistryError::Credentials {
-            registry: registry.to_string(),
-            config: docker_config_path(),
-            reason: err.to_string().trim().to_string(),
-        }),
+        // A helper that failed: its stderr says why; its stdout may hold
+        // a secret and is not repeated. Cut, and control characters out.
+        Err(E::HelperFailure { helper, stderr, .. }) => Err(refuse(format!(
+            "the credential helper {helper} failed: {}",
+            stderr
+                .trim()
+                .chars()
+                .take(500)
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect::<String>()
+        ))),
+        Err(err) => Err(refuse(err.to_string().trim().to_string())),
     }
 }
 
@@ -490,5 +587,133 @@ impl Registry {
             )
             .map_err(request_error("cannot pull the component of", reference))?;
         Ok((locked, bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A docker config in a fresh directory of its own.
+    fn config(name: &str, body: &[u8]) -> (PathBuf, String) {
+        let dir = std::env::temp_dir().join(format!(
+            "rewind-docker-{name}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("config.json");
+        std::fs::write(&path, body).unwrap();
+        (dir, path.display().to_string())
+    }
+
+    #[test]
+    fn a_helper_name_that_is_a_path_or_not_a_program_name_is_refused_before_it_runs() {
+        for name in [
+            "x/../../../../tmp/evil",
+            "/usr/bin/id",
+            "../../bin/sh",
+            "/",
+            "x y",
+            "x;id",
+            "x\nid",
+            "x\0",
+            "..",
+            "",
+            &"a".repeat(65),
+        ] {
+            for body in [
+                serde_json::json!({"credsStore": name}),
+                serde_json::json!({"credHelpers": {"reg.example:5000": name}}),
+            ] {
+                if name.is_empty() && body.get("credHelpers").is_some() {
+                    // An empty credHelpers entry means none (docker's reading).
+                    continue;
+                }
+                let (dir, path) = config("helper", body.to_string().as_bytes());
+                let err = docker_auth(&path, "reg.example:5000")
+                    .unwrap_err()
+                    .to_string();
+                assert!(err.contains("not a program name"), "{name:?}: {err}");
+                assert!(err.contains("docker's config"), "{err}");
+                assert!(err.contains(&path), "{err}");
+                let key = if body.get("credsStore").is_some() {
+                    "credsStore"
+                } else {
+                    "credHelpers[\"reg.example:5000\"]"
+                };
+                assert!(err.contains(key), "{err}");
+                std::fs::remove_dir_all(dir).unwrap();
+            }
+        }
+        // Docker's own helper names are names.
+        for name in [
+            "desktop",
+            "osxkeychain",
+            "ecr-login",
+            "pass",
+            "acr-env",
+            "gcloud",
+        ] {
+            assert!(is_helper_name(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_helper_for_another_registry_is_not_checked_or_run() {
+        let body = serde_json::json!({
+            "credHelpers": {"other.example": "x/../evil"},
+            "auths": {"reg.example:5000": {"auth": "dXNlcjpwYXNz"}},
+        });
+        let (dir, path) = config("other", body.to_string().as_bytes());
+        match docker_auth(&path, "reg.example:5000").unwrap() {
+            RegistryAuth::Basic(user, password) => {
+                assert_eq!((&*user, &*password), ("user", "pass"))
+            }
+            other => panic!("{other:?}"),
+        }
+        // A prefix or suffix of a registry's name is another registry.
+        for registry in [
+            "reg.example:500",
+            "reg.example:50000",
+            "reg.example",
+            "g.example:5000",
+        ] {
+            assert!(
+                matches!(
+                    docker_auth(&path, registry).unwrap(),
+                    RegistryAuth::Anonymous
+                ),
+                "{registry}"
+            );
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_huge_or_special_docker_config_is_refused_not_read_whole() {
+        let (dir, path) = config("huge", b"");
+        let mut body = b"{\"auths\": {\"reg.example\": {\"auth\": \"".to_vec();
+        body.extend(std::iter::repeat_n(b'A', 2 << 20));
+        body.extend(b"\"}}}");
+        std::fs::write(&path, &body).unwrap();
+        let err = docker_auth(&path, "reg.example").unwrap_err().to_string();
+        assert!(err.contains("more than the 1048576"), "{err}");
+        std::fs::remove_file(&path).unwrap();
+        // A FIFO would block the read for ever.
+        let status = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let err = docker_auth(&path, "reg.example").unwrap_err().to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
+        // None at all: anonymous.
+        assert!(matches!(
+            docker_auth("/nonexistent/config.json", "reg.example").unwrap(),
+            RegistryAuth::Anonymous
+        ));
     }
 }

@@ -1,0 +1,209 @@
+//! Attacks on what rewind shares with others: docker's `config.json`
+//! (registry credentials), a store other hosts write (chunk indexes,
+//! fleets), and the project `plugins new` writes. Each case asserts the
+//! attack is refused, the message names what was refused and why, and
+//! nothing happened outside.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// `rewind ARGS` in `dir` with nothing of the caller's registry or
+/// docker environment, and `env` added.
+fn rewind(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rewind"));
+    command
+        .args(args)
+        .current_dir(dir)
+        .env("REWIND_CACHE_DIR", dir.join("cache"))
+        .env("REWIND_STORE", dir.join("store"))
+        .env("HOME", dir)
+        .env("DOCKER_CONFIG", dir.join("docker"))
+        .env_remove("REWIND_CONFIG")
+        .env_remove("REWIND_REGISTRY_USERNAME")
+        .env_remove("REWIND_REGISTRY_PASSWORD")
+        .env_remove("REWIND_REGISTRY_TOKEN")
+        .env_remove("REWIND_HOST");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().unwrap()
+}
+
+fn show(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn executable(path: &Path, body: &str) {
+    std::fs::write(path, body).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// A push to a registry that is not there: the credentials are looked up
+/// first, so whatever a docker config makes rewind run, it runs here.
+fn push(dir: &Path, env: &[(&str, &str)]) -> Output {
+    std::fs::write(dir.join("plugin.wasm"), b"\0asm").unwrap();
+    rewind(
+        dir,
+        &[
+            "plugins",
+            "push",
+            "plugin.wasm",
+            "oci://127.0.0.1:9/team/plugin:1.0.0",
+        ],
+        env,
+    )
+}
+
+/// `credsStore` or `credHelpers` naming a path: docker_credential runs
+/// `docker-credential-<name>`, so `x/../evil` ran
+/// `./docker-credential-x/../evil`, a program whoever can write the
+/// working directory chooses, with rewind's rights.
+#[test]
+fn a_docker_credential_helper_named_as_a_path_is_never_run() {
+    for (key, name) in [
+        ("credsStore", "x/../evil"),
+        ("credHelpers", "x/../evil"),
+        (
+            "credsStore",
+            "x/../../../../../../../../tmp/../PLACEHOLDER/evil",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("ran");
+        std::fs::create_dir_all(dir.path().join("docker-credential-x")).unwrap();
+        executable(
+            &dir.path().join("evil"),
+            &format!(
+                "#!/bin/sh\ntouch {}\nprintf '{{\"Username\":\"u\",\"Secret\":\"s\"}}'\n",
+                marker.display()
+            ),
+        );
+        let name = name.replace(
+            "PLACEHOLDER",
+            dir.path().to_str().unwrap().trim_start_matches('/'),
+        );
+        let config = if key == "credsStore" {
+            serde_json::json!({ "credsStore": name })
+        } else {
+            serde_json::json!({ "credHelpers": { "127.0.0.1:9": name } })
+        };
+        std::fs::create_dir_all(dir.path().join("docker")).unwrap();
+        std::fs::write(dir.path().join("docker/config.json"), config.to_string()).unwrap();
+
+        let out = push(dir.path(), &[]);
+        assert!(
+            !marker.exists(),
+            "{key} = {name:?} ran the program\n{}",
+            show(&out)
+        );
+        assert!(!out.status.success(), "{}", show(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("not a program name"), "{}", show(&out));
+        assert!(stderr.contains(key), "{}", show(&out));
+        assert!(stderr.contains("config.json"), "{}", show(&out));
+    }
+}
+
+/// A helper that fails may print the secret it holds on stdout: the
+/// message repeats its stderr only, without terminal escapes.
+#[test]
+fn a_failing_credential_helper_s_stdout_is_not_repeated_and_its_stderr_is_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    executable(
+        &bin.join("docker-credential-leaky"),
+        "#!/bin/sh\nread registry\necho 'TOPSECRET-PASSWORD'\nprintf 'no such item\\033]0;owned\\007\\n' >&2\nexit 1\n",
+    );
+    std::fs::create_dir_all(dir.path().join("docker")).unwrap();
+    std::fs::write(
+        dir.path().join("docker/config.json"),
+        r#"{"credsStore": "leaky"}"#,
+    )
+    .unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let out = push(dir.path(), &[("PATH", &path)]);
+    assert!(!out.status.success(), "{}", show(&out));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!all.contains("TOPSECRET"), "{}", show(&out));
+    assert!(!all.contains('\u{1b}'), "{}", show(&out));
+    assert!(
+        all.contains("docker-credential-leaky failed: no such item"),
+        "{}",
+        show(&out)
+    );
+}
+
+/// A docker config that is a FIFO (or a device) never ends the read: it
+/// is refused at once, not waited on; one larger than any docker writes
+/// is refused without being read whole.
+#[test]
+fn a_docker_config_that_is_a_fifo_or_huge_is_refused_without_hanging() {
+    let dir = tempfile::tempdir().unwrap();
+    let docker = dir.path().join("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    let status = Command::new("mkfifo")
+        .arg(docker.join("config.json"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::write(dir.path().join("plugin.wasm"), b"\0asm").unwrap();
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rewind"))
+        .args([
+            "plugins",
+            "push",
+            "plugin.wasm",
+            "oci://127.0.0.1:9/team/plugin:1.0.0",
+        ])
+        .current_dir(dir.path())
+        .env("HOME", dir.path())
+        .env("DOCKER_CONFIG", &docker)
+        .env("REWIND_CACHE_DIR", dir.path().join("cache"))
+        .env_remove("REWIND_REGISTRY_USERNAME")
+        .env_remove("REWIND_REGISTRY_TOKEN")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("rewind blocked on a FIFO docker config");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a regular file"),
+        "{}",
+        show(&out)
+    );
+
+    std::fs::remove_file(docker.join("config.json")).unwrap();
+    let mut huge = br#"{"auths": {"127.0.0.1:9": {"auth": ""#.to_vec();
+    huge.extend(std::iter::repeat_n(b'A', 8 << 20));
+    huge.extend(br#""}}}"#);
+    std::fs::write(docker.join("config.json"), huge).unwrap();
+    let out = push(dir.path(), &[]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("more than the 1048576"),
+        "{}",
+        show(&out)
+    );
+}
