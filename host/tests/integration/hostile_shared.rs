@@ -207,3 +207,125 @@ fn a_docker_config_that_is_a_fifo_or_huge_is_refused_without_hanging() {
         show(&out)
     );
 }
+
+/// Run `rewind ARGS` in `dir`, killed after `limit`: `None` if it had to be.
+fn rewind_within(dir: &Path, args: &[&str], limit: Duration) -> Option<Output> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rewind"))
+        .args(args)
+        .current_dir(dir)
+        .env("REWIND_CACHE_DIR", dir.join("cache"))
+        .env_remove("REWIND_CONFIG")
+        .env_remove("REWIND_HOST")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some(child.wait_with_output().unwrap())
+}
+
+fn local_fleet(dir: &Path, host: &str) {
+    std::fs::write(
+        dir.join("rewind.toml"),
+        format!(
+            "[project]\nname = \"shop\"\n[store]\nurl = \"{}\"\nfleet = true\nhost = \"{host}\"\n",
+            dir.join("fleet").display()
+        ),
+    )
+    .unwrap();
+}
+
+/// Another host of a fleet store in a shared directory (NFS) puts a FIFO
+/// where a store file belongs: `fleet status` (and the host whose store
+/// it is) must report it, not block on it for ever. Needs the local
+/// backend to open store files non-blocking and refuse what is not a
+/// regular file (host/store/src/backend.rs, `Local::open_read` and
+/// `Local::read`), which is outside this change.
+#[test]
+#[ignore = "hole open: host/store/src/backend.rs opens a FIFO in a local store and blocks"]
+fn a_fifo_in_another_hosts_store_does_not_hang_fleet_status() {
+    let dir = tempfile::tempdir().unwrap();
+    local_fleet(dir.path(), "good");
+    let evil = dir.path().join("fleet/hosts/evil");
+    std::fs::create_dir_all(&evil).unwrap();
+    let status = Command::new("mkfifo")
+        .arg(evil.join("VERSION"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = rewind_within(dir.path(), &["fleet", "status"], Duration::from_secs(20))
+        .expect("fleet status blocked on a FIFO in hosts/evil");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("evil"),
+        "{}",
+        show(&out)
+    );
+}
+
+/// A host name from REWIND_HOST that would leave `hosts/<host>/` or
+/// alias another host (`..`, `/`, empty, case, look-alike characters,
+/// too long) is refused naming the variable, and nothing is created.
+#[test]
+fn a_host_name_from_rewind_host_cannot_leave_its_prefix_or_alias_another() {
+    let long = "a".repeat(254);
+    for host in [
+        "..",
+        ".",
+        "../other",
+        "a/../other",
+        "/abs",
+        "",
+        "Other",
+        "othe\u{0440}",
+        "ｏther",
+        "other\u{200b}",
+        "a\\b",
+        "-rf",
+        ".hidden",
+        long.as_str(),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("rewind.toml"),
+            format!(
+                "[project]\nname = \"shop\"\n[store]\nurl = \"{}\"\nfleet = true\n",
+                dir.path().join("fleet").display()
+            ),
+        )
+        .unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_rewind"))
+            .args(["status"])
+            .current_dir(dir.path())
+            .env("REWIND_CACHE_DIR", dir.path().join("cache"))
+            .env_remove("REWIND_CONFIG")
+            .env("REWIND_HOST", host)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{host:?}: {}", show(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("REWIND_HOST"), "{host:?}: {}", show(&out));
+        let hosts = dir.path().join("fleet/hosts");
+        let made: Vec<_> = std::fs::read_dir(&hosts)
+            .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+            .unwrap_or_default();
+        assert!(made.is_empty(), "{host:?} made {made:?}");
+        let mut top: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n != "cache")
+            .collect();
+        top.sort();
+        assert!(
+            top == ["rewind.toml"] || top == ["fleet", "rewind.toml"],
+            "{host:?}: {top:?}"
+        );
+    }
+}
