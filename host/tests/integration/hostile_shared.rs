@@ -329,3 +329,183 @@ fn a_host_name_from_rewind_host_cannot_leave_its_prefix_or_alias_another() {
         );
     }
 }
+
+fn plugins_new(dir: &Path, args: &[&str]) -> Output {
+    let mut all = vec!["plugins", "new"];
+    all.extend(args);
+    rewind(dir, &all, &[])
+}
+
+/// NAME never leaves DIR, and DIR/NAME that exists in any form (a file,
+/// a directory, a link, a dangling link) is refused with nothing written
+/// through it.
+#[test]
+fn plugins_new_writes_only_a_new_directory_named_by_a_plugin_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim");
+    std::fs::create_dir(&victim).unwrap();
+    std::fs::write(victim.join("Cargo.toml"), "VICTIM").unwrap();
+    for name in [
+        "../victim",
+        "a/b",
+        "/tmp/x",
+        "..",
+        ".",
+        "Redis",
+        "a b",
+        "a--b",
+        "",
+    ] {
+        let out = plugins_new(dir.path(), &[name, "--dir", dir.path().to_str().unwrap()]);
+        assert!(!out.status.success(), "{name:?}: {}", show(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("is not a plugin name"),
+            "{name:?}: {}",
+            show(&out)
+        );
+    }
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    std::os::unix::fs::symlink(&victim, work.join("linked")).unwrap();
+    std::os::unix::fs::symlink(victim.join("gone"), work.join("dangling")).unwrap();
+    std::fs::write(work.join("file"), "FILE").unwrap();
+    std::fs::create_dir(work.join("existing")).unwrap();
+    for (name, lang) in [
+        ("linked", "rust"),
+        ("dangling", "rust"),
+        ("file", "python"),
+        ("existing", "python"),
+    ] {
+        let out = plugins_new(
+            dir.path(),
+            &[name, "--dir", work.to_str().unwrap(), "--lang", lang],
+        );
+        assert!(!out.status.success(), "{name}: {}", show(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("already exists")
+                || String::from_utf8_lossy(&out.stderr).contains("File exists"),
+            "{name}: {}",
+            show(&out)
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(victim.join("Cargo.toml")).unwrap(),
+        "VICTIM"
+    );
+    assert_eq!(std::fs::read_dir(&victim).unwrap().count(), 1);
+    assert!(!victim.join("gone").exists());
+    assert_eq!(std::fs::read_to_string(work.join("file")).unwrap(), "FILE");
+    assert_eq!(std::fs::read_dir(work.join("existing")).unwrap().count(), 0);
+}
+
+/// DIR shared with another user who can rename in it (a team directory
+/// without the sticky bit): while `plugins new` writes DIR/NAME, they
+/// swap it for a link to another directory of ours. Nothing may be
+/// written, truncated or chmod-ed through the link: each run either
+/// writes its own new directory or stops naming the swap.
+#[test]
+fn plugins_new_never_writes_through_a_directory_swapped_while_it_writes() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    let victim = dir.path().join("victim");
+    std::fs::create_dir_all(victim.join("src")).unwrap();
+    let planted = [
+        "Cargo.toml",
+        "README.md",
+        "test.sh",
+        ".gitignore",
+        "src/lib.rs",
+    ];
+    for file in planted {
+        std::fs::write(victim.join(file), "VICTIM").unwrap();
+    }
+    let target = shared.join("swapped");
+    let (stop, won) = (AtomicBool::new(false), AtomicBool::new(false));
+    let runs = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut k = 0;
+            while !stop.load(Ordering::Relaxed) {
+                if std::fs::rename(&target, shared.join(format!("moved-{k}"))).is_ok() {
+                    k += 1;
+                    if std::os::unix::fs::symlink(&victim, &target).is_ok() {
+                        won.store(true, Ordering::Relaxed);
+                    }
+                }
+            }
+        });
+        // Asserted after the racer stops (a panic in the scope would wait
+        // for it for ever).
+        let runs: Vec<Output> = (0..60)
+            .map(|_| {
+                let _ = std::fs::remove_file(&target);
+                plugins_new(dir.path(), &["swapped", "--dir", shared.to_str().unwrap()])
+            })
+            .collect();
+        stop.store(true, Ordering::Relaxed);
+        runs
+    });
+    for file in planted {
+        assert_eq!(
+            std::fs::read_to_string(victim.join(file)).unwrap(),
+            "VICTIM",
+            "{file} was written through the swapped link"
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(&victim).unwrap().count(),
+        5,
+        "files were added to the victim"
+    );
+    for out in &runs {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success()
+                || stderr.contains("another user replaced it")
+                || stderr.contains("File exists")
+                || stderr.contains("already exists"),
+            "{}",
+            show(out)
+        );
+    }
+    eprintln!(
+        "the racer swapped the directory in: {}",
+        won.load(Ordering::Relaxed)
+    );
+}
+
+/// A checkout whose path holds `"` (or a newline): the generated
+/// Cargo.toml names its sdk/ as data, and stays valid TOML that adds
+/// nothing (no `build =`, no other dependency).
+#[test]
+fn plugins_new_writes_a_checkout_path_into_cargo_toml_as_a_string() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkout = dir.path().join("co\"\nbuild = \"evil.rs\"\n[x]\ny = \"");
+    std::fs::create_dir_all(checkout.join("sdk")).unwrap();
+    std::fs::create_dir_all(checkout.join("wit")).unwrap();
+    std::fs::create_dir_all(checkout.join("work")).unwrap();
+    std::fs::write(
+        checkout.join("sdk/Cargo.toml"),
+        "[package]\nname = \"rewind-sdk\"\n",
+    )
+    .unwrap();
+    std::fs::write(checkout.join("wit/hooks.wit"), "").unwrap();
+    let out = plugins_new(
+        dir.path(),
+        &["demo", "--dir", checkout.join("work").to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let text = std::fs::read_to_string(checkout.join("work/demo/Cargo.toml")).unwrap();
+    let manifest: toml::Table = text.parse().unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert!(manifest.get("x").is_none(), "{text}");
+    let package = manifest["package"].as_table().unwrap();
+    assert!(package.get("build").is_none(), "{text}");
+    assert_eq!(
+        manifest["dependencies"]["rewind-sdk"]["path"]
+            .as_str()
+            .unwrap(),
+        checkout.join("sdk").to_str().unwrap(),
+        "{text}"
+    );
+}
