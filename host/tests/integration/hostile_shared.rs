@@ -509,3 +509,56 @@ fn plugins_new_writes_a_checkout_path_into_cargo_toml_as_a_string() {
         "{text}"
     );
 }
+
+/// The error text a hoarder hook ends with (it always fails, saying how
+/// many artifacts it held open and why the next was refused).
+fn hoarded(outcome: rewind::sandbox::CallOutcome) -> String {
+    outcome
+        .result
+        .expect_err("the hoarder reports through its error")
+        .message
+}
+
+/// Every open artifact holds host memory the guest's memory limit does
+/// not count (a writer's chunk buffer and storing threads, a reader's
+/// chunks fetched ahead on threads of its own: tens of MiB each). A guest
+/// may hold only `MAX_OPEN_ARTIFACTS` (8) open at once, whatever its
+/// resource handles allow (2,000); dropping one frees its place.
+#[test]
+fn a_guest_cannot_make_the_host_hold_more_than_eight_open_artifacts() {
+    let s = crate::common::scratch();
+    let plugin = crate::common::load("hoarder");
+    let mut call =
+        crate::common::Call::new("hoard", serde_json::json!({ "count": 50, "size": 4096 }));
+    call.limits.artifact_bytes = 1 << 30;
+    let message = hoarded(call.run(&plugin, &s.store, rewind::sandbox::HookInput::Backup));
+    assert!(
+        message.contains("held 8 open; then: ")
+            && message.contains("cannot create artifact `held8`: a hook call may have at most 8 artifacts open at once"),
+        "{message}"
+    );
+
+    let saved = crate::common::Call::new("hoard", serde_json::json!({ "count": 1, "size": 4096 }))
+        .backup(&plugin, &s.store);
+    let call = crate::common::Call::new("hoard", serde_json::json!({ "count": 50 }));
+    let message = hoarded(call.run(
+        &plugin,
+        &s.store,
+        rewind::sandbox::HookInput::Restore(&saved),
+    ));
+    assert!(
+        message.contains("held 8 open; then: ")
+            && message.contains(
+                "cannot open artifact `held`: a hook call may have at most 8 artifacts open at once"
+            ),
+        "{message}"
+    );
+    // Eight at once, dropped, then one more: the places are freed.
+    let call = crate::common::Call::new("hoard", serde_json::json!({ "count": 8 }));
+    let message = hoarded(call.run(
+        &plugin,
+        &s.store,
+        rewind::sandbox::HookInput::Restore(&saved),
+    ));
+    assert!(message.ends_with("invalid input: held 8 open"), "{message}");
+}
