@@ -300,7 +300,81 @@ fn not_found(err: &OciDistributionError) -> bool {
     }
 }
 
+/// The largest component rewind pulls (a Python plugin, CPython inside,
+/// is about 40 MB): what a registry sends beyond it is refused, not held.
+pub const MAX_COMPONENT: u64 = 256 << 20;
+/// The largest signature layer rewind pulls (a `.minisig` is ~300 bytes).
+const MAX_SIGNATURE: u64 = 64 << 10;
+
+/// A blob's bytes in memory, refusing more than `max` (the layer's
+/// declared size when it has one, and never more than the caller's cap):
+/// a registry that streams without end cannot exhaust rewind's memory.
+struct Capped {
+    bytes: Vec<u8>,
+    max: u64,
+}
+
+impl Capped {
+    fn for_layer(layer: &OciDescriptor, cap: u64) -> Capped {
+        let declared = u64::try_from(layer.size).unwrap_or(0);
+        let max = if declared > 0 { declared.min(cap) } else { cap };
+        Capped {
+            bytes: Vec::new(),
+            max,
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Capped {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if self.bytes.len() as u64 + data.len() as u64 > self.max {
+            return std::task::Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "the registry sent more than the {} bytes rewind accepts for this layer \
+                     (its declared size, capped); refused",
+                    self.max
+                ),
+            )));
+        }
+        self.bytes.extend_from_slice(data);
+        std::task::Poll::Ready(Ok(data.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
 impl Registry {
+    /// A blob of `target`, at most `cap` bytes and never more than its
+    /// layer declares.
+    fn pull_capped(
+        &self,
+        target: &OciReference,
+        layer: &OciDescriptor,
+        cap: u64,
+    ) -> Result<Vec<u8>, OciDistributionError> {
+        let mut out = Capped::for_layer(layer, cap);
+        self.runtime
+            .block_on(self.client.pull_blob(&target.to_client(), layer, &mut out))?;
+        Ok(out.bytes)
+    }
+
     /// A client for `reference`'s registry: HTTPS, or plain HTTP when the
     /// registry is on loopback.
     pub fn for_reference(reference: &OciReference) -> Result<Registry, RegistryError> {
@@ -446,12 +520,8 @@ impl Registry {
                 actual: layer.digest.clone(),
             });
         }
-        let mut bytes = Vec::new();
-        self.runtime
-            .block_on(
-                self.client
-                    .pull_blob(&pinned.to_client(), layer, &mut bytes),
-            )
+        let bytes = self
+            .pull_capped(&pinned, layer, MAX_COMPONENT)
             .map_err(request_error("cannot pull the component of", reference))?;
         let cache_error = |source| RegistryError::Cache {
             reference: reference.to_string(),
@@ -500,12 +570,8 @@ impl Registry {
         else {
             return Ok(None);
         };
-        let mut bytes = Vec::new();
-        self.runtime
-            .block_on(
-                self.client
-                    .pull_blob(&target.to_client(), layer, &mut bytes),
-            )
+        let bytes = self
+            .pull_capped(&target, layer, MAX_SIGNATURE)
             .map_err(request_error("cannot pull the signature of", reference))?;
         Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
     }
@@ -579,12 +645,8 @@ impl Registry {
             ..reference.clone()
         };
         let (manifest, _) = self.manifest(&pinned)?;
-        let mut bytes = Vec::new();
-        self.runtime
-            .block_on(
-                self.client
-                    .pull_blob(&pinned.to_client(), &manifest.layers[0], &mut bytes),
-            )
+        let bytes = self
+            .pull_capped(&pinned, &manifest.layers[0], MAX_COMPONENT)
             .map_err(request_error("cannot pull the component of", reference))?;
         Ok((locked, bytes))
     }
@@ -689,6 +751,88 @@ mod tests {
             );
         }
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A registry on loopback (plain HTTP) that serves one plugin
+    /// manifest declaring a layer of `declared` bytes and then sends
+    /// `sent` bytes for it.
+    fn lying_registry(declared: u64, sent: usize) -> String {
+        use std::io::{BufRead as _, BufReader, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let layer = format!("sha256:{}", "ab".repeat(32));
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": MANIFEST_MEDIA_TYPE,
+            "config": {"mediaType": CONFIG_MEDIA_TYPE, "digest": layer, "size": 2},
+            "layers": [{"mediaType": LAYER_MEDIA_TYPE, "digest": layer, "size": declared}],
+        })
+        .to_string();
+        let digest = format!("sha256:{}", rewind_core::sha256_hex(manifest.as_bytes()));
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut head = String::new();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap_or(0) > 2 {
+                    head.push_str(&line);
+                    line.clear();
+                }
+                let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
+                let (kind, body, len): (&str, Vec<u8>, usize) = if path.contains("/manifests/") {
+                    (
+                        MANIFEST_MEDIA_TYPE,
+                        manifest.clone().into_bytes(),
+                        manifest.len(),
+                    )
+                } else if path.contains("/blobs/") {
+                    // Sent in pieces, not held here either.
+                    ("application/octet-stream", vec![b'A'; 64 << 10], sent)
+                } else {
+                    ("application/json", b"{}".to_vec(), 2)
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: {kind}\r\nDocker-Content-Digest: {digest}\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n",
+                    len
+                );
+                let mut left = len;
+                while left > 0 {
+                    let n = left.min(body.len());
+                    if stream.write_all(&body[..n]).is_err() {
+                        break;
+                    }
+                    left -= n;
+                }
+            }
+        });
+        format!("oci://127.0.0.1:{port}/team/plugin:1.0.0")
+    }
+
+    #[test]
+    fn a_registry_sending_more_than_a_layer_declares_is_refused_not_held() {
+        // 64 MiB for a layer of 1000 bytes: refused once past 1000.
+        let reference = OciReference::parse(&lying_registry(1000, 64 << 20)).unwrap();
+        let registry = Registry::for_reference(&reference).unwrap();
+        let err = registry.fetch_component(&reference).unwrap_err();
+        let text = rewind_core::ErrorReport(&err).to_string();
+        assert!(
+            text.contains("more than the 1000 bytes rewind accepts"),
+            "{text}"
+        );
+        // A layer that declares more than a component may be: the cap.
+        let reference =
+            OciReference::parse(&lying_registry(u64::MAX >> 1, (MAX_COMPONENT + 1) as usize))
+                .unwrap();
+        let registry = Registry::for_reference(&reference).unwrap();
+        let err = registry.fetch_component(&reference).unwrap_err();
+        let text = rewind_core::ErrorReport(&err).to_string();
+        assert!(
+            text.contains(&format!("more than the {MAX_COMPONENT} bytes")),
+            "{text}"
+        );
     }
 
     #[test]

@@ -995,7 +995,12 @@ mod tests {
             assert_refused(&store, &record, "stored digest");
         }
         // The record's own digest (a manifest's) is a name too.
-        let mut record = plant_index(&root, &index_json(&[good.clone()]), 1, good.size);
+        let mut record = plant_index(
+            &root,
+            &index_json(std::slice::from_ref(&good)),
+            1,
+            good.size,
+        );
         record.digest = format!(
             "../../../blobs/sha256/{}/{}",
             &outside.digest[..2],
@@ -1135,7 +1140,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::Store::open(dir.path()).unwrap();
         let good = plant(dir.path(), b"a chunk");
-        let record = plant_index(dir.path(), &index_json(&[good.clone()]), 1, good.size);
+        let record = plant_index(
+            dir.path(),
+            &index_json(std::slice::from_ref(&good)),
+            1,
+            good.size,
+        );
         let mut many = record.clone();
         many.chunks = Some(Chunks {
             count: u64::MAX,
