@@ -562,3 +562,37 @@ fn a_guest_cannot_make_the_host_hold_more_than_eight_open_artifacts() {
     ));
     assert!(message.ends_with("invalid input: held 8 open"), "{message}");
 }
+
+/// In a fleet store on a shared directory, another host makes this
+/// host's `hosts/<host>` (or `hosts/` itself) a link to another host's
+/// store: this host must refuse it, never run against (or roll back to)
+/// the other host's backups.
+#[test]
+fn a_host_store_made_a_link_to_another_hosts_is_refused() {
+    for linked in ["hosts/good", "hosts"] {
+        let dir = tempfile::tempdir().unwrap();
+        // `other` has a store of its own (made by a command run as it).
+        local_fleet(dir.path(), "other");
+        let out = rewind(dir.path(), &["status"], &[]);
+        assert!(out.status.success(), "{}", show(&out));
+        let fleet = dir.path().join("fleet");
+        assert!(fleet.join("hosts/other/VERSION").is_file());
+        if linked == "hosts" {
+            std::fs::rename(fleet.join("hosts"), dir.path().join("elsewhere")).unwrap();
+            std::fs::create_dir(dir.path().join("elsewhere/good")).unwrap();
+            std::os::unix::fs::symlink(dir.path().join("elsewhere"), fleet.join("hosts")).unwrap();
+        } else {
+            std::os::unix::fs::symlink(fleet.join("hosts/other"), fleet.join("hosts/good"))
+                .unwrap();
+        }
+        local_fleet(dir.path(), "good");
+        let out = rewind(dir.path(), &["status"], &[]);
+        assert!(!out.status.success(), "{linked}: {}", show(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("is a symbolic link, not a directory"),
+            "{linked}: {}",
+            show(&out)
+        );
+    }
+}
