@@ -147,15 +147,18 @@ fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
-/// The most chunks an index may list: 4 Mi, an artifact of 1 TiB in
-/// chunks of the minimum size (4 TiB at the average). Why a cap: the
-/// store is shared (S3, a fleet), so an index is read as untrusted input,
-/// and its entries are held in memory while the artifact is read.
-pub(crate) const MAX_INDEX_CHUNKS: u64 = 1 << 22;
+/// The most chunks an index may list: 1 Mi, an artifact of 1 TiB at the
+/// average chunk size (256 GiB at the minimum). Why a cap: the store is
+/// shared (S3, a fleet), so an index is read as untrusted input, and its
+/// entries are held in memory while the artifact is read (about 250
+/// bytes each; an index repeating one chunk compresses to almost
+/// nothing, so the stored size bounds nothing).
+pub(crate) const MAX_INDEX_CHUNKS: u64 = 1 << 20;
 
 /// The most bytes one entry of an index takes as the writer writes it
-/// (compact JSON: two 64-digit digests, two numbers), with room to spare.
-const INDEX_ENTRY_MAX: u64 = 512;
+/// (compact JSON: two 64-digit digests and two sizes of at most 7
+/// digits, about 200 bytes), with room to spare.
+const INDEX_ENTRY_MAX: u64 = 256;
 
 /// The largest stored file a chunk of at most [`MAX_CHUNK`] bytes
 /// compresses to (zstd's bound for incompressible input).
@@ -1181,7 +1184,7 @@ mod tests {
             count: u64::MAX,
             stored_size: 0,
         });
-        assert_refused(&store, &many, "more than the 4194304 an index may list");
+        assert_refused(&store, &many, "more than the 1048576 an index may list");
         let mut large = record.clone();
         large.stored_size = 1 << 50;
         assert_refused(&store, &large, "its record says it is stored in");
