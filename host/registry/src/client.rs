@@ -142,28 +142,125 @@ fn auth(registry: &str) -> Result<RegistryAuth, RegistryError> {
         (_, _, Some(token)) => return Ok(RegistryAuth::Bearer(token)),
         _ => {}
     }
+    docker_auth(&docker_config_path(), registry)
+}
+
+/// The most bytes of docker's `config.json` rewind reads: a config of
+/// many registries is a few KiB; a larger file is not one docker wrote.
+const DOCKER_CONFIG_MAX: u64 = 1 << 20;
+
+/// Is `name` a credential helper's name: the `<name>` of a program
+/// `docker-credential-<name>` looked up on `PATH`? Letters, digits, `.`,
+/// `_`, `-`, at most 64. Why: the name is appended to
+/// `docker-credential-` and run, so a `/` in it would make it a path
+/// (`x/../../tmp/evil` runs `./docker-credential-x/../../tmp/evil`, a
+/// program anyone who can write the working directory chooses), and
+/// nothing else belongs in a program name.
+pub fn is_helper_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && name != "."
+        && name != ".."
+}
+
+/// The credentials for `registry` in the docker config at `config`
+/// (anonymous when there is none). The file is read here, bounded, and
+/// the helper it names is checked before `docker_credential` may run it.
+fn docker_auth(config: &str, registry: &str) -> Result<RegistryAuth, RegistryError> {
     use docker_credential::{CredentialRetrievalError as E, DockerCredential};
-    match docker_credential::get_credential(registry) {
+    use std::io::Read;
+    let refuse = |reason: String| RegistryError::Credentials {
+        registry: registry.to_string(),
+        config: config.to_string(),
+        reason,
+    };
+    // Only a regular file (a FIFO would block the open or the read, a
+    // device never end), and only its first DOCKER_CONFIG_MAX bytes.
+    let bytes = match std::fs::metadata(config) {
+        Err(_) => return Ok(RegistryAuth::Anonymous),
+        Ok(meta) if !meta.is_file() => {
+            return Err(refuse("it is not a regular file".into()));
+        }
+        Ok(meta) if meta.len() > DOCKER_CONFIG_MAX => {
+            return Err(refuse(format!(
+                "it is {} bytes, more than the {DOCKER_CONFIG_MAX} rewind reads",
+                meta.len()
+            )));
+        }
+        Ok(_) => {
+            let mut bytes = Vec::new();
+            match std::fs::File::open(config)
+                .and_then(|f| f.take(DOCKER_CONFIG_MAX + 1).read_to_end(&mut bytes))
+            {
+                Ok(_) if bytes.len() as u64 > DOCKER_CONFIG_MAX => {
+                    return Err(refuse(format!(
+                        "it is more than the {DOCKER_CONFIG_MAX} bytes rewind reads"
+                    )));
+                }
+                Ok(_) => bytes,
+                Err(_) => return Ok(RegistryAuth::Anonymous),
+            }
+        }
+    };
+    // The helpers this registry's lookup may run: its `credHelpers` entry,
+    // and `credsStore`. Each must be a program name, never a path.
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Helpers {
+        creds_store: Option<String>,
+        cred_helpers: Option<std::collections::HashMap<String, String>>,
+    }
+    if let Ok(helpers) = serde_json::from_slice::<Helpers>(&bytes) {
+        let named = helpers
+            .cred_helpers
+            .as_ref()
+            .and_then(|h| h.get(registry))
+            .filter(|name| !name.is_empty())
+            .map(|name| (format!("credHelpers[{registry:?}]"), name));
+        let store = helpers
+            .creds_store
+            .as_ref()
+            .map(|name| ("credsStore".to_string(), name));
+        for (key, name) in named.into_iter().chain(store) {
+            if !is_helper_name(name) {
+                return Err(refuse(format!(
+                    "{key} names the credential helper {:?}, which is not a program name \
+                     (letters, digits, '.', '_', '-'); rewind runs docker-credential-<name> \
+                     from PATH and never a path",
+                    name.chars().take(80).collect::<String>()
+                )));
+            }
+        }
+    }
+    match docker_credential::get_credential_from_reader(&bytes[..], registry) {
         Ok(DockerCredential::UsernamePassword(user, password)) => {
             Ok(RegistryAuth::Basic(user, password))
         }
         // An identity token is an OAuth refresh token for the registry's
         // token service, which oci-client cannot exchange; a `docker login`
         // with a password (or the variables above) is what works.
-        Ok(DockerCredential::IdentityToken(_)) => Err(RegistryError::Credentials {
-            registry: registry.to_string(),
-            config: docker_config_path(),
-            reason: "it holds an identity token, which rewind cannot use".into(),
-        }),
+        Ok(DockerCredential::IdentityToken(_)) => Err(refuse(
+            "it holds an identity token, which rewind cannot use".into(),
+        )),
         // No config, or nothing in it for this registry: anonymous.
         Err(E::ConfigNotFound | E::ConfigReadError | E::NoCredentialConfigured) => {
             Ok(RegistryAuth::Anonymous)
         }
-        Err(err) => Err(RegistryError::Credentials {
-            registry: registry.to_string(),
-            config: docker_config_path(),
-            reason: err.to_string().trim().to_string(),
-        }),
+        // A helper that failed: its stderr says why; its stdout may hold
+        // a secret and is not repeated. Cut, and control characters out.
+        Err(E::HelperFailure { helper, stderr, .. }) => Err(refuse(format!(
+            "the credential helper {helper} failed: {}",
+            stderr
+                .trim()
+                .chars()
+                .take(500)
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect::<String>()
+        ))),
+        Err(err) => Err(refuse(err.to_string().trim().to_string())),
     }
 }
 
@@ -203,7 +300,81 @@ fn not_found(err: &OciDistributionError) -> bool {
     }
 }
 
+/// The largest component rewind pulls (a Python plugin, CPython inside,
+/// is about 40 MB): what a registry sends beyond it is refused, not held.
+pub const MAX_COMPONENT: u64 = 256 << 20;
+/// The largest signature layer rewind pulls (a `.minisig` is ~300 bytes).
+const MAX_SIGNATURE: u64 = 64 << 10;
+
+/// A blob's bytes in memory, refusing more than `max` (the layer's
+/// declared size when it has one, and never more than the caller's cap):
+/// a registry that streams without end cannot exhaust rewind's memory.
+struct Capped {
+    bytes: Vec<u8>,
+    max: u64,
+}
+
+impl Capped {
+    fn for_layer(layer: &OciDescriptor, cap: u64) -> Capped {
+        let declared = u64::try_from(layer.size).unwrap_or(0);
+        let max = if declared > 0 { declared.min(cap) } else { cap };
+        Capped {
+            bytes: Vec::new(),
+            max,
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Capped {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if self.bytes.len() as u64 + data.len() as u64 > self.max {
+            return std::task::Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "the registry sent more than the {} bytes rewind accepts for this layer \
+                     (its declared size, capped); refused",
+                    self.max
+                ),
+            )));
+        }
+        self.bytes.extend_from_slice(data);
+        std::task::Poll::Ready(Ok(data.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
 impl Registry {
+    /// A blob of `target`, at most `cap` bytes and never more than its
+    /// layer declares.
+    fn pull_capped(
+        &self,
+        target: &OciReference,
+        layer: &OciDescriptor,
+        cap: u64,
+    ) -> Result<Vec<u8>, OciDistributionError> {
+        let mut out = Capped::for_layer(layer, cap);
+        self.runtime
+            .block_on(self.client.pull_blob(&target.to_client(), layer, &mut out))?;
+        Ok(out.bytes)
+    }
+
     /// A client for `reference`'s registry: HTTPS, or plain HTTP when the
     /// registry is on loopback.
     pub fn for_reference(reference: &OciReference) -> Result<Registry, RegistryError> {
@@ -349,12 +520,8 @@ impl Registry {
                 actual: layer.digest.clone(),
             });
         }
-        let mut bytes = Vec::new();
-        self.runtime
-            .block_on(
-                self.client
-                    .pull_blob(&pinned.to_client(), layer, &mut bytes),
-            )
+        let bytes = self
+            .pull_capped(&pinned, layer, MAX_COMPONENT)
             .map_err(request_error("cannot pull the component of", reference))?;
         let cache_error = |source| RegistryError::Cache {
             reference: reference.to_string(),
@@ -403,12 +570,8 @@ impl Registry {
         else {
             return Ok(None);
         };
-        let mut bytes = Vec::new();
-        self.runtime
-            .block_on(
-                self.client
-                    .pull_blob(&target.to_client(), layer, &mut bytes),
-            )
+        let bytes = self
+            .pull_capped(&target, layer, MAX_SIGNATURE)
             .map_err(request_error("cannot pull the signature of", reference))?;
         Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
     }
@@ -482,13 +645,219 @@ impl Registry {
             ..reference.clone()
         };
         let (manifest, _) = self.manifest(&pinned)?;
-        let mut bytes = Vec::new();
-        self.runtime
-            .block_on(
-                self.client
-                    .pull_blob(&pinned.to_client(), &manifest.layers[0], &mut bytes),
-            )
+        let bytes = self
+            .pull_capped(&pinned, &manifest.layers[0], MAX_COMPONENT)
             .map_err(request_error("cannot pull the component of", reference))?;
         Ok((locked, bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A docker config in a fresh directory of its own.
+    fn config(name: &str, body: &[u8]) -> (PathBuf, String) {
+        let dir = std::env::temp_dir().join(format!(
+            "rewind-docker-{name}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("config.json");
+        std::fs::write(&path, body).unwrap();
+        (dir, path.display().to_string())
+    }
+
+    #[test]
+    fn a_helper_name_that_is_a_path_or_not_a_program_name_is_refused_before_it_runs() {
+        for name in [
+            "x/../../../../tmp/evil",
+            "/usr/bin/id",
+            "../../bin/sh",
+            "/",
+            "x y",
+            "x;id",
+            "x\nid",
+            "x\0",
+            "..",
+            "",
+            &"a".repeat(65),
+        ] {
+            for body in [
+                serde_json::json!({"credsStore": name}),
+                serde_json::json!({"credHelpers": {"reg.example:5000": name}}),
+            ] {
+                if name.is_empty() && body.get("credHelpers").is_some() {
+                    // An empty credHelpers entry means none (docker's reading).
+                    continue;
+                }
+                let (dir, path) = config("helper", body.to_string().as_bytes());
+                let err = docker_auth(&path, "reg.example:5000")
+                    .unwrap_err()
+                    .to_string();
+                assert!(err.contains("not a program name"), "{name:?}: {err}");
+                assert!(err.contains("docker's config"), "{err}");
+                assert!(err.contains(&path), "{err}");
+                let key = if body.get("credsStore").is_some() {
+                    "credsStore"
+                } else {
+                    "credHelpers[\"reg.example:5000\"]"
+                };
+                assert!(err.contains(key), "{err}");
+                std::fs::remove_dir_all(dir).unwrap();
+            }
+        }
+        // Docker's own helper names are names.
+        for name in [
+            "desktop",
+            "osxkeychain",
+            "ecr-login",
+            "pass",
+            "acr-env",
+            "gcloud",
+        ] {
+            assert!(is_helper_name(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_helper_for_another_registry_is_not_checked_or_run() {
+        let body = serde_json::json!({
+            "credHelpers": {"other.example": "x/../evil"},
+            "auths": {"reg.example:5000": {"auth": "dXNlcjpwYXNz"}},
+        });
+        let (dir, path) = config("other", body.to_string().as_bytes());
+        match docker_auth(&path, "reg.example:5000").unwrap() {
+            RegistryAuth::Basic(user, password) => {
+                assert_eq!((&*user, &*password), ("user", "pass"))
+            }
+            other => panic!("{other:?}"),
+        }
+        // A prefix or suffix of a registry's name is another registry.
+        for registry in [
+            "reg.example:500",
+            "reg.example:50000",
+            "reg.example",
+            "g.example:5000",
+        ] {
+            assert!(
+                matches!(
+                    docker_auth(&path, registry).unwrap(),
+                    RegistryAuth::Anonymous
+                ),
+                "{registry}"
+            );
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A registry on loopback (plain HTTP) that serves one plugin
+    /// manifest declaring a layer of `declared` bytes and then sends
+    /// `sent` bytes for it.
+    fn lying_registry(declared: u64, sent: usize) -> String {
+        use std::io::{BufRead as _, BufReader, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let layer = format!("sha256:{}", "ab".repeat(32));
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": MANIFEST_MEDIA_TYPE,
+            "config": {"mediaType": CONFIG_MEDIA_TYPE, "digest": layer, "size": 2},
+            "layers": [{"mediaType": LAYER_MEDIA_TYPE, "digest": layer, "size": declared}],
+        })
+        .to_string();
+        let digest = format!("sha256:{}", rewind_core::sha256_hex(manifest.as_bytes()));
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut head = String::new();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap_or(0) > 2 {
+                    head.push_str(&line);
+                    line.clear();
+                }
+                let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
+                let (kind, body, len): (&str, Vec<u8>, usize) = if path.contains("/manifests/") {
+                    (
+                        MANIFEST_MEDIA_TYPE,
+                        manifest.clone().into_bytes(),
+                        manifest.len(),
+                    )
+                } else if path.contains("/blobs/") {
+                    // Sent in pieces, not held here either.
+                    ("application/octet-stream", vec![b'A'; 64 << 10], sent)
+                } else {
+                    ("application/json", b"{}".to_vec(), 2)
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: {kind}\r\nDocker-Content-Digest: {digest}\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n",
+                    len
+                );
+                let mut left = len;
+                while left > 0 {
+                    let n = left.min(body.len());
+                    if stream.write_all(&body[..n]).is_err() {
+                        break;
+                    }
+                    left -= n;
+                }
+            }
+        });
+        format!("oci://127.0.0.1:{port}/team/plugin:1.0.0")
+    }
+
+    #[test]
+    fn a_registry_sending_more_than_a_layer_declares_is_refused_not_held() {
+        // 64 MiB for a layer of 1000 bytes: refused once past 1000.
+        let reference = OciReference::parse(&lying_registry(1000, 64 << 20)).unwrap();
+        let registry = Registry::for_reference(&reference).unwrap();
+        let err = registry.fetch_component(&reference).unwrap_err();
+        let text = rewind_core::ErrorReport(&err).to_string();
+        assert!(
+            text.contains("more than the 1000 bytes rewind accepts"),
+            "{text}"
+        );
+        // A layer that declares more than a component may be: the cap.
+        let reference =
+            OciReference::parse(&lying_registry(u64::MAX >> 1, (MAX_COMPONENT + 1) as usize))
+                .unwrap();
+        let registry = Registry::for_reference(&reference).unwrap();
+        let err = registry.fetch_component(&reference).unwrap_err();
+        let text = rewind_core::ErrorReport(&err).to_string();
+        assert!(
+            text.contains(&format!("more than the {MAX_COMPONENT} bytes")),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_huge_or_special_docker_config_is_refused_not_read_whole() {
+        let (dir, path) = config("huge", b"");
+        let mut body = b"{\"auths\": {\"reg.example\": {\"auth\": \"".to_vec();
+        body.extend(std::iter::repeat_n(b'A', 2 << 20));
+        body.extend(b"\"}}}");
+        std::fs::write(&path, &body).unwrap();
+        let err = docker_auth(&path, "reg.example").unwrap_err().to_string();
+        assert!(err.contains("more than the 1048576"), "{err}");
+        std::fs::remove_file(&path).unwrap();
+        // A FIFO would block the read for ever.
+        let status = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let err = docker_auth(&path, "reg.example").unwrap_err().to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
+        // None at all: anonymous.
+        assert!(matches!(
+            docker_auth("/nonexistent/config.json", "reg.example").unwrap(),
+            RegistryAuth::Anonymous
+        ));
     }
 }

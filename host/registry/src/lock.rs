@@ -126,6 +126,21 @@ impl LockFile {
                 lock.version
             )));
         }
+        // Its digests name files (the plugin cache's `sha256/<hex>.wasm`)
+        // and registry paths (`sha256-<hex>.sig`): each must be exactly a
+        // digest, as `plugins lock` writes it, never a path.
+        for plugin in &lock.plugins {
+            for (field, value) in [("digest", &plugin.digest), ("wasm", &plugin.wasm)] {
+                let hex = value.strip_prefix("sha256:").unwrap_or("");
+                if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+                    return Err(invalid(format!(
+                        "the {field} of {} is {:?}, not sha256: and 64 lowercase hex digits",
+                        plugin.reference,
+                        value.chars().take(100).collect::<String>()
+                    )));
+                }
+            }
+        }
         Ok(Some(lock))
     }
 
@@ -274,6 +289,39 @@ mod tests {
             digest: format!("sha256:{}", digest.to_string().repeat(64)),
             wasm: format!("sha256:{}", "c".repeat(64)),
         }
+    }
+
+    #[test]
+    fn a_lock_whose_digests_are_not_digests_is_refused() {
+        let dir = std::env::temp_dir().join(format!("rewind-lock-digests-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("rewind.lock");
+        let good = format!("sha256:{}", "a".repeat(64));
+        for (field, bad) in [
+            ("wasm", "sha256:../../../../etc/cron.d/x".to_string()),
+            ("wasm", format!("sha256:{}/../x", "a".repeat(60))),
+            ("digest", format!("sha256:{}", "A".repeat(64))),
+            ("digest", "a".repeat(64)),
+            ("wasm", String::new()),
+        ] {
+            let (digest, wasm) = if field == "wasm" {
+                (good.clone(), bad.clone())
+            } else {
+                (bad.clone(), good.clone())
+            };
+            let text = format!(
+                "version = {LOCK_VERSION}\n[[plugins]]\nname = \"p\"\nreference = \"oci://r.example/p:1\"\n\
+                 version = \"1\"\ndigest = {digest:?}\nwasm = {wasm:?}\n"
+            );
+            std::fs::write(&path, text).unwrap();
+            let err = LockFile::read(&path).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("the {field} of oci://r.example/p:1")),
+                "{err}"
+            );
+            assert!(err.contains("64 lowercase hex digits"), "{err}");
+        }
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -89,6 +89,24 @@ impl HookState {
         reference
     }
 
+    /// Count one more open artifact (reader or writer), or refuse it
+    /// when the call has [`super::bounded::MAX_OPEN_ARTIFACTS`] open.
+    fn reserve_open(&mut self, what: &str) -> Result<(), HookError> {
+        let max = super::bounded::MAX_OPEN_ARTIFACTS;
+        if self.call.open_artifacts >= max {
+            return Err(HookError::InvalidInput(format!(
+                "cannot {what}: a hook call may have at most {max} artifacts open at once \
+                 (readers and unfinished writers); finish or drop one first"
+            )));
+        }
+        self.call.open_artifacts += 1;
+        Ok(())
+    }
+
+    fn release_open(&mut self) {
+        self.call.open_artifacts = self.call.open_artifacts.saturating_sub(1);
+    }
+
     /// Open an artifact this call may read.
     pub(crate) fn open_artifact(
         &mut self,
@@ -122,12 +140,22 @@ impl Host for HookState {
         name: String,
         media_type: String,
     ) -> wasmtime::Result<Result<Resource<WriterHandle>, HookError>> {
+        if let Err(err) = self.reserve_open(&format!(
+            "create artifact `{}`",
+            super::bounded::line(&name, super::bounded::MAX_NAME)
+        )) {
+            return Ok(Err(err));
+        }
         if let Err(err) = self.reserve_artifact_name(&name) {
+            self.release_open();
             return Ok(Err(err));
         }
         let blob = match self.new_blob() {
             Ok(blob) => blob,
-            Err(err) => return Ok(Err(err)),
+            Err(err) => {
+                self.release_open();
+                return Ok(Err(err));
+            }
         };
         let handle = WriterHandle {
             name,
@@ -142,9 +170,18 @@ impl Host for HookState {
         &mut self,
         artifact: ArtifactRef,
     ) -> wasmtime::Result<Result<Resource<ReaderHandle>, HookError>> {
+        if let Err(err) = self.reserve_open(&format!(
+            "open artifact `{}`",
+            super::bounded::line(&artifact.name, super::bounded::MAX_NAME)
+        )) {
+            return Ok(Err(err));
+        }
         match self.open_artifact(&artifact) {
             Ok(reader) => Ok(Ok(self.table.push(ReaderHandle { reader })?)),
-            Err(err) => Ok(Err(err)),
+            Err(err) => {
+                self.release_open();
+                Ok(Err(err))
+            }
         }
     }
 }
@@ -199,6 +236,8 @@ impl HostWriter for HookState {
             handle.media_type.clone(),
             handle.labels.clone(),
         );
+        // Finished (or failed to): it holds nothing open any more.
+        self.release_open();
         let info = match blob.finish() {
             Ok(info) => info,
             Err(err) => {
@@ -221,7 +260,9 @@ impl HostWriter for HookState {
 
     fn drop(&mut self, this: Resource<WriterHandle>) -> wasmtime::Result<()> {
         // An unfinished blob deletes its temp file when dropped.
-        self.table.delete(this)?;
+        if self.table.delete(this)?.blob.is_some() {
+            self.release_open();
+        }
         Ok(())
     }
 }
@@ -250,6 +291,7 @@ impl HostReader for HookState {
 
     fn drop(&mut self, this: Resource<ReaderHandle>) -> wasmtime::Result<()> {
         self.table.delete(this)?;
+        self.release_open();
         Ok(())
     }
 }

@@ -34,6 +34,14 @@ pub const MAX_RESOURCES: usize = 2_000;
 pub const MAX_HTTP_FIELDS_BYTES: usize = 64 * 1024;
 /// Artifacts one call may create.
 pub const MAX_ARTIFACTS_PER_CALL: usize = 1_000;
+/// Artifacts one call may have open at once: readers, and writers not yet
+/// finished. Each holds host memory the guest's memory limit does not
+/// count (a writer keeps up to a 4 MiB chunk before it has a second, and
+/// the threads storing chunks; a reader of a chunked artifact fetches
+/// and decompresses several 4 MiB chunks ahead on threads of its own):
+/// tens of MiB each, so the 2,000 resource handles alone would let a
+/// guest make the host hold gigabytes.
+pub const MAX_OPEN_ARTIFACTS: usize = 8;
 
 /// Cut `text` to at most `max` bytes at a character boundary, saying how
 /// much was dropped. Never panics.

@@ -254,6 +254,9 @@ pub(crate) struct CallState {
     /// Artifacts written in this call, in order.
     pub produced: Vec<ArtifactRecord>,
     pub names: HashSet<String>,
+    /// Readers and unfinished writers open now (at most
+    /// `bounded::MAX_OPEN_ARTIFACTS`).
+    pub open_artifacts: usize,
     pub log: LogSink,
     /// Default working directory for commands: empty and private.
     pub workdir: scratch::ScratchDir,
@@ -791,6 +794,7 @@ fn new_store(
         readable,
         produced: Vec::new(),
         names: HashSet::new(),
+        open_artifacts: 0,
         log: log.clone(),
         workdir: plugin.scratch.take()?,
         refusals: refusals.clone(),

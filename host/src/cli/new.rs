@@ -147,18 +147,7 @@ pub fn run(args: &NewArgs) -> Result<ExitCode> {
         Lang::Rust => rust_project(args, &dir, &hooks)?,
         Lang::Python => python_project(&args.name, &hooks),
     };
-    std::fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    for (name, text, executable) in &files {
-        let path = dir.join(name);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
-        if *executable {
-            use std::os::unix::fs::PermissionsExt as _;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
-        }
-    }
+    write_project(&dir, &files)?;
     let hook_list = hook_names(&hooks);
     let lang = match args.lang {
         Lang::Rust => "Rust",
@@ -177,6 +166,101 @@ pub fn run(args: &NewArgs) -> Result<ExitCode> {
         dir.display()
     );
     Ok(ExitCode::Ok)
+}
+
+/// Create `dir` and write `files` into it, by descriptor: the directory
+/// is made here (never one that exists, mode at most 0755 so nobody else
+/// can add to it), opened once and checked to be this user's and empty,
+/// and every file and subdirectory is then created through that
+/// descriptor (`/proc/self/fd/N/…`), exclusively (`O_EXCL`: never an
+/// existing file, never through a link). Why: DIR may be shared (`/tmp`,
+/// a team directory); another user who swaps DIR/NAME for a directory of
+/// links, or a link to one of ours, between our steps must not get us to
+/// write, truncate or chmod a file elsewhere.
+fn write_project(dir: &Path, files: &Files) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _};
+    let swapped = |what: &str| {
+        anyhow::anyhow!(
+            "{} {what}: another user replaced it while the project was being written; \
+             nothing was written there",
+            dir.display()
+        )
+    };
+    std::fs::DirBuilder::new()
+        .mode(0o755)
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    let root = std::fs::File::open(dir)
+        .map_err(|err| swapped(&format!("could not be opened once created ({err})")))?;
+    let meta = root.metadata()?;
+    let me = std::fs::metadata("/proc/self")
+        .context("cannot read /proc/self (rewind needs /proc)")?
+        .uid();
+    if !meta.is_dir() || meta.uid() != me {
+        return Err(swapped(&format!(
+            "is not this user's directory (owner uid {})",
+            meta.uid()
+        )));
+    }
+    let at = PathBuf::from(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&root)
+    ));
+    if std::fs::read_dir(&at)?.next().is_some() {
+        return Err(swapped("is not the empty directory just created"));
+    }
+    let mut made = std::collections::BTreeSet::new();
+    for (file, text, executable) in files {
+        // The directories on the way, each made by this loop (an existing
+        // one that it did not make is refused).
+        let mut sub = PathBuf::new();
+        let mut parts: Vec<&str> = file.split('/').collect();
+        let leaf = parts.pop().expect("a file name");
+        for part in parts {
+            sub.push(part);
+            if made.contains(&sub) {
+                continue;
+            }
+            std::fs::DirBuilder::new()
+                .mode(0o755)
+                .create(at.join(&sub))
+                .with_context(|| format!("cannot create {}", dir.join(&sub).display()))?;
+            made.insert(sub.clone());
+        }
+        let path = sub.join(leaf);
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(if *executable { 0o755 } else { 0o644 })
+            .open(at.join(&path))
+            .with_context(|| format!("cannot create {}", dir.join(&path).display()))?;
+        if *executable {
+            // As written whatever the umask, on the file just created.
+            use std::os::unix::fs::PermissionsExt as _;
+            out.set_permissions(std::fs::Permissions::from_mode(0o755))?;
+        }
+        std::io::Write::write_all(&mut out, text.as_bytes())
+            .with_context(|| format!("cannot write {}", dir.join(&path).display()))?;
+    }
+    Ok(())
+}
+
+/// `text` as a TOML basic string (quoted, `"`, `\` and control
+/// characters escaped): a path from the file system goes into Cargo.toml
+/// as data, never as more TOML.
+fn toml_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// `backup, restore`: the hooks as the CLI and `export_plugin!` write them.
@@ -229,8 +313,8 @@ fn rust_project(args: &NewArgs, dir: &Path, hooks: &[HookKind]) -> anyhow::Resul
     let sdk_line = match &checkout {
         Some(_) if member => "rewind-sdk = { path = \"../../sdk\" }".to_string(),
         Some(root) => format!(
-            "rewind-sdk = {{ path = \"{}\" }}",
-            root.join("sdk").display()
+            "rewind-sdk = {{ path = {} }}",
+            toml_string(&root.join("sdk").display().to_string())
         ),
         None => format!(
             "# rewind-sdk is not on crates.io: this takes it from the rewind repository. With a\n\

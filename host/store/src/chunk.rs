@@ -147,6 +147,78 @@ fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
+/// The most chunks an index may list: 1 Mi, an artifact of 1 TiB at the
+/// average chunk size (256 GiB at the minimum). Why a cap: the store is
+/// shared (S3, a fleet), so an index is read as untrusted input, and its
+/// entries are held in memory while the artifact is read (about 250
+/// bytes each; an index repeating one chunk compresses to almost
+/// nothing, so the stored size bounds nothing).
+pub(crate) const MAX_INDEX_CHUNKS: u64 = 1 << 20;
+
+/// The most bytes one entry of an index takes as the writer writes it
+/// (compact JSON: two 64-digit digests and two sizes of at most 7
+/// digits, about 200 bytes), with room to spare.
+const INDEX_ENTRY_MAX: u64 = 256;
+
+/// The largest stored file a chunk of at most [`MAX_CHUNK`] bytes
+/// compresses to (zstd's bound for incompressible input).
+pub(crate) fn max_stored_chunk() -> u64 {
+    zstd::zstd_safe::compress_bound(MAX_CHUNK) as u64
+}
+
+/// Is `digest` what a blob is named by: 64 lowercase hex digits? Anything
+/// else (`/`, `..`, an empty or short name) would name a path outside
+/// `blobs/`, so a record or index naming one is refused before it is
+/// looked up.
+pub(crate) fn is_digest(digest: &str) -> bool {
+    digest.len() == 64
+        && digest
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+fn invalid(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
+/// Refuse a chunk an index lists that no writer makes: a digest that is
+/// not one, a chunk that is empty or larger than [`MAX_CHUNK`], a stored
+/// size larger than such a chunk compresses to, a nested index. Checked
+/// before any of them is read, so that a tampered index cannot make the
+/// host read outside the store or reserve memory it names.
+fn check_entry(what: &str, i: usize, chunk: &BlobInfo) -> io::Result<()> {
+    let why = if !is_digest(&chunk.digest) {
+        format!(
+            "its digest {:?} is not 64 lowercase hex digits",
+            chunk.digest
+        )
+    } else if !is_digest(&chunk.stored_digest) {
+        format!(
+            "its stored digest {:?} is not 64 lowercase hex digits",
+            chunk.stored_digest
+        )
+    } else if chunk.size == 0 || chunk.size > MAX_CHUNK as u64 {
+        format!(
+            "its size {} is not between 1 and {MAX_CHUNK} bytes",
+            chunk.size
+        )
+    } else if chunk.stored_size == 0 || chunk.stored_size > max_stored_chunk() {
+        format!(
+            "its stored size {} is not between 1 and {} bytes",
+            chunk.stored_size,
+            max_stored_chunk()
+        )
+    } else if chunk.chunks.is_some() {
+        "it is itself chunked".to_string()
+    } else {
+        return Ok(());
+    };
+    Err(invalid(format!(
+        "{what} is refused: chunk {i} ({:.80}) is not a chunk rewind writes: {why}",
+        chunk.digest
+    )))
+}
+
 /// Read a whole stored blob into `stored` (emptied first), refusing one
 /// larger than `limit` (a chunk's stored bytes are bounded; a damaged
 /// store must not make us hold more).
@@ -156,9 +228,16 @@ fn read_stored(
     limit: u64,
     stored: &mut Vec<u8>,
 ) -> io::Result<()> {
+    if !is_digest(digest) {
+        return Err(invalid(format!(
+            "blob {digest:.80?} is refused: its name is not 64 lowercase hex digits"
+        )));
+    }
     let key = blob::blob_key(digest);
     stored.clear();
-    stored.reserve(limit as usize + 1);
+    // Room for what a chunk takes; more only as it is really read (a
+    // recorded size is not trusted with memory).
+    stored.reserve((limit.min(max_stored_chunk()) as usize).saturating_add(1));
     backend
         .open_read(&key)
         .and_then(|r| r.take(limit + 1).read_to_end(stored))
@@ -378,12 +457,40 @@ pub(crate) fn read_index(backend: &dyn Backend, record: &BlobInfo) -> io::Result
         "the chunk index {} of a {}-byte artifact",
         record.digest, record.size
     );
+    // What an index of the recorded number of chunks can take, checked
+    // before anything is read: the record may come from a tampered store.
+    let count = record.chunks.as_ref().map_or(0, |c| c.count);
+    if count > MAX_INDEX_CHUNKS {
+        return Err(invalid(format!(
+            "{what} is refused: its record counts {count} chunks, more than the \
+             {MAX_INDEX_CHUNKS} an index may list"
+        )));
+    }
+    let content_max = count * INDEX_ENTRY_MAX + 4096;
+    let stored_max = zstd::zstd_safe::compress_bound(content_max as usize) as u64;
+    if record.stored_size > stored_max {
+        return Err(invalid(format!(
+            "{what} is refused: its record says it is stored in {} bytes, more than an \
+             index of {count} chunks takes ({stored_max})",
+            record.stored_size
+        )));
+    }
     let mut stored = Vec::new();
     read_stored(backend, &record.digest, record.stored_size, &mut stored)?;
     let stored_digest = sha256_hex(&stored);
     expect_stored(&what, record, stored.len() as u64, &stored_digest)?;
-    let content = zstd::stream::decode_all(&stored[..])
+    // Decompressed up to what its chunks need, never more (a small
+    // stored file can hold a zstd frame of gigabytes).
+    let mut content = Vec::new();
+    zstd::stream::Decoder::new(&stored[..])
+        .and_then(|d| d.take(content_max + 1).read_to_end(&mut content))
         .map_err(|err| mismatch(&what, &format!("it does not decompress: {err}")))?;
+    if content.len() as u64 > content_max {
+        return Err(invalid(format!(
+            "{what} is refused: it decompresses to more than the {content_max} bytes \
+             an index of {count} chunks takes"
+        )));
+    }
     let digest = sha256_hex(&content);
     if digest != record.digest {
         return Err(mismatch(
@@ -406,9 +513,16 @@ pub(crate) fn read_index(backend: &dyn Backend, record: &BlobInfo) -> io::Result
             ),
         ));
     }
+    for (i, chunk) in index.chunks.iter().enumerate() {
+        check_entry(&what, i, chunk)?;
+    }
+    // Each size is at most MAX_CHUNK and there are at most
+    // MAX_INDEX_CHUNKS of them: the sum cannot overflow.
     let total: u64 = index.chunks.iter().map(|c| c.size).sum();
-    let count = record.chunks.as_ref().map(|c| c.count);
-    if total != record.size || index.size != record.size || count != Some(index.chunks.len() as u64)
+    if total != record.size
+        || index.size != record.size
+        || record.chunks.is_none()
+        || count != index.chunks.len() as u64
     {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -784,6 +898,312 @@ impl Drop for ChunkedReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::blob::{Chunks, blob_path};
+    use std::fs;
+    use std::path::Path;
+
+    /// Store `content` as the blob named by its sha256, compressed as
+    /// the writer does (an attacker who can write the store can do this).
+    fn plant(root: &Path, content: &[u8]) -> BlobInfo {
+        let stored = zstd::encode_all(content, 3).unwrap();
+        let digest = sha256_hex(content);
+        let path = blob_path(&root.join("blobs"), &digest);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, &stored).unwrap();
+        BlobInfo {
+            digest,
+            size: content.len() as u64,
+            stored_digest: sha256_hex(&stored),
+            stored_size: stored.len() as u64,
+            chunks: None,
+        }
+    }
+
+    /// An index blob listing `chunks` (JSON as given), planted, and the
+    /// record of an artifact of `size` bytes naming it.
+    fn plant_index(root: &Path, json: &[u8], count: u64, size: u64) -> BlobInfo {
+        let mut record = plant(root, json);
+        record.size = size;
+        record.chunks = Some(Chunks {
+            count,
+            stored_size: 0,
+        });
+        record
+    }
+
+    fn index_json(chunks: &[BlobInfo]) -> Vec<u8> {
+        let size = chunks.iter().fold(0u64, |a, c| a.wrapping_add(c.size));
+        serde_json::to_vec(&Index {
+            format: INDEX_FORMAT.into(),
+            size,
+            chunks: chunks.to_vec(),
+        })
+        .unwrap()
+    }
+
+    /// Every way a store is read for an artifact: all must refuse `record`
+    /// with a message containing `expect`, and none may panic.
+    fn assert_refused(store: &crate::Store, record: &BlobInfo, expect: &str) {
+        let errors = [
+            ("open_blob", store.open_blob(record).err()),
+            ("check_stored", store.check_stored(record, &|_| {}).err()),
+            ("verify_blob", store.verify_blob(record).err()),
+            ("missing_blobs", store.missing_blobs(record).err()),
+        ];
+        for (how, err) in errors {
+            let err = err.unwrap_or_else(|| panic!("{how} accepted {record:?}"));
+            assert!(err.to_string().contains(expect), "{how}: {err}");
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{how}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_chunk_digest_that_is_a_path_or_not_hex_is_refused_before_anything_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("store");
+        let store = crate::Store::open(&root).unwrap();
+        // A file outside the store that a `..` digest would reach, a zstd
+        // frame like a blob: its bytes must never be read as a chunk.
+        let secret = b"the secret outside the store";
+        let outside = plant(dir.path(), secret);
+        let good = plant(&root, b"a chunk");
+        for digest in [
+            format!(
+                "../../../../blobs/sha256/{}/{}",
+                &outside.digest[..2],
+                outside.digest
+            ),
+            "/etc/passwd".to_string(),
+            "../".repeat(20) + "etc/passwd",
+            "ab/../../../../etc/passwd".to_string(),
+            String::new(),
+            "a".to_string(),
+            "a\u{e9}".to_string(),
+            good.digest.to_uppercase(),
+            good.digest[..63].to_string(),
+            format!("{}0", good.digest),
+            format!("{}\0", &good.digest[..63]),
+        ] {
+            let mut chunk = outside.clone();
+            chunk.digest = digest.clone();
+            let json = index_json(&[good.clone(), chunk]);
+            let record = plant_index(&root, &json, 2, good.size + outside.size);
+            assert_refused(&store, &record, "is not 64 lowercase hex digits");
+            assert_refused(&store, &record, "chunk 1");
+            // The stored digest too.
+            let mut chunk = good.clone();
+            chunk.stored_digest = digest;
+            let json = index_json(&[good.clone(), chunk]);
+            let record = plant_index(&root, &json, 2, 2 * good.size);
+            assert_refused(&store, &record, "stored digest");
+        }
+        // The record's own digest (a manifest's) is a name too.
+        let mut record = plant_index(
+            &root,
+            &index_json(std::slice::from_ref(&good)),
+            1,
+            good.size,
+        );
+        record.digest = format!(
+            "../../../blobs/sha256/{}/{}",
+            &outside.digest[..2],
+            outside.digest
+        );
+        // (missing_blobs looks a record's own digest up in lib.rs, which
+        // does not check it: see the report of this change.)
+        for err in [
+            store.open_blob(&record).err(),
+            store.check_stored(&record, &|_| {}).err(),
+            store.verify_blob(&record).err(),
+        ] {
+            let err = err.expect("refused");
+            assert!(
+                err.to_string().contains("is not 64 lowercase hex digits"),
+                "{err}"
+            );
+        }
+    }
+
+    /// The same class for a plain blob's record (a manifest's `digest`):
+    /// `Store::open_stored` and `Store::has_blob` (host/store/src/lib.rs)
+    /// look it up by `blob_key` unchecked, so `../../…` reads, and tells
+    /// the existence of, a file outside the store. Fix: refuse a digest
+    /// that is not [`is_digest`] there (or in `blob_key`) before any lookup.
+    #[test]
+    #[ignore = "hole open in host/store/src/lib.rs: a plain record's digest is not checked"]
+    fn a_plain_record_digest_that_is_a_path_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("store");
+        let store = crate::Store::open(&root).unwrap();
+        plant(&root, b"a blob of the store");
+        let outside = plant(dir.path(), b"the secret outside the store");
+        let mut record = outside.clone();
+        record.digest = format!(
+            "../../blobs/sha256/{}/{}",
+            &outside.digest[..2],
+            outside.digest
+        );
+        assert!(
+            !store.has_blob(&record.digest),
+            "has_blob found a file outside the store"
+        );
+        let err = store
+            .open_blob(&record)
+            .err()
+            .expect("open_blob opened a file outside the store");
+        assert!(err.to_string().contains("64 lowercase hex digits"), "{err}");
+    }
+
+    #[test]
+    fn chunk_sizes_that_lie_are_refused_without_reserving_what_they_say() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::Store::open(dir.path()).unwrap();
+        let good = plant(dir.path(), b"a chunk");
+        let with = |size: u64, stored_size: u64| BlobInfo {
+            size,
+            stored_size,
+            ..good.clone()
+        };
+        for (chunks, expect) in [
+            // A terabyte chunk: reserving it aborts the host.
+            (
+                vec![good.clone(), with(1 << 40, good.stored_size)],
+                "its size 1099511627776",
+            ),
+            (
+                vec![with(u64::MAX, good.stored_size), with(2, good.stored_size)],
+                "its size",
+            ),
+            (
+                vec![with(MAX_CHUNK as u64 + 1, good.stored_size)],
+                "not between 1 and",
+            ),
+            (vec![good.clone(), with(0, good.stored_size)], "its size 0"),
+            (
+                vec![good.clone(), with(good.size, 1 << 50)],
+                "its stored size",
+            ),
+            (
+                vec![good.clone(), with(good.size, u64::MAX)],
+                "its stored size",
+            ),
+            (vec![good.clone(), with(good.size, 0)], "its stored size 0"),
+        ] {
+            let size = chunks.iter().fold(0u64, |a, c| a.wrapping_add(c.size));
+            let record = plant_index(dir.path(), &index_json(&chunks), chunks.len() as u64, size);
+            assert_refused(&store, &record, expect);
+            assert_refused(&store, &record, "is not a chunk rewind writes");
+        }
+        // An entry that is itself an index.
+        let mut nested = good.clone();
+        nested.chunks = Some(Chunks {
+            count: 1,
+            stored_size: 1,
+        });
+        let record = plant_index(
+            dir.path(),
+            &index_json(&[good.clone(), nested]),
+            2,
+            2 * good.size,
+        );
+        assert_refused(&store, &record, "itself chunked");
+    }
+
+    #[test]
+    fn a_chunk_that_decompresses_to_more_than_its_size_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::Store::open(dir.path()).unwrap();
+        let good = plant(dir.path(), b"a chunk");
+        // 64 MiB of zeros in a few KiB, recorded as the 1-byte chunk its
+        // first byte is: the host must not inflate it.
+        let bomb = plant(dir.path(), &vec![0u8; 64 << 20]);
+        assert!(bomb.stored_size < max_stored_chunk());
+        let chunk = BlobInfo {
+            digest: sha256_hex(&[0]),
+            size: 1,
+            ..bomb.clone()
+        };
+        // Named as the bomb's digest so it is found: the content digest check
+        // fails anyway, but only after decompressing (bounded) it.
+        let chunk = BlobInfo {
+            digest: bomb.digest.clone(),
+            ..chunk
+        };
+        let record = plant_index(
+            dir.path(),
+            &index_json(&[good.clone(), chunk]),
+            2,
+            good.size + 1,
+        );
+        let mut out = Vec::new();
+        let err = store
+            .open_blob(&record)
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap_err();
+        assert!(err.to_string().contains("does not decompress"), "{err}");
+        assert_eq!(out, b"a chunk");
+        let err = store.verify_blob(&record).unwrap_err();
+        assert!(err.to_string().contains("does not decompress"), "{err}");
+        // Recorded at its true size it is larger than any chunk.
+        let record = plant_index(
+            dir.path(),
+            &index_json(&[good.clone(), bomb.clone()]),
+            2,
+            good.size + bomb.size,
+        );
+        assert_refused(&store, &record, "is not between 1 and");
+    }
+
+    #[test]
+    fn an_index_that_decompresses_to_more_than_its_chunks_need_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::Store::open(dir.path()).unwrap();
+        let good = plant(dir.path(), b"a chunk");
+        // A valid index padded with 64 MiB of spaces (JSON allows them):
+        // its digest matches the record, so only a bound stops it.
+        let mut json = index_json(&[good.clone(), good.clone()]);
+        json.extend(std::iter::repeat_n(b' ', 64 << 20));
+        let record = plant_index(dir.path(), &json, 2, 2 * good.size);
+        assert_refused(&store, &record, "decompresses to more than");
+    }
+
+    #[test]
+    fn an_index_record_counting_too_many_chunks_or_bytes_is_refused_before_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::Store::open(dir.path()).unwrap();
+        let good = plant(dir.path(), b"a chunk");
+        let record = plant_index(
+            dir.path(),
+            &index_json(std::slice::from_ref(&good)),
+            1,
+            good.size,
+        );
+        let mut many = record.clone();
+        many.chunks = Some(Chunks {
+            count: u64::MAX,
+            stored_size: 0,
+        });
+        assert_refused(&store, &many, "more than the 1048576 an index may list");
+        let mut large = record.clone();
+        large.stored_size = 1 << 50;
+        assert_refused(&store, &large, "its record says it is stored in");
+        // And one chunk the record does not count.
+        let mut fewer = record.clone();
+        fewer.chunks = Some(Chunks {
+            count: 2,
+            stored_size: 0,
+        });
+        assert_refused(&store, &fewer, "which its record does not");
+        // The good one reads.
+        let mut out = Vec::new();
+        store
+            .open_blob(&record)
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, b"a chunk");
+    }
 
     #[test]
     fn cuts_do_not_depend_on_what_follows_max_chunk() {

@@ -196,7 +196,45 @@ impl Fleet {
             // Private like a store's own directory (0700), not left to the
             // umask as `create_dir_all` would leave the parents.
             crate::create_private_dir(root)?;
-            crate::create_private_dir(&root.join(HOSTS_DIR))?;
+            // `hosts/` and `hosts/<host>` must be directories of their
+            // own, never links: whoever else writes the shared directory
+            // (another host, over NFS) could otherwise point this host's
+            // store at another host's, and its rollbacks at their backups,
+            // or anywhere on this machine.
+            for (dir, what) in [
+                (root.join(HOSTS_DIR), format!("{HOSTS_DIR}/")),
+                (
+                    root.join(HOSTS_DIR).join(host),
+                    format!("{HOSTS_DIR}/{host}"),
+                ),
+            ] {
+                match std::fs::symlink_metadata(&dir) {
+                    Ok(meta) if !meta.is_dir() => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!(
+                                "{} is refused: {what} of the fleet store {} is a {}, not a \
+                                 directory; each host's store is a directory of its own under \
+                                 {HOSTS_DIR}/, never a link to another (someone who can write \
+                                 the fleet store made it one)",
+                                dir.display(),
+                                self.display(),
+                                if meta.file_type().is_symlink() {
+                                    "symbolic link"
+                                } else {
+                                    "file"
+                                }
+                            ),
+                        ));
+                    }
+                    Ok(_) => {}
+                    Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                    Err(err) => return Err(err),
+                }
+                if what == format!("{HOSTS_DIR}/") {
+                    crate::create_private_dir(&dir)?;
+                }
+            }
         }
         Store::open_at(&self.location.host(host))
     }

@@ -16,6 +16,7 @@ mod databases;
 mod fallbacks;
 mod first_plugins;
 mod frameworks;
+mod hostile_shared;
 mod notify;
 mod plugins_new;
 mod python;
