@@ -184,11 +184,36 @@ impl Local {
 }
 
 fn read_optional(path: &Path) -> io::Result<Option<Vec<u8>>> {
-    match fs::read(path) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(err) => Err(err),
+    let mut file = match open_regular(path) {
+        Ok(file) => file,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(err),
+    };
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(Some(bytes))
+}
+
+/// Open a store file for reading, refusing anything but a regular file. A
+/// store may be shared (a fleet's hosts, an NFS mount): a FIFO planted
+/// where a file belongs would block the reader forever, a device never
+/// end. The open itself must not block, hence `O_NONBLOCK`, which regular
+/// files ignore.
+fn open_regular(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.file_type().is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{} is not a regular file: the store keeps only files there; remove it (`rewind artifacts verify` checks the rest)",
+                path.display()
+            ),
+        ));
     }
+    Ok(file)
 }
 
 fn version_of(bytes: &[u8]) -> Version {
@@ -267,7 +292,7 @@ impl Backend for Local {
     }
 
     fn open_read(&self, key: &str) -> io::Result<Box<dyn Read + Send>> {
-        Ok(Box::new(File::open(self.path(key))?))
+        Ok(Box::new(open_regular(&self.path(key))?))
     }
 
     fn create_new(&self, key: &str, bytes: &[u8]) -> io::Result<Option<Version>> {

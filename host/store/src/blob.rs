@@ -288,9 +288,21 @@ impl Write for BlobWriter {
     }
 }
 
-/// The store key of blob `digest`: `blobs/sha256/ab/abcdef…`.
-pub(crate) fn blob_key(digest: &str) -> String {
-    format!("blobs/sha256/{}/{digest}", &digest[..2])
+/// The store key of blob `digest`: `blobs/sha256/ab/abcdef…`. Digests
+/// come from records a shared store's writers (or its tamperers) wrote:
+/// one that is not 64 lowercase hex digits would name a path outside
+/// `blobs/` (`../../…`), so it is refused here, where every lookup,
+/// read and removal of a blob gets its key.
+pub(crate) fn blob_key(digest: &str) -> io::Result<String> {
+    if !crate::chunk::is_digest(digest) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "blob {digest:.80?} is refused: its name is not 64 lowercase hex digits (the record naming it is damaged or was tampered with; `rewind artifacts verify` names the run)"
+            ),
+        ));
+    }
+    Ok(format!("blobs/sha256/{}/{digest}", &digest[..2]))
 }
 
 /// `blobs/sha256/ab/abcdef…`: a two-hex-digit fan-out keeps directories small.
@@ -359,6 +371,10 @@ enum Inner<'a> {
     },
 }
 
+/// The largest zstd window a plain blob may ask for (16 MiB: zstd's
+/// levels up to 12 stay within it).
+const MAX_WINDOW_LOG: u32 = 24;
+
 /// A plain blob: one zstd frame, hashed as it is decompressed.
 struct WholeReader<'a> {
     decoder: zstd::Decoder<'static, BufReader<Box<dyn Read + Send + 'a>>>,
@@ -387,9 +403,15 @@ impl<'a> BlobReader<'a> {
         expected: &BlobInfo,
     ) -> io::Result<Self> {
         let stored: Box<dyn Read + Send + 'a> = Box::new(stored);
+        let mut decoder = zstd::Decoder::new(stored)?;
+        // A frame's header chooses the window the decoder allocates, up to
+        // 128 MiB by default; rewind writes level 3 (a 2 MiB window at
+        // most), so a tampered blob asking for more is refused instead of
+        // making the host hold it.
+        decoder.window_log_max(MAX_WINDOW_LOG)?;
         Ok(BlobReader {
             inner: Inner::Whole(Box::new(WholeReader {
-                decoder: zstd::Decoder::new(stored)?,
+                decoder,
                 hasher: Sha256::new(),
                 read: 0,
                 expected: expected.clone(),
@@ -482,6 +504,28 @@ fn corrupt(expected: &BlobInfo, why: &str) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_plain_blob_whose_frame_asks_for_a_huge_window_is_refused() {
+        let content = vec![7u8; 1 << 20];
+        let mut encoder = zstd::stream::Encoder::new(Vec::new(), 3).unwrap();
+        encoder.window_log(27).unwrap();
+        encoder.write_all(&content).unwrap();
+        let stored = encoder.finish().unwrap();
+        let info = BlobInfo {
+            digest: rewind_core::sha256_hex(&content),
+            size: content.len() as u64,
+            stored_digest: rewind_core::sha256_hex(&stored),
+            stored_size: stored.len() as u64,
+            chunks: None,
+        };
+        let mut reader = BlobReader::from_reader(&stored[..], &info).unwrap();
+        let err = io::copy(&mut reader, &mut io::sink()).unwrap_err();
+        assert!(
+            err.to_string().contains("requires too much memory"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn round_trip_and_dedupe() {

@@ -482,7 +482,7 @@ impl Store {
             self.remove_runs(plan)?;
         }
         for (digest, _) in &plan.orphans {
-            self.backend().remove(&blob::blob_key(digest))?;
+            self.backend().remove(&blob::blob_key(digest)?)?;
         }
         Ok(())
     }
@@ -508,7 +508,7 @@ impl Store {
             self.backend().remove(&Store::manifest_key(&run.id))?;
         }
         for (digest, _) in &plan.blobs {
-            self.backend().remove(&blob::blob_key(digest))?;
+            self.backend().remove(&blob::blob_key(digest)?)?;
         }
         Ok(())
     }
@@ -698,7 +698,7 @@ mod tests {
         let chunked = blob(&store, &noise(3, 6 << 20));
         backup(&store, &[&chunked]);
         let lone = blob(&store, b"orphan");
-        std::fs::remove_file(dir.path().join(blob::blob_key(&chunked.digest))).unwrap();
+        std::fs::remove_file(dir.path().join(blob::blob_key(&chunked.digest).unwrap())).unwrap();
         let err = store
             .prune_plan_with(keep_newest(), later(48), Orphans::OlderThan(Duration::ZERO))
             .unwrap_err();
@@ -715,7 +715,11 @@ mod tests {
         backup(&store, &[&chunked]);
         let newer = blob(&store, b"newer");
         backup(&store, &[&newer]);
-        std::fs::write(dir.path().join(blob::blob_key(&chunked.digest)), b"damaged").unwrap();
+        std::fs::write(
+            dir.path().join(blob::blob_key(&chunked.digest).unwrap()),
+            b"damaged",
+        )
+        .unwrap();
         let plan = store
             .prune_plan_with(keep_newest(), later(48), Orphans::OlderThan(Duration::ZERO))
             .unwrap();

@@ -233,7 +233,7 @@ fn read_stored(
             "blob {digest:.80?} is refused: its name is not 64 lowercase hex digits"
         )));
     }
-    let key = blob::blob_key(digest);
+    let key = blob::blob_key(digest)?;
     stored.clear();
     // Room for what a chunk takes; more only as it is really read (a
     // recorded size is not trusted with memory).
@@ -395,7 +395,7 @@ pub(crate) fn prepare(
     out: &mut Vec<u8>,
 ) -> io::Result<Prepared> {
     let digest = sha256_hex(data);
-    let key = blob::blob_key(&digest);
+    let key = blob::blob_key(&digest)?;
     let mut info = BlobInfo {
         digest,
         size: data.len() as u64,
@@ -1030,7 +1030,6 @@ mod tests {
     /// the existence of, a file outside the store. Fix: refuse a digest
     /// that is not [`is_digest`] there (or in `blob_key`) before any lookup.
     #[test]
-    #[ignore = "hole open in host/store/src/lib.rs: a plain record's digest is not checked"]
     fn a_plain_record_digest_that_is_a_path_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("store");

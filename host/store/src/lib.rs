@@ -221,7 +221,7 @@ impl Store {
     }
 
     fn open_stored(&self, blob: &BlobInfo) -> io::Result<Box<dyn io::Read + Send>> {
-        let key = blob::blob_key(&blob.digest);
+        let key = blob::blob_key(&blob.digest)?;
         self.backend.open_read(&key).map_err(|err| {
             io::Error::new(
                 err.kind(),
@@ -335,8 +335,8 @@ impl Store {
 
     /// Does the store hold this blob at all?
     pub fn has_blob(&self, digest: &str) -> bool {
-        self.backend
-            .exists(&blob::blob_key(digest))
+        blob::blob_key(digest)
+            .and_then(|key| self.backend.exists(&key))
             .unwrap_or(false)
     }
 

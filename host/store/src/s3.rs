@@ -680,7 +680,8 @@ impl Backend for S3 {
                     key.strip_prefix(root)?.strip_prefix('/')?
                 };
                 let digest = key.rsplit('/').next()?;
-                if !is_digest(digest) || key != crate::blob::blob_key(digest) {
+                if !is_digest(digest) || crate::blob::blob_key(digest).ok().as_deref() != Some(key)
+                {
                     return None;
                 }
                 let modified = jiff::Timestamp::new(
@@ -883,7 +884,7 @@ impl BlobSink for S3Sink {
         replace: bool,
     ) -> io::Result<Option<(String, u64)>> {
         let s3 = self.s3.clone();
-        let blob = crate::blob::blob_key(digest);
+        let blob = crate::blob::blob_key(digest)?;
         if self.upload.is_none() {
             // Small: one PUT under the final key, never over an existing
             // blob.

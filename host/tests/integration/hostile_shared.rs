@@ -245,12 +245,10 @@ fn local_fleet(dir: &Path, host: &str) {
 
 /// Another host of a fleet store in a shared directory (NFS) puts a FIFO
 /// where a store file belongs: `fleet status` (and the host whose store
-/// it is) must report it, not block on it for ever. Needs the local
-/// backend to open store files non-blocking and refuse what is not a
-/// regular file (host/store/src/backend.rs, `Local::open_read` and
-/// `Local::read`), which is outside this change.
+/// it is) must report it, not block on it for ever: the local backend
+/// opens store files non-blocking and refuses what is not a regular file
+/// (host/store/src/backend.rs, `open_regular`).
 #[test]
-#[ignore = "hole open: host/store/src/backend.rs opens a FIFO in a local store and blocks"]
 fn a_fifo_in_another_hosts_store_does_not_hang_fleet_status() {
     let dir = tempfile::tempdir().unwrap();
     local_fleet(dir.path(), "good");
