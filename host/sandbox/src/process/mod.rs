@@ -345,6 +345,12 @@ impl HookState {
         // The command (or its supervisor) holds what it needs; the
         // descriptors the closure kept close with `os`.
         drop(os);
+        if let Some(stdin) = &child.stdin {
+            widen_pipe(stdin);
+        }
+        if let Some(stdout) = &child.stdout {
+            widen_pipe(stdout);
+        }
 
         let stdin_done = feed_stdin(&mut child, input);
         let stdout = child.stdout.take().expect("piped");
@@ -499,6 +505,18 @@ impl ExitSignal {
         };
         // SAFETY: one valid pollfd for the duration of the call.
         unsafe { libc::poll(&mut poll, 1, most.as_millis().max(1) as libc::c_int) };
+    }
+}
+
+/// Give an artifact's pipe 1 MiB instead of Linux's 64 KiB: a dump
+/// streamed to or from a command then crosses in 1 MiB turns rather than
+/// 64 KiB ones, each a pair of context switches between the command and
+/// the host's thread (docs/performance.md, "Restore"). Best effort: a
+/// smaller `fs.pipe-max-size` leaves the pipe as it was.
+fn widen_pipe(pipe: &impl std::os::fd::AsRawFd) {
+    // SAFETY: fcntl on a descriptor we own; no memory is passed.
+    unsafe {
+        libc::fcntl(pipe.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20);
     }
 }
 
