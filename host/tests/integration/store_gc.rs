@@ -13,13 +13,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::Child;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
 
-use crate::common::plugin_path;
+use crate::common::{
+    S3Bucket, SampleApp, StoreAt, files_table, release_symlink_table, sh_command_table, text,
+};
 use crate::servers::Moto;
 
 const BUCKET: &str = "rewind-gc";
@@ -30,130 +32,54 @@ enum Where<'m> {
     S3(&'m Moto),
 }
 
+/// common.rs's sample app, and what these tests look at in its store.
 struct App<'m> {
-    dir: tempfile::TempDir,
+    app: SampleApp,
     store: Where<'m>,
+}
+
+/// The app is driven as the sample app is (`rewind`, `json`, `break_it`, …).
+impl std::ops::Deref for App<'_> {
+    type Target = SampleApp;
+    fn deref(&self) -> &SampleApp {
+        &self.app
+    }
+}
+
+fn plugins(root: &Path) -> String {
+    let slow = format!(
+        "head -c 10000000 /dev/urandom; test -e {}/fast || sleep 20",
+        root.display()
+    );
+    [
+        release_symlink_table("code", root),
+        files_table("config", &root.join("shared"), &[&root.join("shared")]),
+        sh_command_table("slow", &[("backup", &slow)]),
+    ]
+    .map(|table| table.to_string())
+    .join("\n")
 }
 
 impl<'m> App<'m> {
     fn new(store: Where<'m>) -> App<'m> {
-        let app = App {
-            dir: tempfile::tempdir().unwrap(),
-            store,
+        let at = match &store {
+            Where::Local => StoreAt::Local,
+            Where::S3(moto) => StoreAt::S3(S3Bucket {
+                endpoint: moto.url(),
+                bucket: BUCKET.into(),
+                prefix: PREFIX.into(),
+            }),
         };
-        let root = app.root();
-        for (version, health) in [("v1", "ok"), ("v2", "broken")] {
-            let dir = root.join("releases").join(version);
-            fs::create_dir_all(&dir).unwrap();
-            fs::write(dir.join("HEALTH"), format!("{health}\n")).unwrap();
-        }
-        std::os::unix::fs::symlink("releases/v1", root.join("current")).unwrap();
-        fs::create_dir_all(root.join("shared/data")).unwrap();
-        fs::write(root.join("shared/config.env"), "DB_PASSWORD=v1-secret\n").unwrap();
-        let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
-        fs::write(root.join("shared/data/orders.bin"), data).unwrap();
-        let r = root.display();
-        let pin = |name: &str| {
-            let path = plugin_path(name);
-            format!(
-                "source = \"{}\"\nsha256 = \"{}\"",
-                path.display(),
-                rewind::plugin::sha256_hex(&fs::read(&path).unwrap())
-            )
-        };
-        let store = match &app.store {
-            Where::Local => format!("url = \"file://{}\"", app.local_store().display()),
-            Where::S3(moto) => format!(
-                "url = \"s3://{BUCKET}/{PREFIX}\"\nendpoint = \"{}\"\nregion = \"us-east-1\"",
-                moto.url()
+        App {
+            app: SampleApp::new(
+                at,
+                plugins,
+                &["code", "config", "slow"],
+                &["code", "config"],
+                "",
             ),
-        };
-        let text = format!(
-            r#"[project]
-name = "shop"
-environment = "test"
-
-[store]
-{store}
-
-[plugins.code]
-{code}
-grants.paths = ["{r}"]
-params = {{ base = "{r}" }}
-
-[plugins.config]
-{files}
-grants.paths = ["{r}/shared"]
-params = {{ paths = ["{r}/shared"] }}
-
-[plugins.slow]
-{command}
-grants.exec = ["sh -c *"]
-params = {{ backup = ["sh", "-c", "head -c 10000000 /dev/urandom; test -e {r}/fast || sleep 20"] }}
-
-[chains]
-backup = ["code", "config", "slow"]
-rollback = ["code", "config"]
-"#,
-            code = pin("release-symlink"),
-            files = pin("files"),
-            command = pin("command"),
-        );
-        fs::write(root.join("rewind.toml"), text).unwrap();
-        app
-    }
-
-    fn root(&self) -> PathBuf {
-        let app = self.dir.path().join("app");
-        fs::create_dir_all(&app).unwrap();
-        app.canonicalize().unwrap()
-    }
-
-    fn local_store(&self) -> PathBuf {
-        self.dir.path().canonicalize().unwrap().join("store")
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rewind"));
-        cmd.args(args)
-            .current_dir(self.root())
-            .env("REWIND_CACHE_DIR", cache_dir())
-            .env_remove("REWIND_CONFIG")
-            .env_remove("REWIND_STORE")
-            .env("HOME", self.dir.path())
-            .env("AWS_ACCESS_KEY_ID", "testing-key")
-            .env("AWS_SECRET_ACCESS_KEY", "testing-secret")
-            .env_remove("AWS_SESSION_TOKEN")
-            .env_remove("AWS_PROFILE")
-            .env_remove("AWS_ENDPOINT")
-            .env_remove("AWS_ENDPOINT_URL")
-            .env_remove("AWS_ENDPOINT_URL_S3");
-        cmd
-    }
-
-    fn rewind(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
-    }
-
-    fn json(&self, args: &[&str], code: i32) -> Value {
-        let out = self.rewind(args);
-        assert_eq!(
-            out.status.code(),
-            Some(code),
-            "rewind {args:?}\nstdout:\n{}\nstderr:\n{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|err| panic!("{err}: {}", text(&out.stdout)))
-    }
-
-    fn spawn(&self, args: &[&str]) -> Child {
-        self.command(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
+            store,
+        }
     }
 
     /// Every blob in the store: digest → stored size.
@@ -161,7 +87,7 @@ rollback = ["code", "config"]
         match &self.store {
             Where::Local => {
                 let mut out = BTreeMap::new();
-                let mut stack = vec![self.local_store().join("blobs")];
+                let mut stack = vec![self.app.store().join("blobs")];
                 while let Some(dir) = stack.pop() {
                     for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
                         if entry.file_type().unwrap().is_dir() {
@@ -193,7 +119,7 @@ print(json.dumps(keys))
     /// The digests the journals (runs in progress or interrupted) name.
     fn journal_digests(&self) -> BTreeSet<String> {
         let journals: Vec<Value> = match &self.store {
-            Where::Local => fs::read_dir(self.local_store().join("journal"))
+            Where::Local => fs::read_dir(self.app.store().join("journal"))
                 .into_iter()
                 .flatten()
                 .flatten()
@@ -241,35 +167,6 @@ print(json.dumps(out))
         std::thread::sleep(Duration::from_millis(1500));
         child
     }
-
-    fn current(&self) -> String {
-        fs::read_link(self.root().join("current"))
-            .unwrap()
-            .display()
-            .to_string()
-    }
-
-    fn read(&self, rel: &str) -> Vec<u8> {
-        fs::read(self.root().join(rel)).unwrap()
-    }
-
-    fn break_it(&self) {
-        let root = self.root();
-        fs::remove_file(root.join("current")).unwrap();
-        std::os::unix::fs::symlink("releases/v2", root.join("current")).unwrap();
-        fs::write(root.join("shared/config.env"), "DB_PASSWORD=wrong\n").unwrap();
-        fs::write(root.join("shared/data/orders.bin"), b"truncated").unwrap();
-    }
-}
-
-fn cache_dir() -> PathBuf {
-    std::env::var_os("REWIND_CACHE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("rewind-test-cache-gc"))
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// The digests of a plan's list (`orphans`, `blobs`): `[[digest, size]]`.
@@ -406,7 +303,7 @@ fn a_killed_backups_chunks_are_listed_kept_while_young_and_then_removed_exactly(
     // Two of them a day and a half old: the default removes those two.
     let aged: BTreeSet<String> = expected.iter().take(2).cloned().collect();
     for digest in &aged {
-        age(&app.local_store(), digest, 36);
+        age(&app.store(), digest, 36);
     }
     let pruned = app.json(&["artifacts", "prune", "--json"], 0);
     assert_eq!(digests(&pruned["plan"]["orphans"]), aged, "{pruned:#}");
