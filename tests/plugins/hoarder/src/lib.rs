@@ -50,7 +50,7 @@ impl Backup for Hoarder {
             return Ok(vec![one.finish()?]);
         }
         let mut held = Vec::new();
-        let chunk: Vec<u8> = (0..size).map(|i| (i * 2654435761 >> 13) as u8).collect();
+        let chunk: Vec<u8> = (0..size).map(|i| ((i * 2654435761) >> 13) as u8).collect();
         for i in 0..count {
             match Writer::create(&format!("held{i}"), "application/octet-stream") {
                 Ok(mut writer) => {
