@@ -155,6 +155,8 @@ impl Runner<'_> {
             LogLevel::Warn,
             &format!("{failure}; rolling back to {}", backup.id),
         );
+        // The failed health pass is the guard's record until it finishes.
+        self.journal_catch_up(&run);
         let rollback = self.rollback_locked(RollbackOptions {
             to: Some(backup.id.clone()),
             safety_best_effort: true,
@@ -187,6 +189,12 @@ impl Runner<'_> {
         backup_id: &str,
         stdout_to_stderr: bool,
     ) -> std::result::Result<(), String> {
+        if let Some(holder) = self.lease_taken_by() {
+            return Err(format!(
+                "the deploy did not run: while this run was stopped past its lease, the store \
+                 lock was taken over by {holder}"
+            ));
+        }
         let mut step = StepRecord::start("deploy", "command");
         let mut line = vec![program.to_string()];
         line.extend(args.iter().cloned());

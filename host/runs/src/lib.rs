@@ -82,9 +82,10 @@ pub struct Runner<'a> {
     /// False while running read-only checks: steps write no journal and
     /// no events.
     recording: Cell<bool>,
-    /// The journal lacks the end of the last step: written with the next
-    /// journal write (see [`Runner::journal_step_end`]).
-    journal_behind: Cell<bool>,
+    /// The run whose journal lacks the end of its last step: written with
+    /// its next journal write (see [`Runner::journal_step_end`]). A run
+    /// can hold others (a guard its backup and rollback), so it is named.
+    journal_behind: RefCell<Option<String>>,
     /// Asks whether the store lock this run took is still its own.
     lease: RefCell<Option<rewind_store::LeaseCheck>>,
     /// How long to wait for a store lock another run holds.
@@ -109,7 +110,7 @@ impl<'a> Runner<'a> {
             events: Events::new(&store, &runtime, Vec::new()),
             command,
             recording: Cell::new(true),
-            journal_behind: Cell::new(false),
+            journal_behind: RefCell::default(),
             lease: RefCell::default(),
             lock_wait: std::time::Duration::ZERO,
         };
@@ -229,6 +230,26 @@ impl<'a> Runner<'a> {
         }
         *self.lease.borrow_mut() = Some(lock.lease_check());
         Ok(lock)
+    }
+
+    /// For removals that go on for a while (a prune): an error once the
+    /// store lock is no longer this run's, asked at most once a second
+    /// (on S3 each asking is a request).
+    fn lease_still_held(&self) -> impl FnMut() -> std::io::Result<()> + '_ {
+        let mut asked: Option<std::time::Instant> = None;
+        move || {
+            if asked.is_some_and(|at| at.elapsed() < std::time::Duration::from_secs(1)) {
+                return Ok(());
+            }
+            asked = Some(std::time::Instant::now());
+            match self.lease_taken_by() {
+                None => Ok(()),
+                Some(holder) => Err(std::io::Error::other(format!(
+                    "stopped: while this run was stopped past its lease, the store lock was \
+                     taken over by {holder}; what it had not removed yet stays"
+                ))),
+            }
+        }
     }
 
     /// Who took the store lock over from this run, if anyone did: a run
@@ -489,7 +510,7 @@ impl<'a> Runner<'a> {
             }
         }
         *run.steps.last_mut().expect("the step was pushed") = step.clone();
-        self.journal_step_end();
+        self.journal_step_end(run);
         self.observer.step_finished(run, &step);
         self.step_event(run, &step);
         result
@@ -515,7 +536,11 @@ impl<'a> Runner<'a> {
         if !self.recording.get() || lost {
             return;
         }
-        self.journal_behind.set(false);
+        let mut behind = self.journal_behind.borrow_mut();
+        if behind.as_deref() == Some(run.id.as_str()) {
+            *behind = None;
+        }
+        drop(behind);
         if let Err(err) = self.store.write_journal(run) {
             self.observer.note(
                 LogLevel::Warn,
@@ -533,16 +558,18 @@ impl<'a> Runner<'a> {
     /// it again, as it would a step the crash interrupted. What it saves
     /// is half the synced writes of every chain (docs/performance.md,
     /// "Whole runs").
-    fn journal_step_end(&self) {
+    fn journal_step_end(&self, run: &RunManifest) {
+        // A run that starts another (a guard its rollback) catches up
+        // first, so no run's pending end is replaced by another's.
         if self.recording.get() {
-            self.journal_behind.set(true);
+            *self.journal_behind.borrow_mut() = Some(run.id.clone());
         }
     }
 
     /// Write the end of the last step now, if it is not in the journal
     /// yet: before the host waits, and when a run cannot be finished.
-    fn journal_catch_up(&self, run: &RunManifest) {
-        if self.journal_behind.get() {
+    pub(crate) fn journal_catch_up(&self, run: &RunManifest) {
+        if self.journal_behind.borrow().as_deref() == Some(run.id.as_str()) {
             self.journal(run);
         }
     }
@@ -594,7 +621,8 @@ impl<'a> Runner<'a> {
         let plan = self
             .store
             .prune_plan_with(policy, jiff::Timestamp::now(), orphans)?;
-        self.store.apply_prune(&plan)?;
+        self.store
+            .apply_prune_while(&plan, &mut self.lease_still_held())?;
         self.events.log(&Event {
             kind: EventKind::Info,
             title: format!(
@@ -691,7 +719,10 @@ impl<'a> Runner<'a> {
         if plan.runs.is_empty() {
             return;
         }
-        match self.store.apply_prune(&plan) {
+        match self
+            .store
+            .apply_prune_while(&plan, &mut self.lease_still_held())
+        {
             Ok(()) => self.observer.note(
                 LogLevel::Info,
                 &format!(

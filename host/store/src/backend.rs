@@ -197,13 +197,25 @@ fn read_optional(path: &Path) -> io::Result<Option<Vec<u8>>> {
 /// Open a store file for reading, refusing anything but a regular file. A
 /// store may be shared (a fleet's hosts, an NFS mount): a FIFO planted
 /// where a file belongs would block the reader forever, a device never
-/// end. The open itself must not block, hence `O_NONBLOCK`, which regular
-/// files ignore.
+/// end, and a link could send the open to a device whose mere opening
+/// acts (a watchdog). The open itself must not block, hence `O_NONBLOCK`,
+/// which regular files ignore; no file of a store is a link, hence
+/// `O_NOFOLLOW`.
 fn open_regular(path: &Path) -> io::Result<File> {
     let file = OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)?;
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|err| match err.raw_os_error() {
+            Some(libc::ELOOP) => io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{} is a symbolic link: the store keeps only files there; remove it",
+                    path.display()
+                ),
+            ),
+            _ => err,
+        })?;
     if !file.metadata()?.file_type().is_file() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -449,5 +461,33 @@ impl Drop for LocalSink {
         if self.file.is_some() {
             let _ = fs::remove_file(&self.tmp);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A shared store's file replaced by a link (to a device whose opening
+    /// acts, say) or a FIFO (which would block the reader) is refused
+    /// without being opened through.
+    #[test]
+    fn only_regular_files_are_read_never_links_or_fifos() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = Local::open(dir.path()).unwrap();
+        fs::create_dir_all(dir.path().join("runs")).unwrap();
+        let outside = dir.path().join("outside");
+        fs::write(&outside, b"{}").unwrap();
+        std::os::unix::fs::symlink(&outside, dir.path().join("runs/a.json")).unwrap();
+        let err = local.read("runs/a.json").unwrap_err();
+        assert!(err.to_string().contains("is a symbolic link"), "{err}");
+        assert!(local.open_read("runs/a.json").is_err());
+
+        let fifo =
+            std::ffi::CString::new(dir.path().join("runs/b.json").to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo with a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        let err = local.read("runs/b.json").unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
     }
 }

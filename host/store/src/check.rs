@@ -478,16 +478,35 @@ impl Store {
     /// then the blobs no one refers to any more.
     /// Orphans go last: a crash before them leaves only more orphans.
     pub fn apply_prune(&self, plan: &PrunePlan) -> io::Result<()> {
+        self.apply_prune_while(plan, &mut || Ok(()))
+    }
+
+    /// [`Store::apply_prune`], asking `still_held` before each removal
+    /// whether the store lock is still the caller's (an error stops the
+    /// prune where it is): a prune frozen past its lease must not go on
+    /// removing blobs that the run that took the lock over may have just
+    /// chosen to reuse.
+    pub fn apply_prune_while(
+        &self,
+        plan: &PrunePlan,
+        still_held: &mut dyn FnMut() -> io::Result<()>,
+    ) -> io::Result<()> {
         if !plan.runs.is_empty() {
-            self.remove_runs(plan)?;
+            still_held()?;
+            self.remove_runs(plan, still_held)?;
         }
         for (digest, _) in &plan.orphans {
+            still_held()?;
             self.backend().remove(&blob::blob_key(digest)?)?;
         }
         Ok(())
     }
 
-    fn remove_runs(&self, plan: &PrunePlan) -> io::Result<()> {
+    fn remove_runs(
+        &self,
+        plan: &PrunePlan,
+        still_held: &mut dyn FnMut() -> io::Result<()>,
+    ) -> io::Result<()> {
         let mut pruned = self.pruned_runs()?;
         for run in &plan.runs {
             let (_, digest) = self.manifest_file(&run.id)?;
@@ -505,9 +524,11 @@ impl Store {
         // still accepts; the reverse order would leave unexplained gaps.
         self.write_pruned_runs(&pruned)?;
         for run in &plan.runs {
+            still_held()?;
             self.backend().remove(&Store::manifest_key(&run.id))?;
         }
         for (digest, _) in &plan.blobs {
+            still_held()?;
             self.backend().remove(&blob::blob_key(digest)?)?;
         }
         Ok(())

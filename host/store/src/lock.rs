@@ -185,6 +185,8 @@ pub struct StoreLock {
     /// The stale holder this lock replaced, for the caller to report.
     pub took_over: Option<LockHolder>,
     renewal: Option<Renewal>,
+    /// How long the lease lasts unrenewed.
+    lease: Duration,
 }
 
 #[derive(Debug)]
@@ -211,6 +213,7 @@ impl StoreLock {
             backend: self.backend.clone(),
             lease_id: self.lease_id.clone(),
             lost: self.renewal.as_ref().map(|r| r.lost.clone()),
+            lease: self.lease,
         }
     }
 }
@@ -221,6 +224,7 @@ pub struct LeaseCheck {
     backend: Arc<dyn Backend>,
     lease_id: String,
     lost: Option<Arc<AtomicBool>>,
+    lease: Duration,
 }
 
 impl LeaseCheck {
@@ -234,14 +238,26 @@ impl LeaseCheck {
     /// here before its renewal thread has noticed: the lock must still
     /// carry our lease id.
     pub fn taken_by(&self) -> io::Result<Option<String>> {
-        match self.backend.read_versioned(LOCK)? {
-            Some((bytes, _)) => {
-                let holder = parse_holder(&bytes);
-                Ok((holder.lease_id != self.lease_id || self.known_lost())
-                    .then(|| holder.to_string()))
-            }
-            None => Ok(Some("nobody (the lock was removed)".to_string())),
+        let Some((mut holder, version)) = read_holder(&*self.backend)? else {
+            return Ok(Some("nobody (the lock was removed)".to_string()));
+        };
+        if holder.lease_id != self.lease_id || self.known_lost() {
+            return Ok(Some(holder.to_string()));
         }
+        if holder.is_expired() {
+            // Ours, but expired: another run may be taking it over at this
+            // moment. Renew it now, on condition that it is still this
+            // version; a takeover is conditional on the same version, so
+            // exactly one of the two wins.
+            holder.expires_at = Some(expiry(self.lease));
+            let bytes = serde_json::to_vec_pretty(&holder).map_err(io::Error::other)?;
+            if self.backend.replace_if(LOCK, &bytes, &version)?.is_none() {
+                return Ok(Some(
+                    "another run (it took the expired lease over just now)".to_string(),
+                ));
+            }
+        }
+        Ok(None)
     }
 }
 
@@ -419,6 +435,7 @@ impl Store {
                     lease_id: holder.lease_id,
                     took_over,
                     renewal: Some(Renewal { stop, lost, thread }),
+                    lease,
                 });
             }
             let Some((found, version)) = found else {
@@ -560,6 +577,35 @@ mod tests {
         assert!(err.to_string().contains("rewind unlock --force"), "{err}");
         assert!(store.unlock(false).is_err());
         assert_eq!(store.unlock(true).unwrap(), Some(other));
+    }
+
+    /// A run frozen past its lease that wakes before anyone took it over
+    /// renews it when it asks; once another run holds it, it is told so.
+    #[test]
+    fn a_lease_that_expired_while_its_run_was_frozen_is_renewed_or_reported_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let lock = store.lock("rewind backup").unwrap();
+        let check = lock.lease_check();
+        assert_eq!(check.taken_by().unwrap(), None);
+
+        let path = dir.path().join("lock");
+        let mut ours: LockHolder = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        ours.expires_at = Some("2001-01-01T00:00:00Z".into());
+        fs::write(&path, serde_json::to_vec(&ours).unwrap()).unwrap();
+        assert_eq!(check.taken_by().unwrap(), None, "still ours: renewed");
+        let renewed: LockHolder = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        assert!(!renewed.is_expired(), "{renewed:?}");
+
+        fs::write(
+            &path,
+            serde_json::to_vec(&from_elsewhere("2999-01-01T00:00:00Z")).unwrap(),
+        )
+        .unwrap();
+        let holder = check.taken_by().unwrap().expect("taken over");
+        assert!(holder.contains("some-other-host.invalid"), "{holder}");
+        drop(lock);
+        assert!(path.exists(), "the other run's lock is left alone");
     }
 
     fn from_elsewhere(expires_at: &str) -> LockHolder {
