@@ -921,6 +921,19 @@ impl Project {
 /// The sample app's config file as first deployed.
 pub const SAMPLE_CONFIG_V1: &str = "APP_ENV=production\nDB_PASSWORD=v1-secret\n";
 
+/// The sample app's plugin tables: release-symlink for the code, files
+/// for its config and data, and a `slow` command instance whose backup is
+/// the shell script `slow_backup` (to hold the store's lock a while).
+pub fn sample_plugins(root: &Path, slow_backup: &str) -> String {
+    [
+        release_symlink_table("code", root),
+        files_table("config", &root.join("shared"), &[&root.join("shared")]),
+        sh_command_table("slow", &[("backup", slow_backup)]),
+    ]
+    .map(|table| table.to_string())
+    .join("\n")
+}
+
 /// The end-to-end tests' app, in `app/` of a project's temp dir: releases
 /// v1 (healthy, `current`) and v2 (broken), a private config file and a data
 /// file under shared/, and its rewind.toml. A local store lies beside

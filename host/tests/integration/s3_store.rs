@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use crate::common::{
     S3Bucket, SampleApp, StoreAt, artifact_digest, assert_a_backup_takes_over_the_expired_lease,
-    files_table, release_symlink_table, run_artifacts, run_kinds, sh_command_table, show, text,
+    run_artifacts, run_kinds, sample_plugins, sh_command_table, show, text,
 };
 use crate::servers::Moto;
 
@@ -35,13 +35,7 @@ fn plugins(root: &Path) -> String {
         "head -c 200000 /dev/urandom; for _ in $(seq 200); do test -e {}/fast && break; sleep 0.1; done",
         root.display()
     );
-    [
-        release_symlink_table("code", root),
-        files_table("config", &root.join("shared"), &[&root.join("shared")]),
-        sh_command_table("slow", &[("backup", &slow)]),
-    ]
-    .map(|table| table.to_string())
-    .join("\n")
+    sample_plugins(root, &slow)
 }
 
 /// The sample app on v1, its store `s3://rewind-fleet/shop/test` on

@@ -19,9 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
 
-use crate::common::{
-    S3Bucket, SampleApp, StoreAt, files_table, release_symlink_table, sh_command_table, text,
-};
+use crate::common::{S3Bucket, SampleApp, StoreAt, sample_plugins, text};
 use crate::servers::Moto;
 
 const BUCKET: &str = "rewind-gc";
@@ -51,13 +49,7 @@ fn plugins(root: &Path) -> String {
         "head -c 10000000 /dev/urandom; test -e {}/fast || sleep 20",
         root.display()
     );
-    [
-        release_symlink_table("code", root),
-        files_table("config", &root.join("shared"), &[&root.join("shared")]),
-        sh_command_table("slow", &[("backup", &slow)]),
-    ]
-    .map(|table| table.to_string())
-    .join("\n")
+    sample_plugins(root, &slow)
 }
 
 impl<'m> App<'m> {
@@ -169,6 +161,20 @@ print(json.dumps(out))
     }
 }
 
+/// `prune --dry-run --json` with no grace period: the plan lists every
+/// orphan, whatever its age.
+fn plan_every_orphan(app: &App) -> Value {
+    let args = [
+        "artifacts",
+        "prune",
+        "--dry-run",
+        "--orphans-older-than",
+        "0s",
+        "--json",
+    ];
+    app.json(&args, 0)
+}
+
 /// The digests of a plan's list (`orphans`, `blobs`): `[[digest, size]]`.
 fn digests(list: &Value) -> BTreeSet<String> {
     list.as_array()
@@ -250,17 +256,7 @@ fn a_killed_backups_chunks_are_listed_kept_while_young_and_then_removed_exactly(
     let bytes: u64 = orphans.values().sum();
 
     // --dry-run lists them, apart from the runs' blobs, and removes nothing.
-    let dry = app.json(
-        &[
-            "artifacts",
-            "prune",
-            "--dry-run",
-            "--orphans-older-than",
-            "0s",
-            "--json",
-        ],
-        0,
-    );
+    let dry = plan_every_orphan(&app);
     assert_eq!(digests(&dry["plan"]["orphans"]), expected, "{dry:#}");
     assert_eq!(dry["plan"]["orphan_bytes"], bytes);
     assert_eq!(dry["plan"]["blobs"], Value::Array(Vec::new()));
@@ -393,17 +389,7 @@ fn orphans_on_an_s3_store_are_listed_kept_while_young_and_removed_exactly() {
     let all = app.blobs();
     let expected: BTreeSet<String> = orphans.keys().cloned().collect();
 
-    let dry = app.json(
-        &[
-            "artifacts",
-            "prune",
-            "--dry-run",
-            "--orphans-older-than",
-            "0s",
-            "--json",
-        ],
-        0,
-    );
+    let dry = plan_every_orphan(&app);
     assert_eq!(digests(&dry["plan"]["orphans"]), expected, "{dry:#}");
     assert_eq!(dry["plan"]["orphan_bytes"], orphans.values().sum::<u64>());
     assert_eq!(app.blobs(), all);
